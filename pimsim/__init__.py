@@ -1,0 +1,1 @@
+"""pimsim: processing-in-memory accelerator simulator."""
