@@ -1,1 +1,27 @@
-"""pimsim: processing-in-memory accelerator simulator."""
+"""pimsim: evaluate neural networks on processing-in-memory accelerators described in YAML.
+
+The public API is what this module exports. torch is imported only by the functions that need it
+(:func:`from_torch`, :func:`zoo_model`), so cost-only use starts fast.
+"""
+
+from pimsim.errors import MappingError, PimsimError, SpecError, WorkloadError
+from pimsim.spec import ArchSpec, load_arch, with_overrides
+from pimsim.workload import Layer, Workload, from_torch, load_workload, zoo_model, zoo_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchSpec",
+    "Layer",
+    "MappingError",
+    "PimsimError",
+    "SpecError",
+    "Workload",
+    "WorkloadError",
+    "from_torch",
+    "load_arch",
+    "load_workload",
+    "with_overrides",
+    "zoo_model",
+    "zoo_names",
+]

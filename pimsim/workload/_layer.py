@@ -174,12 +174,14 @@ class Workload:
 # --------------------------------------------------------------------------- constructors
 
 
-def _pair(value, what: str) -> Pair:
+def _pair(value, what: str, minimum: int = 1) -> Pair:
     if isinstance(value, int):
         value = (value, value)
     value = tuple(int(v) for v in value)
     if len(value) != 2:
         raise WorkloadError(f"{what} must be an integer or a pair of integers, got {value}")
+    if min(value) < minimum:
+        raise WorkloadError(f"{what} must be >= {minimum}, got {value}")
     return value  # type: ignore[return-value]
 
 
@@ -222,7 +224,7 @@ def conv(
         if any(t % 2 for t in total):
             raise WorkloadError(f"layer {name!r}: asymmetric 'same' padding is not supported")
         padding = (total[0] // 2, total[1] // 2)
-    p = _pair(padding, "padding")
+    p = _pair(padding, "padding", 0)
     if groups < 1 or cin % groups or out_channels % groups:
         raise WorkloadError(
             f"layer {name!r}: groups={groups} must divide in_channels={cin} and "
@@ -303,7 +305,7 @@ def pool(
             raise WorkloadError(f"layer {name!r}: pool op {op!r} needs a kernel")
         k = _pair(kernel, "kernel")
         s = _pair(stride if stride is not None else k, "stride")
-        p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+        p, d = _pair(padding, "padding", 0), _pair(dilation, "dilation")
         out = (
             c,
             _window_out(h, k[0], s[0], p[0], d[0], ceil_mode),

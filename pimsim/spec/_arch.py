@@ -1,0 +1,372 @@
+"""The accelerator spec (``kind: arch``): every knob of DESIGN.md's primer and Conventions.
+
+Field docstrings become the JSON Schema descriptions printed by ``pimsim schema arch``. Preset
+resolution (``decomposition.scheme``) happens before validation, so a loaded spec always carries
+the resolved ``dac.bits``, ``cell.bits`` and ``decomposition.signed_encoding``; cross-field rules
+run after it and name the field at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from pimsim.spec._fields import (
+    ComponentSpec,
+    ExplicitValues,
+    Fraction,
+    NonNegFloat,
+    PositiveFloat,
+    PositiveInt,
+    SpecModel,
+)
+
+#: Component models the cost model implements, per component; ``fixed`` = explicit values only.
+ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp")
+DAC_MODELS = ("fixed", "drive")
+ARRAY_MODELS = ("fixed", "conductance", "sram_cell")
+
+SCHEMES = ("native", "differential", "bit_serial")
+ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
+
+
+class FieldProblem(ValueError):
+    """A cross-field rule failed; ``path`` is the field at fault (a tuple of keys)."""
+
+    def __init__(self, path: tuple, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class TechnologySpec(SpecModel):
+    """Process technology and clock."""
+
+    node_nm: PositiveFloat
+    """Technology node (nm); component models scale with it."""
+    vdd_v: PositiveFloat = 1.0
+    """Digital supply voltage (V). Default 1.0 V, a typical nominal supply at 22-45 nm."""
+    clock_hz: PositiveFloat
+    """Digital clock frequency (Hz)."""
+
+
+class VariationSpec(SpecModel):
+    """Device non-idealities (used by the accuracy oracle). All default to ideal."""
+
+    between_chip: NonNegFloat = 0.0
+    """Sigma of the lognormal conductance factor shared by all devices of one chip."""
+    within_chip: NonNegFloat = 0.0
+    """Sigma of the lognormal conductance factor drawn per device."""
+    read_noise: NonNegFloat = 0.0
+    """Cycle-to-cycle read noise: sigma relative to each cell's conductance, per read."""
+    stuck_at_on: Fraction = 0.0
+    """Fraction of cells stuck at the on (maximum) conductance."""
+    stuck_at_off: Fraction = 0.0
+    """Fraction of cells stuck at the off (minimum) conductance."""
+    drift_nu: NonNegFloat = 0.0
+    """Drift exponent nu of G(t) = G(t0) (t / t0)^-nu (PCM-style power law); 0 = no drift."""
+    drift_t0_s: PositiveFloat = 1.0
+    """Reference time t0 of the drift law (s after programming)."""
+    drift_time_s: NonNegFloat = 0.0
+    """Time after programming at which inference runs (s); drift applies when > t0."""
+
+
+class CellSpec(SpecModel):
+    """The memory cell that stores weight slices."""
+
+    device: Literal["rram", "pcm", "sram", "fefet", "mram", "flash", "ecram"]
+    """Device technology."""
+    bits: PositiveInt | None = Field(default=None, le=8)
+    """Bits stored per cell. Default: from ``decomposition.scheme``."""
+    r_on_ohm: PositiveFloat | None = None
+    """On-state (low) resistance (ohm)."""
+    on_off_ratio: float | None = Field(default=None, gt=1)
+    """G_on / G_off. None: an ideal (infinite) ratio for the oracle."""
+    read_voltage_v: PositiveFloat | None = None
+    """Read voltage across a cell (V)."""
+    write_voltage_v: PositiveFloat | None = None
+    """Programming voltage (V); above vdd it needs level shifters."""
+    write_energy_pj: NonNegFloat | None = None
+    """Energy of one programming pulse on one cell (pJ)."""
+    write_latency_ns: PositiveFloat | None = None
+    """Duration of one programming pulse (ns)."""
+    write_pulses: PositiveInt = 1
+    """Pulses per cell to program one level (write-verify)."""
+    area_f2: PositiveFloat | None = None
+    """Cell area in F^2 (F = node); e.g. 1T1R RRAM 4F x 12F = 48."""
+    variation: VariationSpec = VariationSpec()
+    """Device variation, noise, faults and drift."""
+
+
+class ArraySpec(ExplicitValues):
+    """A crossbar array and how many of its rows one ADC conversion reads."""
+
+    model: str = "conductance"
+    """Array model: ``conductance`` (energy from conductances, read voltage and read time),
+    ``sram_cell`` or ``fixed`` (explicit values)."""
+    rows: PositiveInt
+    """Rows (word lines), i.e. inputs per array."""
+    cols: PositiveInt
+    """Columns (bit lines), i.e. physical output columns per array."""
+    rows_per_adc_read: PositiveInt | None = None
+    """Rows activated together for one conversion. Default: all rows."""
+    read_time_ns: PositiveFloat | None = None
+    """Time of one array read (ns). Default: from the ADC/sense timing."""
+
+
+class AdcNonidealSpec(SpecModel):
+    """ADC non-idealities (used by the accuracy oracle), in LSB of the ADC."""
+
+    inl_lsb: NonNegFloat = 0.0
+    """Peak integral non-linearity (LSB), applied as a smooth bow over the code range."""
+    dnl_lsb: NonNegFloat = 0.0
+    """Sigma of the per-code differential non-linearity (LSB), fixed per chip."""
+    gain_error: float = 0.0
+    """Relative gain error (0.01 = +1%)."""
+    offset_lsb: float = 0.0
+    """Offset error (LSB)."""
+    thermal_noise_lsb: NonNegFloat = 0.0
+    """Sigma of Gaussian noise on the analog sum before conversion (LSB)."""
+
+
+class AdcSpec(ExplicitValues):
+    """Analog-to-digital converters at the bottom of the columns."""
+
+    model: str = "survey"
+    """ADC model: ``isaac_scaling`` (ISAAC-style bits table at 32 nm, scaled by node),
+    ``survey`` (Murmann-survey fit in bits, rate and node), ``neurosim_sense_amp`` (multilevel
+    current-mode sense amplifier) or ``fixed`` (explicit values only)."""
+    bits: PositiveInt = Field(le=16)
+    """Resolution (bits)."""
+    type: Literal["sar", "flash", "sense_amp", "ramp", "pipeline", "integrating"] = "sar"
+    """Circuit type."""
+    cols_per_adc: PositiveInt = 1
+    """Columns multiplexed onto one ADC."""
+    sample_rate_hz: PositiveFloat | None = None
+    """Rated conversion rate (Hz); peak power uses it. Default: one conversion per clock."""
+    range: Literal["full_scale", "calibrated", "learned"] = "full_scale"
+    """Input range policy (DESIGN.md Conventions, 'ADC range')."""
+    range_percentile: float = Field(default=99.99, gt=0, le=100)
+    """With ``range: calibrated``: percentile of observed partial sums that sets full scale."""
+    nonideal: AdcNonidealSpec = AdcNonidealSpec()
+    """Non-linearity, gain/offset and thermal noise."""
+
+
+class DacSpec(ExplicitValues):
+    """Input drivers: one per row, driving ``bits`` input bits per cycle."""
+
+    model: str = "drive"
+    """DAC/driver model: ``drive`` (row-driver energy from wire load and voltage) or ``fixed``."""
+    bits: PositiveInt | None = Field(default=None, le=16)
+    """Input bits applied per cycle (1 = bit-serial). Default: from ``decomposition.scheme``."""
+    encoding: Literal["level", "pwm"] = "level"
+    """Multi-bit input encoding: voltage levels or pulse width (PWM)."""
+
+
+class DecompositionSpec(SpecModel):
+    """How inputs and weights are split over cycles and cells (DESIGN.md Conventions)."""
+
+    scheme: Literal["native", "differential", "bit_serial"] = "native"
+    """Preset that sets defaults for ``dac.bits``, ``cell.bits`` and ``signed_encoding``."""
+    input_bits: PositiveInt = Field(default=8, le=32)
+    """Input (activation) precision in bits."""
+    weight_bits: int = Field(default=8, ge=2, le=32)
+    """Weight precision in bits (signed)."""
+    signed_encoding: Literal[
+        "offset", "twos_complement", "differential_analog", "differential_digital"
+    ] | None = None
+    """Signed-weight encoding. Default: from ``scheme``."""
+    signed_inputs: Literal["auto", "signed", "unsigned"] = "auto"
+    """Signed inputs: ``auto`` treats non-negative inputs (after ReLU, pixels) as unsigned."""
+
+    @property
+    def magnitude_bits(self) -> int:
+        """m of DESIGN.md's Counting: weight_bits - 1 for differential encodings, else weight_bits."""
+        if self.signed_encoding in ("differential_analog", "differential_digital"):
+            return self.weight_bits - 1
+        return self.weight_bits
+
+
+class MappingSpec(SpecModel):
+    """Options of the layer-to-crossbar mapper."""
+
+    pack_groups: Literal["separate", "block_diagonal"] = "separate"
+    """Grouped convs: each group on its own arrays, or groups packed block-diagonally."""
+    duplication: Literal["none", "balance"] = "none"
+    """Weight duplication: ``balance`` duplicates slow (early) layers to balance the pipeline."""
+    max_duplication: PositiveInt | None = None
+    """Upper bound on copies of one layer's weights (None: limited by chip size)."""
+    reprogram: bool = False
+    """Allow a network larger than a fixed chip to run in several passes, counting the writes."""
+
+
+class PeSpec(SpecModel):
+    """A processing element (ISAAC's IMA): arrays with their ADCs, DACs and local periphery."""
+
+    arrays: PositiveInt
+    """Arrays per PE."""
+    components: list[ComponentSpec] = []
+    """Other per-PE components (shift-add, input/output registers, sample-and-hold, ...)."""
+
+
+class TileSpec(SpecModel):
+    """A tile: PEs plus tile-level buffers, interconnect and digital units."""
+
+    pes: PositiveInt
+    """PEs per tile."""
+    components: list[ComponentSpec] = []
+    """Per-tile components (eDRAM, bus, router with ``shared_by``, activation, pooling, ...)."""
+
+
+class ChipSpec(SpecModel):
+    """The chip: tiles plus chip-level components."""
+
+    tiles: PositiveInt | Literal["auto"] = "auto"
+    """Tiles per chip, or ``auto`` to size the chip to the network."""
+    pipelined: bool = True
+    """Layers run as a pipeline (throughput from the slowest stage)."""
+    components: list[ComponentSpec] = []
+    """Chip-level components (off-chip links such as HyperTransport, global buffer, ...)."""
+
+
+class ArchSpec(SpecModel):
+    """A complete accelerator description (a ``kind: arch`` file)."""
+
+    kind: Literal["arch"] = "arch"
+    """File kind."""
+    name: str = Field(min_length=1)
+    """Short name of the design."""
+    description: str = ""
+    """Free text."""
+    technology: TechnologySpec
+    cell: CellSpec
+    array: ArraySpec
+    adc: AdcSpec
+    dac: DacSpec = DacSpec()
+    decomposition: DecompositionSpec = DecompositionSpec()
+    mapping: MappingSpec = MappingSpec()
+    pe: PeSpec
+    tile: TileSpec
+    chip: ChipSpec = ChipSpec()
+    _source: Any = PrivateAttr(default=None)  # the YAML document it was loaded from
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_presets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = resolve_presets(data)
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        check_arch(self)
+        return self
+
+    @property
+    def weight_slices(self) -> int:
+        """ceil(m / cell.bits): cells (slices) per weight magnitude."""
+        return math.ceil(self.decomposition.magnitude_bits / self.cell.bits)
+
+    @property
+    def input_cycles(self) -> int:
+        """ceil(input_bits / dac.bits)."""
+        return math.ceil(self.decomposition.input_bits / self.dac.bits)
+
+
+def preset_defaults(scheme: str, input_bits: int, weight_bits: int) -> dict[tuple, Any]:
+    """The knob values a preset sets (DESIGN.md Conventions, 'presets'), by field path."""
+    if scheme == "native":
+        return {("dac", "bits"): input_bits, ("cell", "bits"): weight_bits,
+                ("decomposition", "signed_encoding"): "offset"}
+    if scheme == "differential":
+        return {("dac", "bits"): input_bits, ("cell", "bits"): weight_bits - 1,
+                ("decomposition", "signed_encoding"): "differential_analog"}
+    if scheme == "bit_serial":
+        return {("dac", "bits"): 1, ("cell", "bits"): 1,
+                ("decomposition", "signed_encoding"): "twos_complement"}
+    return {}
+
+
+def resolve_presets(data: dict) -> dict:
+    """Fill knobs the file leaves out from ``decomposition.scheme``; explicit knobs win."""
+    data = copy.deepcopy(data)
+    dec = data.get("decomposition") or {}
+    if not isinstance(dec, dict):
+        return data
+    scheme = dec.get("scheme", "native")
+    ib, wb = dec.get("input_bits", 8), dec.get("weight_bits", 8)
+    if not (isinstance(ib, int) and isinstance(wb, int) and isinstance(scheme, str)):
+        return data  # the field validators report the type errors
+    for (section, key), value in preset_defaults(scheme, ib, wb).items():
+        block = data.setdefault(section, {})
+        if isinstance(block, dict) and block.get(key) is None:
+            block[key] = value
+    return data
+
+
+def check_arch(spec: ArchSpec) -> None:
+    """Cross-field rules; raises :class:`FieldProblem` naming the field at fault."""
+    dec, arr, adc = spec.decomposition, spec.array, spec.adc
+    if arr.rows_per_adc_read is not None and arr.rows_per_adc_read > arr.rows:
+        raise FieldProblem(("array", "rows_per_adc_read"),
+                           f"{arr.rows_per_adc_read} rows per ADC read exceeds array.rows = "
+                           f"{arr.rows}")
+    if adc.cols_per_adc > arr.cols:
+        raise FieldProblem(("adc", "cols_per_adc"),
+                           f"{adc.cols_per_adc} columns per ADC exceeds array.cols = {arr.cols}")
+    if dec.signed_encoding == "twos_complement" and spec.cell.bits != 1:
+        raise FieldProblem(("decomposition", "signed_encoding"),
+                           f"twos_complement needs cell.bits = 1 (got {spec.cell.bits}); use "
+                           "offset or a differential encoding with multi-bit cells")
+    if spec.cell.bits < 1:
+        raise FieldProblem(("cell", "bits"), "must be at least 1 (weight_bits too small for the "
+                           "differential preset?)")
+    var = spec.cell.variation
+    if var.stuck_at_on + var.stuck_at_off > 1:
+        raise FieldProblem(("cell", "variation", "stuck_at_off"),
+                           "stuck_at_on + stuck_at_off exceeds 1")
+    models = (("adc", adc, ADC_MODELS), ("dac", spec.dac, DAC_MODELS),
+              ("array", arr, ARRAY_MODELS))
+    for section, block, known in models:
+        if block.model not in known:
+            raise FieldProblem((section, "model"),
+                               f"unknown {section} model {block.model!r}; known: "
+                               f"{', '.join(known)}")
+        _check_reference(spec, section, block)
+    for level in ("pe", "tile", "chip"):
+        names = set()
+        for i, comp in enumerate(getattr(spec, level).components):
+            if comp.name in names:
+                raise FieldProblem((level, "components", i, "name"),
+                                   f"component name {comp.name!r} used twice in {level}")
+            names.add(comp.name)
+            _check_reference(spec, f"{level}.components[{i}]", comp, (level, "components", i))
+
+
+def _check_reference(spec: ArchSpec, section: str, block: ExplicitValues, path=None) -> None:
+    """Explicit values are tied to the parameters they were measured at (see ReferenceSpec)."""
+    path = path or (section,)
+    if block.has_explicit and block.reference is None:
+        raise FieldProblem(path + ("reference",), "explicit power/energy/area values need a "
+                           "'reference' with their 'source'")
+    ref = block.reference
+    if ref is None or block.model != "fixed":
+        return
+    actual = {"bits": getattr(block, "bits", None),
+              "sample_rate_hz": getattr(block, "sample_rate_hz", None),
+              "node_nm": spec.technology.node_nm,
+              "size_bytes": getattr(block, "size_bytes", None),
+              "width_bits": getattr(block, "width_bits", None),
+              "rows": getattr(block, "rows", None), "cols": getattr(block, "cols", None)}
+    for key, value in actual.items():
+        measured = getattr(ref, key)
+        if measured is not None and value is not None and not math.isclose(measured, value):
+            raise FieldProblem(
+                path + (key,) if key != "node_nm" else ("technology", "node_nm"),
+                f"{section} has explicit values measured at {key} = {measured:g} "
+                f"({ref.source}) but the spec sets {key} = {value:g}; with model 'fixed' they "
+                f"cannot be rescaled: set {section}.model to a scaling model or remove the "
+                "explicit values",
+            )
