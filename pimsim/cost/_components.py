@@ -1,0 +1,318 @@
+"""Component models. Each returns one instance's :class:`ComponentEstimate`.
+
+Technology scaling (first order, from C ~ feature size and E = C V^2): energy scales with
+node / reference node and area with (node / reference node)^2. Digital units and buffers take
+ISAAC's Table I (32 nm, 1.2 GHz; Shafiee et al., ISCA 2016) as their reference points.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pimsim.cost._registry import ComponentEstimate, register
+from pimsim.errors import SpecError
+
+# DESIGN.md reference numbers: ADC energy (pJ/conversion) and area (um2) vs bits at 32 nm,
+# 1.2 GS/s (ISAAC-style scaling; 8 b: 16 mW / 8 ADCs / 1.2 GS/s = 1.67 pJ).
+ISAAC_ADC_TABLE = {4: (0.79, 361), 5: (0.99, 477), 6: (1.20, 627), 7: (1.42, 845),
+                   8: (1.67, 1200), 9: (1.97, 1828), 10: (2.38, 3002)}
+ISAAC_NODE_NM = 32.0
+ISAAC_RATE_HZ = 1.2e9
+
+# Survey-fit ADC model (Murmann ADC survey trend as used by Accelergy's ADC estimator: energy
+# linear in bits at low resolution, x4 per bit at high resolution). Documented calibration: the
+# coefficients of E = a b + c 4^b and A = p b + q 4^b are least-squares fits (relative error) to
+# ISAAC_ADC_TABLE above; residuals: energy within 3.1%, area within 19% over 4..10 bits.
+SURVEY_E = (0.201194718, 3.76395474e-07)  # pJ
+SURVEY_A = (103.478054, 2.18338015e-03)  # um2
+
+
+def node_energy(node_nm: float, ref_nm: float) -> float:
+    """First-order energy scaling factor between technology nodes."""
+    return node_nm / ref_nm
+
+
+def node_area(node_nm: float, ref_nm: float) -> float:
+    """First-order area scaling factor between technology nodes."""
+    return (node_nm / ref_nm) ** 2
+
+
+def _rate(arch, block) -> float:
+    return getattr(block, "sample_rate_hz", None) or getattr(block, "rate_hz", None) or \
+        arch.technology.clock_hz
+
+
+def _explicit(arch, block, scale_e: float = 1.0, scale_a: float = 1.0) -> ComponentEstimate:
+    """Published values, rescaled by ``scale_*`` (1 for ``fixed``)."""
+    rate = _rate(arch, block)
+    energy = block.energy_pj
+    if energy is None and block.power_mw is not None:
+        energy = block.power_mw / (rate * 1e-9)
+    return ComponentEstimate(
+        energy_pj=(energy or 0.0) * scale_e,
+        area_um2=(block.area_um2 or 0.0) * scale_a,
+        rate_hz=rate,
+        leakage_mw=block.leakage_mw or 0.0,
+        accuracy="published",
+    )
+
+
+def _with_reference(arch, block, model_e, model_a) -> ComponentEstimate:
+    """Use explicit values rescaled by the model's ratio between the spec's parameters and the
+    reference's, or the model's own values when nothing explicit is given."""
+    if block.has_explicit:
+        ref = block.reference
+        ref_bits = ref.bits or block.bits
+        ref_node = ref.node_nm or arch.technology.node_nm
+        se = model_e(block.bits, arch.technology.node_nm) / model_e(ref_bits, ref_node)
+        sa = model_a(block.bits, arch.technology.node_nm) / model_a(ref_bits, ref_node)
+        return _explicit(arch, block, se, sa)
+    return ComponentEstimate(
+        energy_pj=model_e(block.bits, arch.technology.node_nm),
+        area_um2=model_a(block.bits, arch.technology.node_nm),
+        rate_hz=_rate(arch, block),
+        leakage_mw=block.leakage_mw or 0.0,
+        accuracy="fitted",
+    )
+
+
+def _isaac_table(bits: int, column: int) -> float:
+    if bits not in ISAAC_ADC_TABLE:
+        raise SpecError(f"adc.bits = {bits}: the isaac_scaling ADC model covers "
+                        f"{min(ISAAC_ADC_TABLE)}..{max(ISAAC_ADC_TABLE)} bits; use adc.model: "
+                        "survey for other resolutions", field="adc.bits")
+    return ISAAC_ADC_TABLE[bits][column]
+
+
+@register("adc", "fixed")
+def adc_fixed(arch, adc) -> ComponentEstimate:
+    """Published values only (tied to the parameters in ``adc.reference``)."""
+    return _explicit(arch, adc)
+
+
+@register("adc", "isaac_scaling")
+def adc_isaac_scaling(arch, adc) -> ComponentEstimate:
+    """DESIGN.md's ISAAC-style bits table at 32 nm (4..10 bits), scaled by node; rate-independent
+    up to the table's 1.2 GS/s."""
+
+    def energy(bits, node):
+        return _isaac_table(bits, 0) * node_energy(node, ISAAC_NODE_NM)
+
+    def area(bits, node):
+        return _isaac_table(bits, 1) * node_area(node, ISAAC_NODE_NM)
+
+    return _with_reference(arch, adc, energy, area)
+
+
+def survey_energy_pj(bits: int, node_nm: float, rate_hz: float = ISAAC_RATE_HZ) -> float:
+    """Survey-fit energy per conversion (pJ); grows linearly with rate above 1.2 GS/s."""
+    a, c = SURVEY_E
+    return (a * bits + c * 4.0**bits) * node_energy(node_nm, ISAAC_NODE_NM) * max(
+        1.0, rate_hz / ISAAC_RATE_HZ)
+
+
+def survey_area_um2(bits: int, node_nm: float) -> float:
+    """Survey-fit ADC area (um2)."""
+    p, q = SURVEY_A
+    return (p * bits + q * 4.0**bits) * node_area(node_nm, ISAAC_NODE_NM)
+
+
+@register("adc", "survey")
+def adc_survey(arch, adc) -> ComponentEstimate:
+    """Survey-fit model in bits, sample rate and node (see SURVEY_E)."""
+    rate = _rate(arch, adc)
+    return _with_reference(arch, adc, lambda b, n: survey_energy_pj(b, n, rate),
+                           survey_area_um2)
+
+
+# NeuroSim-style multilevel current-mode sense amplifier: 2^b - 1 reference levels, each a
+# current comparator, fired in parallel (flash-like). First-order per-comparator energy and area
+# at 22 nm; these are estimates, validated only through the NeuroSim Table VII comparison.
+SENSE_AMP_E_PJ_22NM = 0.012
+SENSE_AMP_A_UM2_22NM = 4.0
+
+
+@register("adc", "neurosim_sense_amp")
+def adc_sense_amp(arch, adc) -> ComponentEstimate:
+    """Multilevel sense amplifier: (2^bits - 1) comparators."""
+    levels = 2**adc.bits - 1
+
+    def energy(bits, node):
+        return (2**bits - 1) * SENSE_AMP_E_PJ_22NM * node_energy(node, 22.0)
+
+    def area(bits, node):
+        return (2**bits - 1) * SENSE_AMP_A_UM2_22NM * node_area(node, 22.0)
+
+    assert levels >= 1
+    return _with_reference(arch, adc, energy, area)
+
+
+def _generic(arch, block, energy_pj_32, area_um2_32, rate=None) -> ComponentEstimate:
+    if block.has_explicit:
+        return _explicit(arch, block)
+    node = arch.technology.node_nm
+    return ComponentEstimate(
+        energy_pj=energy_pj_32 * node_energy(node, ISAAC_NODE_NM),
+        area_um2=area_um2_32 * node_area(node, ISAAC_NODE_NM),
+        rate_hz=rate or getattr(block, "rate_hz", None) or arch.technology.clock_hz,
+        leakage_mw=block.leakage_mw or 0.0,
+    )
+
+
+def _per_op(power_mw: float) -> float:
+    """ISAAC Table I power at its 1.2 GHz clock -> energy per operation (pJ)."""
+    return power_mw / (ISAAC_RATE_HZ * 1e-9)
+
+
+@register("component", "fixed")
+def fixed(arch, comp) -> ComponentEstimate:
+    """Published values only."""
+    return _explicit(arch, comp)
+
+
+@register("component", "shift_add")
+def shift_add(arch, comp) -> ComponentEstimate:
+    """ISAAC Table I shift-and-add unit: 0.05 mW, 60 um2 at 32 nm (one operation per cycle)."""
+    return _generic(arch, comp, _per_op(0.05), 60.0)
+
+
+@register("component", "adder_tree")
+def adder_tree(arch, comp) -> ComponentEstimate:
+    """Accumulation of partial sums: modelled as a shift-add unit per operation (ISAAC Table I)."""
+    return _generic(arch, comp, _per_op(0.05), 60.0)
+
+
+@register("component", "relu")
+def relu(arch, comp) -> ComponentEstimate:
+    """Activation unit: ISAAC Table I sigmoid unit, 0.26 mW, 300 um2 at 32 nm."""
+    return _generic(arch, comp, _per_op(0.26), 300.0)
+
+
+@register("component", "max_pool")
+def max_pool(arch, comp) -> ComponentEstimate:
+    """Pooling unit: ISAAC Table I max-pool, 0.4 mW, 240 um2 at 32 nm."""
+    return _generic(arch, comp, _per_op(0.4), 240.0)
+
+
+def _buffer(arch, comp, ref_bytes, power_mw, area_um2, ref_width=256) -> ComponentEstimate:
+    size = comp.size_bytes or ref_bytes
+    width = comp.width_bits or ref_width
+    # Access energy ~ sqrt(capacity) (bit-line/word-line length) x width; area ~ capacity.
+    e = _per_op(power_mw) * math.sqrt(size / ref_bytes) * width / ref_width
+    return _generic(arch, comp, e, area_um2 * size / ref_bytes)
+
+
+@register("component", "register_file")
+def register_file(arch, comp) -> ComponentEstimate:
+    """Register-file buffer: ISAAC Table I input register, 2 KB, 1.24 mW, 2100 um2 at 32 nm."""
+    return _buffer(arch, comp, 2048, 1.24, 2100.0)
+
+
+@register("component", "sram_buffer")
+def sram_buffer(arch, comp) -> ComponentEstimate:
+    """SRAM/eDRAM buffer: ISAAC Table I eDRAM, 64 KB, 20.7 mW, 0.083 mm2 at 32 nm."""
+    return _buffer(arch, comp, 65536, 20.7, 83000.0)
+
+
+@register("component", "bus")
+def bus(arch, comp) -> ComponentEstimate:
+    """Shared bus: ISAAC Table I tile bus, 384 bits wide, 7 mW, 0.090 mm2 at 32 nm."""
+    width = (comp.width_bits or 384) / 384
+    return _generic(arch, comp, _per_op(7.0) * width, 90000.0 * width)
+
+
+@register("component", "htree")
+def htree(arch, comp) -> ComponentEstimate:
+    """H-tree between PEs: modelled as ISAAC's tile bus."""
+    return bus(arch, comp)
+
+
+@register("component", "router")
+def router(arch, comp) -> ComponentEstimate:
+    """Mesh router: ISAAC Table I router, 42 mW, 0.151 mm2 at 32 nm (Orion 2.0)."""
+    return _generic(arch, comp, _per_op(42.0), 151000.0)
+
+
+@register("component", "level_shifter")
+def level_shifter(arch, comp) -> ComponentEstimate:
+    """Write-voltage level shifters: area only in inference (first-order: 128 shifters of
+    0.5 um2 at 32 nm per instance); no read energy."""
+    return _generic(arch, comp, 0.0, 64.0)
+
+
+# ----------------------------------------------------------------------------- analog core
+
+DEFAULT_READ_TIME_NS = 10.0  # when neither the spec nor a published value gives one
+WIRE_CAP_FF_PER_CELL_32NM = 0.2  # first-order word-line capacitance per cell at 32 nm
+
+
+def read_time_ns(arch) -> float:
+    """Array read time: ``array.read_time_ns``, else DEFAULT_READ_TIME_NS."""
+    return arch.array.read_time_ns or DEFAULT_READ_TIME_NS
+
+
+def _array_rate(arch) -> float:
+    """Cell reads per second of one array reading all its cells once per read time."""
+    return arch.array.rows * arch.array.cols / (read_time_ns(arch) * 1e-9)
+
+
+@register("array", "fixed")
+def array_fixed(arch, array) -> ComponentEstimate:
+    """Published values; the action is one cell read."""
+    est = _explicit(arch, array)
+    rate = _array_rate(arch)
+    energy = array.energy_pj if array.energy_pj is not None else (array.power_mw or 0) / (
+        rate * 1e-9)
+    return ComponentEstimate(energy, est.area_um2, rate, est.leakage_mw, accuracy="published")
+
+
+def _cell_area_um2(arch, default_f2: float) -> float:
+    f_um = arch.technology.node_nm * 1e-3
+    return (arch.cell.area_f2 or default_f2) * f_um * f_um
+
+
+@register("array", "conductance")
+def array_conductance(arch, array) -> ComponentEstimate:
+    """Energy per cell read = V^2 x G_mean x t_read (Ohm's law over the read pulse), with
+    G_mean the mean of G_on and G_off; area = rows x cols x cell area (F^2)."""
+    cell = arch.cell
+    g_on = 1.0 / (cell.r_on_ohm or 100e3)
+    g_off = g_on / (cell.on_off_ratio or 1e9)
+    v = cell.read_voltage_v or 0.5
+    energy = v * v * 0.5 * (g_on + g_off) * read_time_ns(arch) * 1e-9 * 1e12
+    area = array.rows * array.cols * _cell_area_um2(arch, 48.0)
+    return ComponentEstimate(energy, area, _array_rate(arch))
+
+
+@register("array", "sram_cell")
+def array_sram(arch, array) -> ComponentEstimate:
+    """SRAM compute cell: bit-line charge C V^2 per cell read (first order, C from the wire
+    capacitance per cell); area from ``cell.area_f2`` (default 280 F^2, NeuroSim's 10F x 28F)."""
+    c = WIRE_CAP_FF_PER_CELL_32NM * node_energy(arch.technology.node_nm, ISAAC_NODE_NM)
+    energy = c * 1e-15 * arch.technology.vdd_v**2 * 1e12
+    area = array.rows * array.cols * _cell_area_um2(arch, 280.0)
+    return ComponentEstimate(energy, area, _array_rate(arch))
+
+
+@register("dac", "fixed")
+def dac_fixed(arch, dac) -> ComponentEstimate:
+    """Published values; the action is one row activation per input cycle."""
+    est = _explicit(arch, dac)
+    rate = 1.0 / (read_time_ns(arch) * 1e-9)
+    energy = dac.energy_pj if dac.energy_pj is not None else (dac.power_mw or 0) / (rate * 1e-9)
+    return ComponentEstimate(energy, est.area_um2, rate, est.leakage_mw, accuracy="published")
+
+
+@register("dac", "drive")
+def dac_drive(arch, dac) -> ComponentEstimate:
+    """Row driver: charges a word line of ``cols`` cells, C V^2 per activation, times the
+    2^bits - 1 levels of a multi-bit drive (first order); 1 um2 per level at 32 nm."""
+    c = arch.array.cols * WIRE_CAP_FF_PER_CELL_32NM * node_energy(
+        arch.technology.node_nm, ISAAC_NODE_NM)
+    v = arch.cell.read_voltage_v or arch.technology.vdd_v
+    levels = 2**dac.bits - 1
+    return ComponentEstimate(
+        energy_pj=c * 1e-15 * v * v * 1e12 * (1 if dac.encoding == "pwm" else levels),
+        area_um2=levels * node_area(arch.technology.node_nm, ISAAC_NODE_NM),
+        rate_hz=1.0 / (read_time_ns(arch) * 1e-9),
+    )

@@ -1,0 +1,137 @@
+"""Mapping a whole network: per-layer array mappings, weight duplication, hierarchy allocation.
+
+Allocation: each mapped layer gets whole PEs (ceil(arrays / arrays_per_pe)) and layers do not
+share PEs; PEs fill tiles in layer order (a tile may hold PEs of consecutive layers). With
+``chip.tiles: auto`` the chip has exactly the tiles needed; with a fixed number a network that
+needs more is a :class:`~pimsim.errors.MappingError` unless ``mapping.reprogram`` allows passes.
+
+Duplication (``mapping.duplication: balance``): a layer's stage time is proportional to its
+sequential array steps per sample, ``output_positions x input_cycles x max row groups``; copies of
+its weights split the output positions. We choose the smallest bottleneck T such that every layer
+with copies_i = ceil(steps_i / T) (capped by ``max_duplication`` and by its output positions) fits
+the chip, i.e. the layers are balanced to the slowest stage that cannot be sped up further (the
+aim of ISAAC's replication of early layers and NeuroSim's speed-up degree).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from pimsim.errors import MappingError
+from pimsim.mapping._layer_map import LayerMapping, map_layer
+from pimsim.spec import ArchSpec
+from pimsim.workload import Workload
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The mapped network: read by the cost model, the dataflow model and the accuracy oracle."""
+
+    arch: ArchSpec
+    workload: Workload
+    layers: MappingProxyType  # name -> LayerMapping, in workload order (conv/linear only)
+    pes: MappingProxyType  # name -> PEs allocated to the layer (all copies)
+    tiles_used: int
+    chip_tiles: int
+    passes: int = 1
+
+    @property
+    def arrays_used(self) -> int:
+        """Arrays holding weights, duplicates included."""
+        return sum(m.arrays_total for m in self.layers.values())
+
+    @property
+    def arrays_allocated(self) -> int:
+        """Arrays of the allocated PEs (a PE's unused arrays included)."""
+        return sum(self.pes.values()) * self.arch.pe.arrays
+
+    @property
+    def utilization(self) -> float:
+        """Used cells / cells of the arrays holding weights (duplicates counted as used)."""
+        cells = self.arch.array.rows * self.arch.array.cols
+        used = sum(m.used_cells * m.copies for m in self.layers.values())
+        return used / (self.arrays_used * cells)
+
+    @property
+    def adc_conversions(self) -> int:
+        """ADC conversions per input sample over the network."""
+        return sum(m.adc_conversions for m in self.layers.values())
+
+
+def steps_per_sample(m: LayerMapping) -> int:
+    """Sequential row-group reads of one array per sample for one copy (arrays run in parallel)."""
+    return m.output_positions * m.input_cycles * max(m.row_groups)
+
+
+def _pes(arch: ArchSpec, arrays: int) -> int:
+    return math.ceil(arrays / arch.pe.arrays)
+
+
+def _tiles(arch: ArchSpec, maps: list[LayerMapping]) -> int:
+    return math.ceil(sum(_pes(arch, m.arrays_total) for m in maps) / arch.tile.pes)
+
+
+def _balance(arch: ArchSpec, maps: list[LayerMapping], limit_tiles: int | None):
+    cap = arch.mapping.max_duplication or 1 << 30
+    steps = [steps_per_sample(m) for m in maps]
+    limits = [min(cap, m.output_positions) for m in maps]
+
+    def dup(target: float) -> list[LayerMapping]:
+        return [replace(m, copies=min(lim, max(1, math.ceil(s / target))))
+                for m, s, lim in zip(maps, steps, limits)]
+
+    floor = max(s / lim for s, lim in zip(steps, limits))
+    # Candidate bottlenecks: every stage time a layer can reach; tiles needed fall as T grows,
+    # so the smallest feasible T is found by bisection.
+    candidates = sorted({floor} | {s / c for s, lim in zip(steps, limits)
+                                   for c in range(1, min(lim, 4096) + 1) if s / c >= floor})
+    if limit_tiles is None:
+        return dup(candidates[0])
+    lo, hi = 0, len(candidates) - 1
+    if _tiles(arch, dup(candidates[hi])) > limit_tiles:
+        return maps
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _tiles(arch, dup(candidates[mid])) <= limit_tiles:
+            hi = mid
+        else:
+            lo = mid + 1
+    return dup(candidates[lo])
+
+
+def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
+    """Map every conv/linear layer of ``workload`` onto ``arch``; see the module docstring."""
+    maps = [map_layer(arch, layer) for layer in workload.layers
+            if layer.kind in ("conv", "linear")]
+    fixed = arch.chip.tiles if arch.chip.tiles != "auto" else None
+    if arch.mapping.duplication == "balance":
+        if fixed is None:
+            # auto-sized chip: balance with the duplication cap alone
+            if arch.mapping.max_duplication is not None:
+                maps = _balance(arch, maps, None)
+        else:
+            maps = _balance(arch, maps, fixed)
+    tiles_used = _tiles(arch, maps)
+    passes = 1
+    if fixed is not None and tiles_used > fixed:
+        if not arch.mapping.reprogram:
+            biggest = max(maps, key=lambda m: m.arrays_total)
+            raise MappingError(
+                f"{workload.name} needs {tiles_used} tiles of {arch.tile.pes} PEs x "
+                f"{arch.pe.arrays} arrays but {arch.name} has chip.tiles = {fixed} (largest "
+                f"layer {biggest.name!r}: {biggest.arrays} arrays); set chip.tiles: auto, use "
+                "larger arrays or set mapping.reprogram: true"
+            )
+        passes = math.ceil(tiles_used / fixed)
+    pes = {m.name: _pes(arch, m.arrays_total) for m in maps}
+    return Mapping(
+        arch=arch,
+        workload=workload,
+        layers=MappingProxyType({m.name: m for m in maps}),
+        pes=MappingProxyType(pes),
+        tiles_used=tiles_used,
+        chip_tiles=fixed if fixed is not None else tiles_used,
+        passes=passes,
+    )
