@@ -36,41 +36,20 @@ from pimsim.workload._layer import Layer, Workload
 #: Values of :func:`from_torch`'s ``method``.
 METHODS = ("auto", "fx", "record")
 
-_ACT_MODULES = (
-    (nn.ReLU, "relu"),
-    (nn.ReLU6, "relu6"),
-    (nn.Sigmoid, "sigmoid"),
-    (nn.Tanh, "tanh"),
-    (nn.GELU, "gelu"),
-    (nn.SiLU, "silu"),
-    (nn.Hardswish, "hardswish"),
-    (nn.Softmax, "softmax"),
-)
-_POOL_MODULES = (
-    (nn.MaxPool2d, "max"),
-    (nn.AvgPool2d, "avg"),
-    (nn.AdaptiveAvgPool2d, "adaptive_avg"),
-    (nn.AdaptiveMaxPool2d, "adaptive_max"),
-)
+# Activation modules; the op name is the lower-cased class name (ReLU6 -> relu6).
+_ACT_MODULES = tuple(getattr(nn, n) for n in "ReLU ReLU6 Sigmoid Tanh GELU SiLU Hardswish".split())
+_ACT_MODULES += (nn.Softmax,)
+# Pool modules in the order of _layer.POOL_OPS (max, avg, adaptive_avg, adaptive_max).
+_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_POOL_MODULES = tuple(zip(_POOL_MODULES, L.POOL_OPS, strict=True))
 _LAYER_MODULES = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten)
-_LAYER_MODULES += tuple(c for c, _ in _ACT_MODULES + _POOL_MODULES)
-_PASS_MODULES = (
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-)
+_LAYER_MODULES += _ACT_MODULES + tuple(c for c, _ in _POOL_MODULES)
+# Modules that compute nothing at inference: no layer, edges bypass them.
+_PASS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+_PASS_MODULES += (nn.AlphaDropout, nn.FeatureAlphaDropout)
 
-_ACT_OPS = {op for _, op in _ACT_MODULES}
-_POOL_OPS = {
-    "max_pool2d": "max",
-    "avg_pool2d": "avg",
-    "adaptive_avg_pool2d": "adaptive_avg",
-    "adaptive_max_pool2d": "adaptive_max",
-}
+_ACT_OPS = {c.__name__.lower() for c in _ACT_MODULES}
+_POOL_OPS = {f"{op}_pool2d": op for op in L.POOL_OPS}  # max_pool2d -> max, ...
 _FLATTEN_OPS = ("flatten", "view", "reshape")
 _SKIP_OPS = {"contiguous", "clone", "detach", "to", "type", "float"}
 _SKIP_OPS |= {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"}
@@ -90,9 +69,8 @@ _SIGNATURES = {
 _DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "groups": 1}
 
 
-def _supported_text() -> str:
-    mods = ", ".join(sorted({c.__name__ for c in _LAYER_MODULES + _PASS_MODULES}))
-    return f"supported modules: {mods}; supported functions: {', '.join(sorted(_LAYER_OPS))}"
+_SUPPORTED_MODULES = ", ".join(sorted({c.__name__ for c in _LAYER_MODULES + _PASS_MODULES}))
+_SUPPORTED_OPS = ", ".join(sorted(_LAYER_OPS | _SKIP_OPS))
 
 
 @dataclass(frozen=True)
@@ -106,14 +84,18 @@ class _Ref:
     error: str | None = None
 
 
-def _refs_in(value) -> list[_Ref]:
-    """The :class:`_Ref` objects inside nested tuples, lists and dicts, in order."""
-    if isinstance(value, _Ref):
+def _bad(message: str) -> _Ref:
+    return _Ref(None, error=message)
+
+
+def _leaves(value, cls) -> list:
+    """The instances of ``cls`` inside nested tuples, lists and dicts, in order."""
+    if isinstance(value, cls):
         return [value]
     if isinstance(value, (tuple, list)):
-        return [r for v in value for r in _refs_in(v)]
+        return [r for v in value for r in _leaves(v, cls)]
     if isinstance(value, dict):
-        return [r for v in value.values() for r in _refs_in(v)]
+        return [r for v in value.values() for r in _leaves(v, cls)]
     return []
 
 
@@ -137,43 +119,26 @@ def _flatten_layer(name: str, inputs, shape: tuple, out: tuple) -> Layer:
 def _pool_layer(name, inputs, shape, out, op: str, p: dict) -> Layer:
     if op.startswith("adaptive"):
         return L.pool(name, inputs, shape[1:], op, output_size=out[2:])
-    return L.pool(
-        name,
-        inputs,
-        shape[1:],
-        op,
-        p.get("kernel_size"),
-        p.get("stride") or None,  # torch spells "stride = kernel" as None or []
-        p.get("padding", 0),
-        p.get("dilation", 1),
-        bool(p.get("ceil_mode", False)),
-    )
+    # torch spells "stride = kernel" as None or [].
+    window = (p.get("kernel_size"), p.get("stride") or None, p.get("padding", 0))
+    rest = (p.get("dilation", 1), bool(p.get("ceil_mode", False)))
+    return L.pool(name, inputs, shape[1:], op, *window, *rest)
 
 
 def _module_layer(mod: nn.Module, name: str, inputs, shape: tuple, out: tuple) -> Layer:
     """The layer for one call of a supported leaf module (shapes include the batch)."""
     if isinstance(mod, nn.Conv2d):
-        return L.conv(
-            name,
-            inputs,
-            shape[1:],
-            mod.out_channels,
-            mod.kernel_size,
-            mod.stride,
-            mod.padding,
-            mod.dilation,
-            mod.groups,
-            mod.bias is not None,
-        )
+        geometry = (mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.groups)
+        return L.conv(name, inputs, shape[1:], mod.out_channels, *geometry, mod.bias is not None)
     if isinstance(mod, nn.Linear):
         return L.linear(name, inputs, shape[1:], mod.out_features, mod.bias is not None)
     if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return L.bn(name, inputs, shape[1:])
     if isinstance(mod, nn.Flatten):
         return _flatten_layer(name, inputs, shape, out)
-    for cls, op in _ACT_MODULES:
+    for cls in _ACT_MODULES:
         if isinstance(mod, cls):
-            return L.act(name, inputs, shape[1:], op)
+            return L.act(name, inputs, shape[1:], cls.__name__.lower())
     op = next(op for cls, op in _POOL_MODULES if isinstance(mod, cls))
     params = {k: getattr(mod, k, _DEFAULTS.get(k)) for k in _SIGNATURES["max_pool2d"][1:]}
     return _pool_layer(name, inputs, shape, out, op, params)
@@ -183,67 +148,57 @@ class _Builder:
     """Turns module calls and function calls, with :class:`_Ref` in place of tensors, into
     layers; each call returns the :class:`_Ref` of its result."""
 
-    def __init__(self) -> None:
+    def __init__(self, method: str) -> None:
+        self.method = method
         self.layers: list[Layer] = []
         self.names = {L.INPUT}
 
     def _unique(self, base: str) -> str:
-        if base not in self.names:
-            return base
-        i = 1
-        while f"{base}_{i}" in self.names:
+        name, i = base, 0
+        while name in self.names:
             i += 1
-        return f"{base}_{i}"
+            name = f"{base}_{i}"
+        return name
 
     def _emit(self, base: str, what: str, inputs: list[_Ref], out, build) -> _Ref:
         """Append ``build(name, input_names)`` unless an input or the result is unusable."""
-        for ref in inputs:
-            if ref.src is None:
-                return _Ref(
-                    None,
-                    error=f"{what}: an operand is not computed from the network "
-                    "input (a parameter, buffer or constant), which is not supported",
-                )
+        if any(ref.src is None for ref in inputs):
+            return _bad(f"{what}: an operand is not computed from the network input (it is a "
+                        "parameter, buffer or constant), which is not supported")  # fmt: skip
         if out is None:
-            return _Ref(None, error=f"{what}: returns several tensors, which is not supported")
+            return _bad(f"{what}: returns several tensors, which is not supported")
         name = self._unique(base)
         try:
             layer = build(name, tuple(r.src for r in inputs))
         except WorkloadError as exc:
-            return _Ref(None, error=f"{what}: {exc}")
+            return _bad(f"{what}: {exc}")
         if layer.output_shape != tuple(out[1:]):
-            return _Ref(
-                None,
-                error=f"{what}: computed output shape {layer.output_shape} but "
-                f"torch gives {tuple(out[1:])}",
-            )
+            return _bad(f"{what}: output shape {layer.output_shape} != torch's {out[1:]}")
         self.layers.append(layer)
         self.names.add(name)
         return _Ref(name, tuple(out))
 
     def module(self, qualname: str, mod: nn.Module, args, kwargs, out) -> _Ref:
         """One call of leaf module ``mod``; ``out`` is the result's shape (None: not a tensor)."""
-        refs = _refs_in((args, kwargs))
-        bad = next((r for r in refs if r.error), None)
-        if bad is not None:
-            return bad
+        refs = _leaves((args, kwargs), _Ref)
+        if bad := next((r for r in refs if r.error), None):
+            return bad  # Report the first unsupported operation upstream.
         what = f"module {qualname!r} ({type(mod).__name__})"
         if isinstance(mod, _PASS_MODULES) and refs:
             return refs[0]
         if not isinstance(mod, _LAYER_MODULES):
-            return _Ref(None, error=f"{what} is not supported; {_supported_text()}")
+            return _bad(f"{what} is not supported; supported modules: {_SUPPORTED_MODULES}")
         if len(refs) != 1:
-            return _Ref(None, error=f"{what}: expected one tensor input, got {len(refs)}")
-        shape = refs[0].shape
+            return _bad(f"{what}: expected one tensor input, got {len(refs)}")
+        x = refs[0]
         return self._emit(
-            qualname, what, refs, out, lambda n, i: _module_layer(mod, n, i, shape, out)
+            qualname, what, refs, out, lambda n, i: _module_layer(mod, n, i, x.shape, out)
         )
 
     def function(self, scope: str, op: str, args, kwargs, out) -> _Ref:
         """One functional op, tensor method or operator called in module ``scope``."""
-        refs = _refs_in((args, kwargs))
-        bad = next((r for r in refs if r.error), None)
-        if bad is not None:
+        refs = _leaves((args, kwargs), _Ref)
+        if bad := next((r for r in refs if r.error), None):
             return bad
         if all(r.src is None for r in refs):
             return _Ref(None, out or ())  # Computed from parameters or constants only.
@@ -253,60 +208,50 @@ class _Builder:
         base = f"{scope}.{label}" if scope else label
         what = f"operation {op!r} (in {repr(scope) if scope else 'the top-level forward'})"
         if op not in _LAYER_OPS:
-            return _Ref(None, error=f"{what} is not supported; {_supported_text()}")
+            return _bad(f"{what} is not supported; supported operations: {_SUPPORTED_OPS}")
         p = dict(_DEFAULTS)
-        p.update(zip(_SIGNATURES.get(op, ("input",)), args))
+        p.update(zip(_SIGNATURES.get(op, ("input",)), args, strict=False))
         p.update(kwargs)
-        if op == "add":
-            operands = [p.get("input"), p.get("other")]
-            if not all(isinstance(v, _Ref) for v in operands):
-                return _Ref(
-                    None,
-                    error=f"{what}: adding a non-tensor (a Python scalar) is not "
-                    "supported; only tensor + tensor (a residual add) is",
-                )
-            shapes = tuple(r.shape[1:] for r in operands)
-            return self._emit(base, what, operands, out, lambda n, i: L.add(n, i, shapes))
-        if op == "cat":
-            parts = list(p.get("tensors", ()))
-            if not parts or not all(isinstance(v, _Ref) for v in parts):
-                return _Ref(None, error=f"{what}: expected a sequence of tensors")
-            dim = p.get("dim", 0)
-            dim = dim + len(out or ()) if dim < 0 else dim
-            if dim == 0:
-                return _Ref(None, error=f"{what}: concatenating along the batch dimension")
-            shapes = tuple(r.shape[1:] for r in parts)
-            return self._emit(base, what, parts, out, lambda n, i: L.concat(n, i, shapes, dim - 1))
-        x = p.get("input")
-        if not isinstance(x, _Ref):
-            return _Ref(None, error=f"{what}: its input is not a tensor")
-        if op in ("conv2d", "linear"):
-            w = p.get("weight")
-            if not isinstance(w, _Ref) or w.src is not None:
-                return _Ref(None, error=f"{what}: the weight must be a parameter")
-            bias = p.get("bias") is not None
+        inputs = [p.get("input"), p.get("other")] if op == "add" else [p.get("input")]
+        inputs = list(p.get("tensors", ())) if op == "cat" else inputs
+        if not inputs or not all(isinstance(v, _Ref) for v in inputs):
+            why = "adding a non-tensor (a Python scalar) is not supported; only tensor + tensor "
+            why = why + "(a residual add) is" if op == "add" else "expected tensor operands"
+            return _bad(f"{what}: {why}")
+        return self._emit(
+            base, what, inputs, out, lambda n, i: _function_layer(op, p, n, i, inputs, out)
+        )
 
-            def build(n, i):
-                if op == "linear":
-                    return L.linear(n, i, x.shape[1:], w.shape[0], bias)
-                return L.conv(
-                    n, i, x.shape[1:], w.shape[0], w.shape[2:], p["stride"] or 1,
-                    p["padding"], p["dilation"], p["groups"], bias,
-                )  # fmt: skip
 
-            return self._emit(base, what, [x], out, build)
-        if op in _ACT_OPS:
-            return self._emit(base, what, [x], out, lambda n, i: L.act(n, i, x.shape[1:], op))
-        if op in _POOL_OPS:
-            return self._emit(
-                base, what, [x], out, lambda n, i: _pool_layer(n, i, x.shape, out, _POOL_OPS[op], p)
-            )
-        return self._emit(base, what, [x], out, lambda n, i: _flatten_layer(n, i, x.shape, out))
+def _function_layer(op: str, p: dict, name: str, names, inputs: list[_Ref], out) -> Layer:
+    """The layer of functional op ``op`` with arguments ``p`` and tensor operands ``inputs``."""
+    x, shapes = inputs[0], tuple(r.shape[1:] for r in inputs)
+    if op == "add":
+        return L.add(name, names, shapes)
+    if op == "cat":
+        dim = p.get("dim", 0) % len(out)
+        if dim == 0:
+            raise WorkloadError("concatenating along the batch dimension is not supported")
+        return L.concat(name, names, shapes, dim - 1)
+    if op in _ACT_OPS:
+        return L.act(name, names, x.shape[1:], op)
+    if op in _POOL_OPS:
+        return _pool_layer(name, names, x.shape, out, _POOL_OPS[op], p)
+    if op in _FLATTEN_OPS:
+        return _flatten_layer(name, names, x.shape, out)
+    w = p.get("weight")  # conv2d or linear; only a parameter weight maps onto a crossbar
+    if not isinstance(w, _Ref) or w.src is not None:
+        raise WorkloadError("the weight must be a parameter, not computed from the input")
+    bias = p.get("bias") is not None
+    if op == "linear":
+        return L.linear(name, names, x.shape[1:], w.shape[0], bias)
+    geometry = (w.shape[2:], p["stride"] or 1, p["padding"], p["dilation"], p["groups"])
+    return L.conv(name, names, x.shape[1:], w.shape[0], *geometry, bias)
 
 
 def _check_output(value) -> None:
     """Raise the error of the first poisoned tensor that reaches the model output."""
-    for ref in _refs_in(value):
+    for ref in _leaves(value, _Ref):
         if ref.error:
             raise WorkloadError(ref.error)
 
@@ -334,8 +279,18 @@ def _fx_scope(node: torch.fx.Node) -> str:
     return value[0] if isinstance(value, tuple) else key
 
 
-def _from_fx(model: nn.Module, gm: torch.fx.GraphModule, values: dict) -> _Builder:
-    builder = _Builder()
+def _from_fx(model: nn.Module, example: torch.Tensor, strict: bool) -> _Builder | None:
+    """Trace with torch.fx; ``None`` when tracing fails and ``strict`` is false."""
+    try:
+        gm = torch.fx.symbolic_trace(model)
+        prop = _ShapeProp(gm)
+        prop.values = values = {}
+        prop.propagate(example)
+    except Exception as exc:
+        if not strict:
+            return None
+        raise WorkloadError(f"torch.fx cannot trace {type(model).__name__}: {exc}") from exc
+    builder = _Builder("fx")
     env: dict = {}
     placeholders = 0
     for node in gm.graph.nodes:
@@ -368,30 +323,15 @@ def _from_fx(model: nn.Module, gm: torch.fx.GraphModule, values: dict) -> _Build
 # --------------------------------------------------------------------------- recording front end
 
 
-@dataclass
-class _Frame:
-    qualname: str
-    record: bool  # this call is a leaf module call to turn into a layer
-    quiet: bool  # ops run now belong to a leaf module and are not recorded
-
-
-def _tensors_in(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors_in(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors_in(v)]
-    return []
-
-
 class _Recorder(TorchFunctionMode):
     """Records the operations executed by a model into a :class:`_Builder`."""
 
     def __init__(self, builder: _Builder) -> None:
         super().__init__()
         self.builder = builder
-        self.stack: list[_Frame] = []
+        # One (qualname, record, quiet) per running module forward: `record` if the call is a
+        # leaf module call to turn into a layer, `quiet` if ops run now belong to a leaf module.
+        self.stack: list[tuple[str, bool, bool]] = []
         # id(tensor) -> (ref, tensor); holding the tensor keeps its id from being reused.
         self.seen: dict[int, tuple[_Ref, torch.Tensor]] = {}
 
@@ -410,18 +350,18 @@ class _Recorder(TorchFunctionMode):
 
     def bind(self, value, ref: _Ref) -> None:
         """Mark every tensor of ``value`` as produced by ``ref``."""
-        for t in _tensors_in(value):
+        for t in _leaves(value, torch.Tensor):
             self.seen[id(t)] = (ref, t)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         """Run ``func`` and, outside leaf modules, record it when it returns tensors."""
         kwargs = kwargs or {}
-        args_refs = None if self.stack and self.stack[-1].quiet else self.refs((args, kwargs))
+        args_refs = None if self.stack and self.stack[-1][2] else self.refs((args, kwargs))
         out = func(*args, **kwargs)
-        if args_refs is None or not _tensors_in(out):
+        if args_refs is None or not _leaves(out, torch.Tensor):
             return out
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-        scope = self.stack[-1].qualname if self.stack else ""
+        scope = self.stack[-1][0] if self.stack else ""
         name = _canonical(getattr(func, "__name__", repr(func)))
         self.bind(out, self.builder.function(scope, name, *args_refs, shape))
         return out
@@ -433,13 +373,12 @@ class _Recorder(TorchFunctionMode):
         for qualname, mod in model.named_modules():
 
             def pre(mod, args, kwargs, qualname=qualname):
-                quiet = bool(self.stack) and self.stack[-1].quiet
+                quiet = bool(self.stack) and self.stack[-1][2]
                 is_leaf = qualname != "" and leaf(mod, qualname)
-                self.stack.append(_Frame(qualname, is_leaf and not quiet, is_leaf or quiet))
+                self.stack.append((qualname, is_leaf and not quiet, is_leaf or quiet))
 
             def post(mod, args, kwargs, out, qualname=qualname):
-                frame = self.stack.pop()
-                if frame.record and _tensors_in(out):
+                if self.stack.pop()[1] and _leaves(out, torch.Tensor):
                     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
                     refs = self.refs((args, kwargs))
                     self.bind(out, self.builder.module(qualname, mod, *refs, shape))
@@ -450,7 +389,7 @@ class _Recorder(TorchFunctionMode):
 
 
 def _from_record(model: nn.Module, example: torch.Tensor) -> _Builder:
-    builder = _Builder()
+    builder = _Builder("record")
     recorder = _Recorder(builder)
     recorder.bind(example, _Ref(L.INPUT, tuple(example.shape)))
     handles = recorder.hooks(model)
@@ -495,35 +434,21 @@ def from_torch(
         raise WorkloadError(
             f"input_shape {shape} must start with a batch dimension of 1, e.g. (1, 3, 32, 32)"
         )
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    example = torch.zeros(
-        shape,
-        dtype=param.dtype if param is not None else None,
-        device=param.device if param is not None else None,
-    )
+    # Match the model's dtype and device so that a double or GPU model runs.
+    param = next((p for p in model.parameters() if p.is_floating_point()), torch.zeros(()))
+    example = torch.zeros(shape, dtype=param.dtype, device=param.device)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            builder, used = None, "record"
-            if method != "record":
-                try:
-                    gm = torch.fx.symbolic_trace(model)
-                    prop = _ShapeProp(gm)
-                    prop.values = {}
-                    prop.propagate(example)
-                except Exception as exc:
-                    if method == "fx":
-                        raise WorkloadError(
-                            f"torch.fx cannot trace {type(model).__name__}: {exc}"
-                        ) from exc
-                else:
-                    builder, used = _from_fx(model, gm, prop.values), "fx"
-            if builder is None:
-                builder = _from_record(model, example)
+            builder = None if method == "record" else _from_fx(model, example, method == "fx")
+            builder = builder or _from_record(model, example)
     finally:
         for mod, training in modes.items():
             mod.training = training
     return Workload(
-        name or type(model).__name__, shape[1:], tuple(builder.layers), source=f"torch:{used}"
+        name or type(model).__name__,
+        shape[1:],
+        tuple(builder.layers),
+        source=f"torch:{builder.method}",
     )

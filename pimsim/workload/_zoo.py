@@ -142,7 +142,7 @@ class ResNet(nn.Sequential):
         if imagenet:
             layers["maxpool"] = nn.MaxPool2d(3, stride=2, padding=1)
         cin = c0
-        for i, (n, cout) in enumerate(zip(blocks, channels), start=1):
+        for i, (n, cout) in enumerate(zip(blocks, channels, strict=True), start=1):
             layers[f"layer{i}"] = _stage(cin, cout, n, 1 if i == 1 else 2)
             cin = cout
         layers["avgpool"] = nn.AdaptiveAvgPool2d(1)
