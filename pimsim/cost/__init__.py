@@ -1,6 +1,7 @@
 """Cost model: pure functions of (spec, mapping, counts) giving energy, area, latency, power."""
 
 from pimsim.cost import _components  # noqa: F401  (registers the component models)
+from pimsim.cost._evaluate import Report, evaluate
 from pimsim.cost._hierarchy import LEVELS, Instance, LevelReport, instances, level_reports
 from pimsim.cost._registry import ComponentEstimate, lookup, models, register
 
@@ -9,6 +10,8 @@ __all__ = [
     "ComponentEstimate",
     "Instance",
     "LevelReport",
+    "Report",
+    "evaluate",
     "instances",
     "level_reports",
     "lookup",

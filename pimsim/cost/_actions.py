@@ -1,0 +1,53 @@
+"""Action counts per layer for one input sample, read from the mapping (never re-derived).
+
+Classes of actions (the keys of energy breakdowns):
+``adc`` conversions; ``sample_hold`` one sample per conversion; ``dac`` row activations (one per
+used row per input cycle per array read); ``array`` cell reads; ``shift_add`` one per conversion
+(recombining slices and cycles); ``accumulator`` partial-sum additions across row tiles and the
+digital offset correction of ``offset``/``differential_digital`` encodings; ``buffer`` bits
+read and written (inputs read once per output position, outputs written once); ``interconnect``
+bits moved between layers x hops; ``activation`` / ``pooling`` / ``digital`` element operations
+of non-MVM layers (activation functions; pooling window operations; residual adds, concatenation,
+batch-norm and flatten moves).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pimsim.mapping import Mapping
+from pimsim.workload import Layer
+
+ACTION_CLASSES = ("adc", "sample_hold", "dac", "array", "shift_add", "accumulator", "buffer",
+                  "interconnect", "activation", "pooling", "digital")
+
+
+def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
+    """Counts of each action class for ``layer`` and one input sample."""
+    arch = mapping.arch
+    in_bits = arch.decomposition.input_bits
+    counts = dict.fromkeys(ACTION_CLASSES, 0.0)
+    out_elems = math.prod(layer.output_shape)
+    m = mapping.layers.get(layer.name)
+    if m is not None:
+        conv = m.adc_conversions
+        counts["adc"] = conv
+        counts["sample_hold"] = conv
+        counts["shift_add"] = conv
+        counts["dac"] = m.row_activations
+        counts["array"] = m.cell_reads
+        outputs = m.output_positions * m.n_cols * m.matrices
+        corrections = outputs if arch.decomposition.signed_encoding in (
+            "offset", "differential_digital") else 0
+        counts["accumulator"] = outputs * (len(m.row_tiles) - 1) + corrections
+        counts["buffer"] = (m.output_positions * m.k_rows * m.matrices + out_elems) * in_bits
+    elif layer.kind == "act":
+        counts["activation"] = out_elems
+    elif layer.kind == "pool":
+        window = math.prod(layer.kernel) if layer.kernel else math.prod(
+            layer.input_shape[1:]) // max(1, math.prod(layer.output_shape[1:]))
+        counts["pooling"] = out_elems * window
+    elif layer.kind in ("add", "concat", "bn"):
+        counts["digital"] = out_elems * (len(layer.inputs) - 1 if layer.kind == "add" else 1)
+    counts["interconnect"] = out_elems * in_bits if layer.kind != "flatten" else 0
+    return counts
