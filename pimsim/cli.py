@@ -34,10 +34,20 @@ def _user_errors(func):
 
 def format_options(func):
     """``--format table|json|csv`` and ``--output FILE``: the convention for table output."""
-    func = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-                        help="Write to FILE instead of standard output.")(func)
-    return click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]),
-                        default="table", show_default=True, help="Output format.")(func)
+    func = click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False, writable=True),
+        help="Write to FILE instead of standard output.",
+    )(func)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
 
 
 def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -> None:
@@ -68,8 +78,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Override an arch field, e.g. --set adc.bits=5 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
+)
 def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check arch and workload YAML files; one line per error as file:line:col: field: message."""
     from pimsim.spec._load import load_any
@@ -116,8 +131,15 @@ def workloads(fmt: str, output: str | None) -> None:
     rows = []
     for name in zoo_names():
         w = load_workload(name)
-        rows.append({"name": name, "input shape": "x".join(map(str, w.input_shape)),
-                     "layers": len(w.layers), "macs": w.macs, "weights": w.weights})
+        rows.append(
+            {
+                "name": name,
+                "input shape": "x".join(map(str, w.input_shape)),
+                "layers": len(w.layers),
+                "macs": w.macs,
+                "weights": w.weights,
+            }
+        )
     emit_table(pd.DataFrame(rows), fmt, output)
 
 
@@ -130,8 +152,12 @@ def show(workload: str, fmt: str, output: str | None) -> None:
     from pimsim.workload import load_workload
 
     w = load_workload(workload)
-    extra = {"workload": w.name, "input_shape": list(w.input_shape), "macs": w.macs,
-             "weights": w.weights}
+    extra = {
+        "workload": w.name,
+        "input_shape": list(w.input_shape),
+        "macs": w.macs,
+        "weights": w.weights,
+    }
     if fmt == "json":
         extra["edges"] = [list(e) for e in w.edges]
     emit_table(w.table(), fmt, output, extra if fmt != "csv" else None)

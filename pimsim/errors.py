@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Location:
-    """Where a value came from: a file position (1-based line and column) or a ``--set`` override."""
+    """Where a value came from: a file position (1-based line and column) or an override."""
 
     source: str
     line: int | None = None

@@ -44,7 +44,7 @@ def test_layer_tables_identical(pair):
 def test_layer_records_identical(pair):
     from_yaml, traced = pair
     # Every field (shapes, kernel, stride, padding, dilation, groups, bias, op, inputs, counts).
-    assert {l.name: l for l in from_yaml.layers} == {l.name: l for l in traced.layers}
+    assert {x.name: x for x in from_yaml.layers} == {x.name: x for x in traced.layers}
 
 
 def test_graph_edges_identical(pair):
@@ -53,7 +53,7 @@ def test_graph_edges_identical(pair):
     assert nx.is_directed_acyclic_graph(traced.graph)
     # Both orders are topological orders of the same graph.
     for w in (from_yaml, traced):
-        pos = {l.name: i for i, l in enumerate(w.layers)}
+        pos = {x.name: i for i, x in enumerate(w.layers)}
         pos["input"] = -1
         assert all(pos[s] < pos[d] for s, d in w.edges)
 

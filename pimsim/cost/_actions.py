@@ -18,8 +18,19 @@ import math
 from pimsim.mapping import Mapping
 from pimsim.workload import Layer
 
-ACTION_CLASSES = ("adc", "sample_hold", "dac", "array", "shift_add", "accumulator", "buffer",
-                  "interconnect", "activation", "pooling", "digital")
+ACTION_CLASSES = (
+    "adc",
+    "sample_hold",
+    "dac",
+    "array",
+    "shift_add",
+    "accumulator",
+    "buffer",
+    "interconnect",
+    "activation",
+    "pooling",
+    "digital",
+)
 
 
 def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
@@ -37,15 +48,21 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
         counts["dac"] = m.row_activations
         counts["array"] = m.cell_reads
         outputs = m.output_positions * m.n_cols * m.matrices
-        corrections = outputs if arch.decomposition.signed_encoding in (
-            "offset", "differential_digital") else 0
+        corrections = (
+            outputs
+            if arch.decomposition.signed_encoding in ("offset", "differential_digital")
+            else 0
+        )
         counts["accumulator"] = outputs * (len(m.row_tiles) - 1) + corrections
         counts["buffer"] = (m.output_positions * m.k_rows * m.matrices + out_elems) * in_bits
     elif layer.kind == "act":
         counts["activation"] = out_elems
     elif layer.kind == "pool":
-        window = math.prod(layer.kernel) if layer.kernel else math.prod(
-            layer.input_shape[1:]) // max(1, math.prod(layer.output_shape[1:]))
+        window = (
+            math.prod(layer.kernel)
+            if layer.kernel
+            else math.prod(layer.input_shape[1:]) // max(1, math.prod(layer.output_shape[1:]))
+        )
         counts["pooling"] = out_elems * window
     elif layer.kind in ("add", "concat", "bn"):
         counts["digital"] = out_elems * (len(layer.inputs) - 1 if layer.kind == "add" else 1)

@@ -14,8 +14,15 @@ from pimsim.errors import SpecError
 
 # DESIGN.md reference numbers: ADC energy (pJ/conversion) and area (um2) vs bits at 32 nm,
 # 1.2 GS/s (ISAAC-style scaling; 8 b: 16 mW / 8 ADCs / 1.2 GS/s = 1.67 pJ).
-ISAAC_ADC_TABLE = {4: (0.79, 361), 5: (0.99, 477), 6: (1.20, 627), 7: (1.42, 845),
-                   8: (1.67, 1200), 9: (1.97, 1828), 10: (2.38, 3002)}
+ISAAC_ADC_TABLE = {
+    4: (0.79, 361),
+    5: (0.99, 477),
+    6: (1.20, 627),
+    7: (1.42, 845),
+    8: (1.67, 1200),
+    9: (1.97, 1828),
+    10: (2.38, 3002),
+}
 ISAAC_NODE_NM = 32.0
 ISAAC_RATE_HZ = 1.2e9
 
@@ -38,8 +45,11 @@ def node_area(node_nm: float, ref_nm: float) -> float:
 
 
 def _rate(arch, block) -> float:
-    return getattr(block, "sample_rate_hz", None) or getattr(block, "rate_hz", None) or \
-        arch.technology.clock_hz
+    return (
+        getattr(block, "sample_rate_hz", None)
+        or getattr(block, "rate_hz", None)
+        or arch.technology.clock_hz
+    )
 
 
 def _explicit(arch, block, scale_e: float = 1.0, scale_a: float = 1.0) -> ComponentEstimate:
@@ -78,9 +88,12 @@ def _with_reference(arch, block, model_e, model_a) -> ComponentEstimate:
 
 def _isaac_table(bits: int, column: int) -> float:
     if bits not in ISAAC_ADC_TABLE:
-        raise SpecError(f"adc.bits = {bits}: the isaac_scaling ADC model covers "
-                        f"{min(ISAAC_ADC_TABLE)}..{max(ISAAC_ADC_TABLE)} bits; use adc.model: "
-                        "survey for other resolutions", field="adc.bits")
+        raise SpecError(
+            f"adc.bits = {bits}: the isaac_scaling ADC model covers "
+            f"{min(ISAAC_ADC_TABLE)}..{max(ISAAC_ADC_TABLE)} bits; use adc.model: "
+            "survey for other resolutions",
+            field="adc.bits",
+        )
     return ISAAC_ADC_TABLE[bits][column]
 
 
@@ -107,8 +120,11 @@ def adc_isaac_scaling(arch, adc) -> ComponentEstimate:
 def survey_energy_pj(bits: int, node_nm: float, rate_hz: float = ISAAC_RATE_HZ) -> float:
     """Survey-fit energy per conversion (pJ); grows linearly with rate above 1.2 GS/s."""
     a, c = SURVEY_E
-    return (a * bits + c * 4.0**bits) * node_energy(node_nm, ISAAC_NODE_NM) * max(
-        1.0, rate_hz / ISAAC_RATE_HZ)
+    return (
+        (a * bits + c * 4.0**bits)
+        * node_energy(node_nm, ISAAC_NODE_NM)
+        * max(1.0, rate_hz / ISAAC_RATE_HZ)
+    )
 
 
 def survey_area_um2(bits: int, node_nm: float) -> float:
@@ -121,8 +137,7 @@ def survey_area_um2(bits: int, node_nm: float) -> float:
 def adc_survey(arch, adc) -> ComponentEstimate:
     """Survey-fit model in bits, sample rate and node (see SURVEY_E)."""
     rate = _rate(arch, adc)
-    return _with_reference(arch, adc, lambda b, n: survey_energy_pj(b, n, rate),
-                           survey_area_um2)
+    return _with_reference(arch, adc, lambda b, n: survey_energy_pj(b, n, rate), survey_area_um2)
 
 
 # NeuroSim-style multilevel current-mode sense amplifier: 2^b - 1 reference levels, each a
@@ -261,8 +276,9 @@ def array_fixed(arch, array) -> ComponentEstimate:
     """Published values; the action is one cell read."""
     est = _explicit(arch, array)
     rate = _array_rate(arch)
-    energy = array.energy_pj if array.energy_pj is not None else (array.power_mw or 0) / (
-        rate * 1e-9)
+    energy = (
+        array.energy_pj if array.energy_pj is not None else (array.power_mw or 0) / (rate * 1e-9)
+    )
     return ComponentEstimate(energy, est.area_um2, rate, est.leakage_mw, accuracy="published")
 
 
@@ -307,8 +323,11 @@ def dac_fixed(arch, dac) -> ComponentEstimate:
 def dac_drive(arch, dac) -> ComponentEstimate:
     """Row driver: charges a word line of ``cols`` cells, C V^2 per activation, times the
     2^bits - 1 levels of a multi-bit drive (first order); 1 um2 per level at 32 nm."""
-    c = arch.array.cols * WIRE_CAP_FF_PER_CELL_32NM * node_energy(
-        arch.technology.node_nm, ISAAC_NODE_NM)
+    c = (
+        arch.array.cols
+        * WIRE_CAP_FF_PER_CELL_32NM
+        * node_energy(arch.technology.node_nm, ISAAC_NODE_NM)
+    )
     v = arch.cell.read_voltage_v or arch.technology.vdd_v
     levels = 2**dac.bits - 1
     return ComponentEstimate(

@@ -26,9 +26,15 @@ from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
 
-FALLBACK_MODELS = {"shift_add": "shift_add", "accumulator": "adder_tree",
-                   "buffer": "register_file", "interconnect": "bus", "activation": "relu",
-                   "pooling": "max_pool", "digital": "shift_add"}
+FALLBACK_MODELS = {
+    "shift_add": "shift_add",
+    "accumulator": "adder_tree",
+    "buffer": "register_file",
+    "interconnect": "bus",
+    "activation": "relu",
+    "pooling": "max_pool",
+    "digital": "shift_add",
+}
 BUFFER_ACCESS_BITS = 256  # bits per buffer access when the spec gives no width
 
 
@@ -50,13 +56,19 @@ class Report:
         layers = []
         for row in self.layers.to_dict(orient="records"):
             rec = {k: row[k] for k in cols}
-            rec["energy_breakdown_pj"] = {c: row[f"energy_{c}_pj"] for c in ACTION_CLASSES
-                                          if row[f"energy_{c}_pj"]}
+            rec["energy_breakdown_pj"] = {
+                c: row[f"energy_{c}_pj"] for c in ACTION_CLASSES if row[f"energy_{c}_pj"]
+            }
             layers.append(rec)
-        return {"arch": self.mapping.arch.name, "workload": self.mapping.workload.name,
-                "totals": self.totals, "energy_breakdown_pj": self.energy_breakdown_pj,
-                "area_breakdown_mm2": self.area_breakdown_mm2, "layers": layers,
-                "notes": list(self.notes)}
+        return {
+            "arch": self.mapping.arch.name,
+            "workload": self.mapping.workload.name,
+            "totals": self.totals,
+            "energy_breakdown_pj": self.energy_breakdown_pj,
+            "area_breakdown_mm2": self.area_breakdown_mm2,
+            "layers": layers,
+            "notes": list(self.notes),
+        }
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text."""
@@ -102,8 +114,12 @@ def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None)
     tiles = mapping.chip_tiles
     on_chip = []
     for inst in instances(arch):
-        level_count = {"array": arch.pe.arrays * arch.tile.pes * tiles,
-                       "pe": arch.tile.pes * tiles, "tile": tiles, "chip": 1}[inst.level]
+        level_count = {
+            "array": arch.pe.arrays * arch.tile.pes * tiles,
+            "pe": arch.tile.pes * tiles,
+            "tile": tiles,
+            "chip": 1,
+        }[inst.level]
         n = math.ceil(level_count / inst.shared_by) * inst.count
         on_chip.append((inst, n))
         units[inst.component_class] = units.get(inst.component_class, 0) + n
@@ -121,12 +137,33 @@ def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None)
             latency = steps_per_sample(m) / m.copies * _step_ns(arch, m)
         else:
             ops = max(counts["activation"], counts["pooling"], counts["digital"])
-            latency = ops / (arch.technology.clock_hz * max(1, units.get(
-                "activation" if layer.kind == "act" else "pooling" if layer.kind == "pool"
-                else "digital", 1))) * 1e9
-        row = {"name": layer.name, "kind": layer.kind, "macs": layer.macs,
-               "arrays": m.arrays_total if m else 0, "copies": m.copies if m else 0,
-               "adc_conversions": int(counts["adc"]), "latency_ns": latency}
+            latency = (
+                ops
+                / (
+                    arch.technology.clock_hz
+                    * max(
+                        1,
+                        units.get(
+                            "activation"
+                            if layer.kind == "act"
+                            else "pooling"
+                            if layer.kind == "pool"
+                            else "digital",
+                            1,
+                        ),
+                    )
+                )
+                * 1e9
+            )
+        row = {
+            "name": layer.name,
+            "kind": layer.kind,
+            "macs": layer.macs,
+            "arrays": m.arrays_total if m else 0,
+            "copies": m.copies if m else 0,
+            "adc_conversions": int(counts["adc"]),
+            "latency_ns": latency,
+        }
         row.update({f"energy_{c}_pj": energy[c] for c in ACTION_CLASSES})
         row["energy_pj"] = sum(energy.values())
         rows.append(row)

@@ -47,14 +47,28 @@ def instances(arch: ArchSpec) -> list[Instance]:
     """Every component type with its level, count and sharing."""
     out = [
         Instance("array", "array", "array", 1, 1, estimate(arch, "array")),
-        Instance("array", "adc", "adc", math.ceil(arch.array.cols / arch.adc.cols_per_adc), 1,
-                 estimate(arch, "adc")),
+        Instance(
+            "array",
+            "adc",
+            "adc",
+            math.ceil(arch.array.cols / arch.adc.cols_per_adc),
+            1,
+            estimate(arch, "adc"),
+        ),
         Instance("array", "dac", "dac", arch.array.rows, 1, estimate(arch, "dac")),
     ]
     for level in ("pe", "tile", "chip"):
         for comp in getattr(arch, level).components:
-            out.append(Instance(level, comp.name, comp.component_class, comp.count,
-                                comp.shared_by, estimate(arch, level, comp)))
+            out.append(
+                Instance(
+                    level,
+                    comp.name,
+                    comp.component_class,
+                    comp.count,
+                    comp.shared_by,
+                    estimate(arch, level, comp),
+                )
+            )
     return out
 
 
@@ -71,8 +85,13 @@ class LevelReport:
 
     def to_dict(self) -> dict:
         """JSON form (``inspect`` output)."""
-        return {"name": self.name, "count": self.count, "area_mm2": self.area_mm2,
-                "peak_power_mw": self.peak_power_mw, "breakdown": self.breakdown}
+        return {
+            "name": self.name,
+            "count": self.count,
+            "area_mm2": self.area_mm2,
+            "peak_power_mw": self.peak_power_mw,
+            "breakdown": self.breakdown,
+        }
 
 
 def level_reports(arch: ArchSpec, chip_tiles: int | None) -> list[LevelReport]:
@@ -86,8 +105,12 @@ def level_reports(arch: ArchSpec, chip_tiles: int | None) -> list[LevelReport]:
     acc: dict[str, list[float]] = {}
     reports = []
     tiles = chip_tiles or 1
-    counts = {"array": arch.pe.arrays * arch.tile.pes * tiles, "pe": arch.tile.pes * tiles,
-              "tile": tiles, "chip": 1}
+    counts = {
+        "array": arch.pe.arrays * arch.tile.pes * tiles,
+        "pe": arch.tile.pes * tiles,
+        "tile": tiles,
+        "chip": 1,
+    }
     for level in LEVELS:
         if level == "chip" and chip_tiles is None:
             break
@@ -107,8 +130,9 @@ def level_reports(arch: ArchSpec, chip_tiles: int | None) -> list[LevelReport]:
                 _add(acc, inst, inst.share)
         area = sum(v[0] for v in acc.values())
         power = sum(v[1] for v in acc.values())
-        breakdown = {cls: {"area_mm2": v[0], "peak_power_mw": v[1]}
-                     for cls, v in sorted(acc.items())}
+        breakdown = {
+            cls: {"area_mm2": v[0], "peak_power_mw": v[1]} for cls, v in sorted(acc.items())
+        }
         reports.append(LevelReport(level, counts[level], area, power, breakdown))
     return reports
 

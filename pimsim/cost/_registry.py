@@ -6,8 +6,8 @@ section or component entry it estimates. A failed lookup lists the models that e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pimsim.errors import SpecError
 

@@ -99,7 +99,10 @@ class LayerMapping:
         """Cells activated for one input sample (rows driven x used columns of each array)."""
         used_cols = sum(self.col_tiles) * self.cols_per_weight
         return (
-            self.output_positions * self.input_cycles * sum(self.row_tiles) * used_cols
+            self.output_positions
+            * self.input_cycles
+            * sum(self.row_tiles)
+            * used_cols
             * self.matrices
         )
 

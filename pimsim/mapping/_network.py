@@ -79,14 +79,23 @@ def _balance(arch: ArchSpec, maps: list[LayerMapping], limit_tiles: int | None):
     limits = [min(cap, m.output_positions) for m in maps]
 
     def dup(target: float) -> list[LayerMapping]:
-        return [replace(m, copies=min(lim, max(1, math.ceil(s / target))))
-                for m, s, lim in zip(maps, steps, limits)]
+        return [
+            replace(m, copies=min(lim, max(1, math.ceil(s / target))))
+            for m, s, lim in zip(maps, steps, limits, strict=False)
+        ]
 
-    floor = max(s / lim for s, lim in zip(steps, limits))
+    floor = max(s / lim for s, lim in zip(steps, limits, strict=False))
     # Candidate bottlenecks: every stage time a layer can reach; tiles needed fall as T grows,
     # so the smallest feasible T is found by bisection.
-    candidates = sorted({floor} | {s / c for s, lim in zip(steps, limits)
-                                   for c in range(1, min(lim, 4096) + 1) if s / c >= floor})
+    candidates = sorted(
+        {floor}
+        | {
+            s / c
+            for s, lim in zip(steps, limits, strict=False)
+            for c in range(1, min(lim, 4096) + 1)
+            if s / c >= floor
+        }
+    )
     if limit_tiles is None:
         return dup(candidates[0])
     lo, hi = 0, len(candidates) - 1
@@ -103,8 +112,7 @@ def _balance(arch: ArchSpec, maps: list[LayerMapping], limit_tiles: int | None):
 
 def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
     """Map every conv/linear layer of ``workload`` onto ``arch``; see the module docstring."""
-    maps = [map_layer(arch, layer) for layer in workload.layers
-            if layer.kind in ("conv", "linear")]
+    maps = [map_layer(arch, layer) for layer in workload.layers if layer.kind in ("conv", "linear")]
     fixed = arch.chip.tiles if arch.chip.tiles != "auto" else None
     if arch.mapping.duplication == "balance":
         if fixed is None:

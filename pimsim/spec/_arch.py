@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, model_validator
 
 from pimsim.spec._fields import (
     ComponentSpec,
@@ -31,6 +31,12 @@ ARRAY_MODELS = ("fixed", "conductance", "sram_cell")
 
 SCHEMES = ("native", "differential", "bit_serial")
 ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
+
+
+Components = Annotated[
+    tuple[ComponentSpec, ...], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+]
+"""An immutable list of components (YAML lists are accepted)."""
 
 
 class FieldProblem(ValueError):
@@ -174,16 +180,16 @@ class DecompositionSpec(SpecModel):
     """Input (activation) precision in bits."""
     weight_bits: int = Field(default=8, ge=2, le=32)
     """Weight precision in bits (signed)."""
-    signed_encoding: Literal[
-        "offset", "twos_complement", "differential_analog", "differential_digital"
-    ] | None = None
+    signed_encoding: (
+        Literal["offset", "twos_complement", "differential_analog", "differential_digital"] | None
+    ) = None
     """Signed-weight encoding. Default: from ``scheme``."""
     signed_inputs: Literal["auto", "signed", "unsigned"] = "auto"
     """Signed inputs: ``auto`` treats non-negative inputs (after ReLU, pixels) as unsigned."""
 
     @property
     def magnitude_bits(self) -> int:
-        """m of DESIGN.md's Counting: weight_bits - 1 for differential encodings, else weight_bits."""
+        """m of DESIGN.md's Counting: weight_bits - 1 if differential, else weight_bits."""
         if self.signed_encoding in ("differential_analog", "differential_digital"):
             return self.weight_bits - 1
         return self.weight_bits
@@ -207,7 +213,7 @@ class PeSpec(SpecModel):
 
     arrays: PositiveInt
     """Arrays per PE."""
-    components: list[ComponentSpec] = []
+    components: Components = ()
     """Other per-PE components (shift-add, input/output registers, sample-and-hold, ...)."""
 
 
@@ -216,7 +222,7 @@ class TileSpec(SpecModel):
 
     pes: PositiveInt
     """PEs per tile."""
-    components: list[ComponentSpec] = []
+    components: Components = ()
     """Per-tile components (eDRAM, bus, router with ``shared_by``, activation, pooling, ...)."""
 
 
@@ -227,7 +233,7 @@ class ChipSpec(SpecModel):
     """Tiles per chip, or ``auto`` to size the chip to the network."""
     pipelined: bool = True
     """Layers run as a pipeline (throughput from the slowest stage)."""
-    components: list[ComponentSpec] = []
+    components: Components = ()
     """Chip-level components (off-chip links such as HyperTransport, global buffer, ...)."""
 
 
@@ -251,6 +257,12 @@ class ArchSpec(SpecModel):
     tile: TileSpec
     chip: ChipSpec = ChipSpec()
     _source: Any = PrivateAttr(default=None)  # the YAML document it was loaded from
+
+    def __eq__(self, other: object) -> bool:
+        # Equal when every field is equal; where the spec was loaded from does not matter.
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = SpecModel.__hash__
 
     @model_validator(mode="before")
     @classmethod
@@ -278,14 +290,23 @@ class ArchSpec(SpecModel):
 def preset_defaults(scheme: str, input_bits: int, weight_bits: int) -> dict[tuple, Any]:
     """The knob values a preset sets (DESIGN.md Conventions, 'presets'), by field path."""
     if scheme == "native":
-        return {("dac", "bits"): input_bits, ("cell", "bits"): weight_bits,
-                ("decomposition", "signed_encoding"): "offset"}
+        return {
+            ("dac", "bits"): input_bits,
+            ("cell", "bits"): weight_bits,
+            ("decomposition", "signed_encoding"): "offset",
+        }
     if scheme == "differential":
-        return {("dac", "bits"): input_bits, ("cell", "bits"): weight_bits - 1,
-                ("decomposition", "signed_encoding"): "differential_analog"}
+        return {
+            ("dac", "bits"): input_bits,
+            ("cell", "bits"): weight_bits - 1,
+            ("decomposition", "signed_encoding"): "differential_analog",
+        }
     if scheme == "bit_serial":
-        return {("dac", "bits"): 1, ("cell", "bits"): 1,
-                ("decomposition", "signed_encoding"): "twos_complement"}
+        return {
+            ("dac", "bits"): 1,
+            ("cell", "bits"): 1,
+            ("decomposition", "signed_encoding"): "twos_complement",
+        }
     return {}
 
 
@@ -310,37 +331,47 @@ def check_arch(spec: ArchSpec) -> None:
     """Cross-field rules; raises :class:`FieldProblem` naming the field at fault."""
     dec, arr, adc = spec.decomposition, spec.array, spec.adc
     if arr.rows_per_adc_read is not None and arr.rows_per_adc_read > arr.rows:
-        raise FieldProblem(("array", "rows_per_adc_read"),
-                           f"{arr.rows_per_adc_read} rows per ADC read exceeds array.rows = "
-                           f"{arr.rows}")
+        raise FieldProblem(
+            ("array", "rows_per_adc_read"),
+            f"{arr.rows_per_adc_read} rows per ADC read exceeds array.rows = {arr.rows}",
+        )
     if adc.cols_per_adc > arr.cols:
-        raise FieldProblem(("adc", "cols_per_adc"),
-                           f"{adc.cols_per_adc} columns per ADC exceeds array.cols = {arr.cols}")
+        raise FieldProblem(
+            ("adc", "cols_per_adc"),
+            f"{adc.cols_per_adc} columns per ADC exceeds array.cols = {arr.cols}",
+        )
     if dec.signed_encoding == "twos_complement" and spec.cell.bits != 1:
-        raise FieldProblem(("decomposition", "signed_encoding"),
-                           f"twos_complement needs cell.bits = 1 (got {spec.cell.bits}); use "
-                           "offset or a differential encoding with multi-bit cells")
+        raise FieldProblem(
+            ("decomposition", "signed_encoding"),
+            f"twos_complement needs cell.bits = 1 (got {spec.cell.bits}); use "
+            "offset or a differential encoding with multi-bit cells",
+        )
     if spec.cell.bits < 1:
-        raise FieldProblem(("cell", "bits"), "must be at least 1 (weight_bits too small for the "
-                           "differential preset?)")
+        raise FieldProblem(
+            ("cell", "bits"),
+            "must be at least 1 (weight_bits too small for the differential preset?)",
+        )
     var = spec.cell.variation
     if var.stuck_at_on + var.stuck_at_off > 1:
-        raise FieldProblem(("cell", "variation", "stuck_at_off"),
-                           "stuck_at_on + stuck_at_off exceeds 1")
-    models = (("adc", adc, ADC_MODELS), ("dac", spec.dac, DAC_MODELS),
-              ("array", arr, ARRAY_MODELS))
+        raise FieldProblem(
+            ("cell", "variation", "stuck_at_off"), "stuck_at_on + stuck_at_off exceeds 1"
+        )
+    models = (("adc", adc, ADC_MODELS), ("dac", spec.dac, DAC_MODELS), ("array", arr, ARRAY_MODELS))
     for section, block, known in models:
         if block.model not in known:
-            raise FieldProblem((section, "model"),
-                               f"unknown {section} model {block.model!r}; known: "
-                               f"{', '.join(known)}")
+            raise FieldProblem(
+                (section, "model"),
+                f"unknown {section} model {block.model!r}; known: {', '.join(known)}",
+            )
         _check_reference(spec, section, block)
     for level in ("pe", "tile", "chip"):
         names = set()
         for i, comp in enumerate(getattr(spec, level).components):
             if comp.name in names:
-                raise FieldProblem((level, "components", i, "name"),
-                                   f"component name {comp.name!r} used twice in {level}")
+                raise FieldProblem(
+                    (level, "components", i, "name"),
+                    f"component name {comp.name!r} used twice in {level}",
+                )
             names.add(comp.name)
             _check_reference(spec, f"{level}.components[{i}]", comp, (level, "components", i))
 
@@ -349,17 +380,22 @@ def _check_reference(spec: ArchSpec, section: str, block: ExplicitValues, path=N
     """Explicit values are tied to the parameters they were measured at (see ReferenceSpec)."""
     path = path or (section,)
     if block.has_explicit and block.reference is None:
-        raise FieldProblem(path + ("reference",), "explicit power/energy/area values need a "
-                           "'reference' with their 'source'")
+        raise FieldProblem(
+            path + ("reference",),
+            "explicit power/energy/area values need a 'reference' with their 'source'",
+        )
     ref = block.reference
     if ref is None or block.model != "fixed":
         return
-    actual = {"bits": getattr(block, "bits", None),
-              "sample_rate_hz": getattr(block, "sample_rate_hz", None),
-              "node_nm": spec.technology.node_nm,
-              "size_bytes": getattr(block, "size_bytes", None),
-              "width_bits": getattr(block, "width_bits", None),
-              "rows": getattr(block, "rows", None), "cols": getattr(block, "cols", None)}
+    actual = {
+        "bits": getattr(block, "bits", None),
+        "sample_rate_hz": getattr(block, "sample_rate_hz", None),
+        "node_nm": spec.technology.node_nm,
+        "size_bytes": getattr(block, "size_bytes", None),
+        "width_bits": getattr(block, "width_bits", None),
+        "rows": getattr(block, "rows", None),
+        "cols": getattr(block, "cols", None),
+    }
     for key, value in actual.items():
         measured = getattr(ref, key)
         if measured is not None and value is not None and not math.isclose(measured, value):

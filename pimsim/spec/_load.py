@@ -38,18 +38,21 @@ _MESSAGES = {
 def _submodel(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The model class that owns the field at ``loc`` (for 'did you mean' suggestions)."""
     current: object = model
+    skip_key = False
     for part in loc:
         if isinstance(part, int):
+            continue
+        if skip_key:  # a user-chosen key of a mapping field (e.g. a block name)
+            skip_key = False
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
         fields = current.model_fields
-        info = fields.get(part) or next(
-            (f for f in fields.values() if f.alias == part), None
-        )
+        info = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if info is None:
             return None
         current = _unwrap(info.annotation)
+        skip_key = typing.get_origin(info.annotation) is dict
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
@@ -68,7 +71,9 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    lowered = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.6)
+    close = [lowered[c] for c in close]
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"{hint} (allowed: {', '.join(options)})" if not close else hint
 
@@ -118,10 +123,24 @@ def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> S
     return SpecErrors(ordered)
 
 
+def _model_names() -> set[str]:
+    from pimsim.spec._fields import SpecModel
+
+    names, todo = set(), [SpecModel]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
 def _is_type_tag(part: str) -> bool:
-    return part in ("int", "float", "str", "bool", "none") or part.startswith(
-        ("literal[", "constrained-", "function-", "list[", "dict[")
-    ) or part[:1].isupper()
+    """pydantic inserts the union member it tried into ``loc``: a type or model name."""
+    return (
+        part in ("int", "float", "str", "bool", "none")
+        or part.startswith(("literal[", "constrained-", "function-", "list[", "dict["))
+        or part in _model_names()
+    )
 
 
 def _describe(value) -> str:
@@ -183,8 +202,11 @@ def load_any(path: str | os.PathLike, overrides=None):
     doc = read_document(Path(path), ("arch", "workload", "sweep"))
     kind = doc.data["kind"]
     if kind == "sweep":
-        raise SpecError("kind 'sweep' is not yet supported by this version of pimsim",
-                        doc.locate(("kind",)), "kind")
+        raise SpecError(
+            "kind 'sweep' is not yet supported by this version of pimsim",
+            doc.locate(("kind",)),
+            "kind",
+        )
     if kind == "arch":
         if overrides:
             apply_overrides(doc, overrides)

@@ -92,7 +92,9 @@ def _read_text(path: Path) -> str:
         raise SpecError("is a directory, expected a YAML file", Location(src))
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise SpecError(f"file is {size} bytes, over the {MAX_FILE_BYTES} byte limit", Location(src))
+        raise SpecError(
+            f"file is {size} bytes, over the {MAX_FILE_BYTES} byte limit", Location(src)
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -102,7 +104,9 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"not UTF-8 text (byte {exc.start}), expected YAML", Location(src)) from None
+        raise SpecError(
+            f"not UTF-8 text (byte {exc.start}), expected YAML", Location(src)
+        ) from None
 
 
 def _check_events(text: str, source: str) -> None:
@@ -126,9 +130,7 @@ def _check_events(text: str, source: str) -> None:
         if isinstance(event, CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise _error(
-                    f"nesting deeper than {MAX_DEPTH} levels", source, event.start_mark
-                )
+                raise _error(f"nesting deeper than {MAX_DEPTH} levels", source, event.start_mark)
         elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
             depth -= 1
 
@@ -160,18 +162,27 @@ class _Builder:
             out: dict = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, ScalarNode):
-                    raise _error("mapping keys must be plain strings", self.source,
-                                 key_node.start_mark, path)
+                    raise _error(
+                        "mapping keys must be plain strings", self.source, key_node.start_mark, path
+                    )
                 key = key_node.value
                 if key == "<<":
-                    raise _error("merge keys (<<) are not supported; use 'base:' to inherit",
-                                 self.source, key_node.start_mark, path)
+                    raise _error(
+                        "merge keys (<<) are not supported; use 'base:' to inherit",
+                        self.source,
+                        key_node.start_mark,
+                        path,
+                    )
                 if str(key_node.tag) == _CORE + "int":
                     key = self.scalar(key_node, path)
                 if key in out:
                     first = self.key_locations[path + (key,)]
-                    raise _error(f"duplicate key {key!r} (first defined at line {first.line})",
-                                 self.source, key_node.start_mark, path + (key,))
+                    raise _error(
+                        f"duplicate key {key!r} (first defined at line {first.line})",
+                        self.source,
+                        key_node.start_mark,
+                        path + (key,),
+                    )
                 self.key_locations[path + (key,)] = self.loc(key_node)
                 out[key] = self.build(value_node, path + (key,))
             return out
@@ -203,9 +214,15 @@ class _Builder:
         if tag == _CORE + "float":
             if len(text) > 64:
                 raise _error("number literal too long", self.source, node.start_mark, path)
-            value = float(text.replace("_", "").replace(".inf", "inf").replace(".nan", "nan")
-                          .replace(".Inf", "inf").replace(".NaN", "nan").replace(".INF", "inf")
-                          .replace(".NAN", "nan"))
+            value = float(
+                text.replace("_", "")
+                .replace(".inf", "inf")
+                .replace(".nan", "nan")
+                .replace(".Inf", "inf")
+                .replace(".NaN", "nan")
+                .replace(".INF", "inf")
+                .replace(".NAN", "nan")
+            )
             if not math.isfinite(value):
                 raise _error(f"number {text!r} is not finite", self.source, node.start_mark, path)
             return value
@@ -214,12 +231,6 @@ class _Builder:
 
 def parse_text(text: str, source: str) -> tuple[Any, dict, dict]:
     """Parse one YAML document from ``text``; returns (value, locations, key_locations)."""
-    if "\t" in text:
-        for number, line in enumerate(text.splitlines(), 1):
-            stripped = line.lstrip(" ")
-            if stripped.startswith("\t"):
-                raise SpecError("tab used for indentation; YAML indents with spaces",
-                                Location(source, number, len(line) - len(stripped) + 1))
     yaml = YAML(typ="safe", pure=True)
     try:
         _check_events(text, source)
@@ -229,6 +240,12 @@ def parse_text(text: str, source: str) -> tuple[Any, dict, dict]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = exc.problem or exc.context or "invalid YAML"
+        if "\\t" in reason or "\t" in reason:
+            raise _error(
+                "tab character where YAML expects indentation or a value; YAML indents with spaces",
+                source,
+                mark,
+            ) from None
         raise _error(f"invalid YAML: {reason}", source, mark) from None
     except YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", Location(source)) from None
@@ -255,19 +272,26 @@ def _read(path: Path, kinds: tuple[str, ...], chain: tuple[Path, ...]) -> Docume
     text = _read_text(path)
     value, locs, key_locs = parse_text(text, source)
     if value is None:
-        raise SpecError(f"empty file: expected a mapping starting with 'kind: {kinds[0]}'",
-                        Location(source))
+        raise SpecError(
+            f"empty file: expected a mapping starting with 'kind: {kinds[0]}'", Location(source)
+        )
     if not isinstance(value, dict):
-        raise SpecError(f"expected a mapping starting with 'kind: {kinds[0]}', "
-                        f"got a {type(value).__name__}", locs.get((), Location(source)))
+        raise SpecError(
+            f"expected a mapping starting with 'kind: {kinds[0]}', got a {type(value).__name__}",
+            locs.get((), Location(source)),
+        )
     doc = Document(value, source, locs, key_locs)
     kind = value.get("kind")
     if kind is None:
-        raise SpecError(f"missing 'kind' (expected one of {', '.join(kinds)})",
-                        Location(source, 1, 1), "kind")
+        raise SpecError(
+            f"missing 'kind' (expected one of {', '.join(kinds)})", Location(source, 1, 1), "kind"
+        )
     if kind not in kinds:
-        raise SpecError(f"kind {kind!r} is not accepted here (expected {' or '.join(kinds)})",
-                        doc.locate(("kind",)), "kind")
+        raise SpecError(
+            f"kind {kind!r} is not accepted here (expected {' or '.join(kinds)})",
+            doc.locate(("kind",)),
+            "kind",
+        )
     base = value.pop("base", None)
     if base is None:
         return doc
@@ -285,8 +309,11 @@ def _read(path: Path, kinds: tuple[str, ...], chain: tuple[Path, ...]) -> Docume
             raise SpecError(f"base file {base} not found", doc.locate(("base",)), "base") from None
         raise
     if parent.data.get("kind") != kind:
-        raise SpecError(f"base file is kind {parent.data.get('kind')!r}, this file is {kind!r}",
-                        doc.locate(("base",)), "base")
+        raise SpecError(
+            f"base file is kind {parent.data.get('kind')!r}, this file is {kind!r}",
+            doc.locate(("base",)),
+            "base",
+        )
     merge_into(parent, doc, ())
     return parent
 
@@ -313,8 +340,10 @@ def merge_into(target: Document, overlay: Document, path: Path_) -> None:
             continue
         _drop_under(target, sub)
         dst[key] = copy.deepcopy(value)
-        for table, other in ((target.locations, overlay.locations),
-                             (target.key_locations, overlay.key_locations)):
+        for table, other in (
+            (target.locations, overlay.locations),
+            (target.key_locations, overlay.key_locations),
+        ):
             for p, loc in other.items():
                 if p[: len(sub)] == sub:
                     table[p] = loc
@@ -363,12 +392,18 @@ def apply_overrides(doc: Document, overrides) -> None:
             if isinstance(node, dict):
                 if part not in node or node[part] is None:
                     node[part] = [] if isinstance(nxt, int) else {}
+                    doc.locations[path[: i + 1]] = loc
+                    doc.key_locations[path[: i + 1]] = loc
                 node = node[part]
             elif isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
             else:
-                raise SpecError(f"cannot set {key}: {format_path(path[: i + 1])} is not a "
-                                "mapping or has no such item", loc, key)
+                raise SpecError(
+                    f"cannot set {key}: {format_path(path[: i + 1])} is not a "
+                    "mapping or has no such item",
+                    loc,
+                    key,
+                )
         last = path[-1]
         if isinstance(node, dict) and isinstance(last, str):
             node[last] = copy.deepcopy(value)

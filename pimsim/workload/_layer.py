@@ -25,7 +25,17 @@ INPUT = "input"
 KINDS = ("conv", "linear", "pool", "add", "concat", "bn", "act", "flatten")
 
 #: Activation functions an ``act`` layer may name.
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "gelu", "silu", "hardswish", "softmax", "identity")
+ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "hardswish",
+    "softmax",
+    "identity",
+)
 
 #: Pooling operations a ``pool`` layer may name.
 POOL_OPS = ("max", "avg", "adaptive_avg", "adaptive_max")

@@ -34,6 +34,8 @@ def load_workload(path_or_zoo_name: str | os.PathLike) -> Workload:
     if text not in names:
         close = difflib.get_close_matches(text, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise WorkloadError(f"unknown workload {text!r}{hint} (zoo: {', '.join(names)}; or give "
-                            "a path to a kind: workload YAML file)")
+        raise WorkloadError(
+            f"unknown workload {text!r}{hint} (zoo: {', '.join(names)}; or give "
+            "a path to a kind: workload YAML file)"
+        )
     return load_workload_file(ZOO_DIR / f"{text}.yaml")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -24,8 +24,8 @@ from pimsim.workload import _layer as L
 
 Param = Annotated[str, Field(pattern=r"^\$[A-Za-z_]\w*$")]
 """A block parameter reference such as ``$channels``."""
-IntP = Union[Annotated[int, Field(ge=0)], Param]
-PairP = Union[IntP, Annotated[list[IntP], Field(min_length=2, max_length=2)]]
+IntP = Annotated[int, Field(ge=0)] | Param
+PairP = IntP | Annotated[list[IntP], Field(min_length=2, max_length=2)]
 
 MAX_BLOCK_NESTING = 8
 
@@ -44,7 +44,7 @@ class LayerEntry(SpecModel):
     """Instances of the block, named by ``name`` with ``{i}`` = start, start+1, ..."""
     start: Annotated[int, Field(ge=0)] = 0
     """First value of ``{i}``."""
-    params: dict[str, Union[int, str, NonNegFloat]] = {}
+    params: dict[str, int | str | NonNegFloat] = {}
     """Values of the block's parameters."""
     from_: str | list[str] | None = Field(default=None, alias="from")
     """Input layer name(s); default the previous entry. ``input``: the network/block input."""
@@ -56,7 +56,7 @@ class LayerEntry(SpecModel):
     """conv/pool: kernel size (int or [h, w])."""
     stride: PairP | None = None
     """conv/pool: stride (conv default 1, pool default = kernel)."""
-    padding: Union[PairP, Literal["same", "valid"], None] = None
+    padding: PairP | Literal["same", "valid"] | None = None
     """conv/pool: zero padding (default 0)."""
     dilation: PairP | None = None
     """conv/pool: dilation (default 1)."""
@@ -136,8 +136,11 @@ class _Builder:
         for ref in wanted:
             if ref not in names:
                 known = ", ".join(k for k in names if k != "input")
-                raise self.fail(path + ("from",), f"unknown layer {ref!r} (earlier layers here: "
-                                f"input, {known})", context)
+                raise self.fail(
+                    path + ("from",),
+                    f"unknown layer {ref!r} (earlier layers here: input, {known})",
+                    context,
+                )
             out.append(names[ref])
         return tuple(out)
 
@@ -152,29 +155,67 @@ class _Builder:
 
     def layer(self, entry, path, prefix, prev, params, names, context) -> str:
         if entry.kind is None:
-            raise self.fail(path, "entry needs 'kind' (a layer) or 'block' (a block instance)",
-                            context)
+            raise self.fail(
+                path, "entry needs 'kind' (a layer) or 'block' (a block instance)", context
+            )
         name = f"{prefix}.{entry.name}" if prefix else entry.name
         inputs = self.inputs(entry, path, prev, names, context)
         shapes = tuple(self.shapes[s] for s in inputs)
-        fields = ("out_channels", "out_features", "kernel", "stride", "padding", "dilation",
-                  "groups", "output_size")
+        fields = (
+            "out_channels",
+            "out_features",
+            "kernel",
+            "stride",
+            "padding",
+            "dilation",
+            "groups",
+            "output_size",
+        )
         v = {f: self.value(getattr(entry, f), params, path + (f,), context) for f in fields}
+        for f, value in v.items():
+            items = value if isinstance(value, list) else [value]
+            if value is None or (f == "padding" and value in ("same", "valid")):
+                continue
+            if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in items):
+                raise self.fail(
+                    path + (f,),
+                    f"expected a non-negative integer or a pair of them, got {value!r}",
+                    context,
+                )
         kind, op = entry.kind, entry.op
         try:
             if len(inputs) != 1 and kind not in ("add", "concat"):
                 raise WorkloadError(f"a {kind} layer takes one input, got {len(inputs)}")
             if kind == "conv":
-                layer = L.conv(name, inputs, shapes[0], self.need(v, "out_channels", kind),
-                               self.need(v, "kernel", kind), v["stride"] or 1, v["padding"] or 0,
-                               v["dilation"] or 1, v["groups"] or 1, entry.bias)
+                layer = L.conv(
+                    name,
+                    inputs,
+                    shapes[0],
+                    self.need(v, "out_channels", kind),
+                    self.need(v, "kernel", kind),
+                    v["stride"] or 1,
+                    v["padding"] or 0,
+                    v["dilation"] or 1,
+                    v["groups"] or 1,
+                    entry.bias,
+                )
             elif kind == "linear":
-                layer = L.linear(name, inputs, shapes[0], self.need(v, "out_features", kind),
-                                 entry.bias)
+                layer = L.linear(
+                    name, inputs, shapes[0], self.need(v, "out_features", kind), entry.bias
+                )
             elif kind == "pool":
-                layer = L.pool(name, inputs, shapes[0], op or "", v["kernel"], v["stride"],
-                               v["padding"] or 0, v["dilation"] or 1, entry.ceil_mode,
-                               v["output_size"])
+                layer = L.pool(
+                    name,
+                    inputs,
+                    shapes[0],
+                    op or "",
+                    v["kernel"],
+                    v["stride"],
+                    v["padding"] or 0,
+                    v["dilation"] or 1,
+                    entry.ceil_mode,
+                    v["output_size"],
+                )
             elif kind == "act":
                 layer = L.act(name, inputs, shapes[0], op or "")
             elif kind == "add":
@@ -203,22 +244,27 @@ class _Builder:
         block = self.spec.blocks.get(entry.block)
         if block is None:
             known = ", ".join(self.spec.blocks) or "none defined"
-            raise self.fail(path + ("block",), f"unknown block {entry.block!r} (blocks: {known})",
-                            context)
+            raise self.fail(
+                path + ("block",), f"unknown block {entry.block!r} (blocks: {known})", context
+            )
         if depth >= MAX_BLOCK_NESTING:
             raise self.fail(path, f"blocks nested deeper than {MAX_BLOCK_NESTING}", context)
         if entry.kind is not None:
             raise self.fail(path + ("kind",), "an entry is either a layer or a block", context)
         if entry.repeat > 1 and "{i}" not in entry.name:
-            raise self.fail(path + ("name",), "a repeated block needs '{i}' in its name",
-                            context)
-        given = {k: self.value(v, params, path + ("params", k), context)
-                 for k, v in entry.params.items()}
+            raise self.fail(path + ("name",), "a repeated block needs '{i}' in its name", context)
+        given = {
+            k: self.value(v, params, path + ("params", k), context) for k, v in entry.params.items()
+        }
         missing = [p for p in block.params if p not in given]
         extra = [p for p in given if p not in block.params]
         if missing or extra:
-            raise self.fail(path + ("params",), f"block {entry.block!r} takes params "
-                            f"{block.params}; missing {missing}, unknown {extra}", context)
+            raise self.fail(
+                path + ("params",),
+                f"block {entry.block!r} takes params "
+                f"{block.params}; missing {missing}, unknown {extra}",
+                context,
+            )
         block_in = self.inputs(entry, path, prev, names, context)
         if len(block_in) != 1:
             raise self.fail(path + ("from",), "a block takes one input", context)
