@@ -164,8 +164,13 @@ def show(workload: str, fmt: str, output: str | None) -> None:
 
 
 def _set_option(func):
-    return click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-                        help="Override an arch field, e.g. --set adc.bits=5 (repeatable).")(func)
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
+    )(func)
 
 
 @main.command()
@@ -173,8 +178,11 @@ def _set_option(func):
 @click.argument("workload")
 @_set_option
 @format_options
-@click.option("--plot", type=click.Path(dir_okay=False), help="Save per-layer energy and the "
-              "area breakdown as a PNG.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Save per-layer energy and the area breakdown as a PNG.",
+)
 @_user_errors
 def evaluate(arch, workload, overrides, fmt, output, plot) -> None:
     """Energy, latency and area of WORKLOAD (zoo name or YAML) on ARCH, per layer and in total."""
@@ -186,8 +194,16 @@ def evaluate(arch, workload, overrides, fmt, output, plot) -> None:
     if fmt == "json":
         _write(report.to_json() + "\n", output)
     else:
-        cols = ["name", "kind", "macs", "arrays", "copies", "adc_conversions", "energy_pj",
-                "latency_ns"]
+        cols = [
+            "name",
+            "kind",
+            "macs",
+            "arrays",
+            "copies",
+            "adc_conversions",
+            "energy_pj",
+            "latency_ns",
+        ]
         emit_table(report.layers[cols], fmt, output, report.totals if fmt == "table" else None)
     if plot:
         from pimsim.cost._plot import plot_report
@@ -218,23 +234,46 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
         tiles = map_network(spec, load_workload(workload)).chip_tiles
     levels = level_reports(spec, tiles)
     dec = spec.decomposition
-    resolved = {"scheme": dec.scheme, "input_bits": dec.input_bits,
-                "weight_bits": dec.weight_bits, "signed_encoding": dec.signed_encoding,
-                "signed_inputs": dec.signed_inputs, "dac.bits": spec.dac.bits,
-                "cell.bits": spec.cell.bits, "weight_slices": spec.weight_slices,
-                "input_cycles": spec.input_cycles}
+    resolved = {
+        "scheme": dec.scheme,
+        "input_bits": dec.input_bits,
+        "weight_bits": dec.weight_bits,
+        "signed_encoding": dec.signed_encoding,
+        "signed_inputs": dec.signed_inputs,
+        "dac.bits": spec.dac.bits,
+        "cell.bits": spec.cell.bits,
+        "weight_slices": spec.weight_slices,
+        "input_cycles": spec.input_cycles,
+    }
     if fmt == "json":
-        payload = {"arch": spec.name, "decomposition": resolved,
-                   "levels": [lv.to_dict() for lv in levels]}
+        payload = {
+            "arch": spec.name,
+            "decomposition": resolved,
+            "levels": [lv.to_dict() for lv in levels],
+        }
         _write(json.dumps(payload, indent=2) + "\n", output)
         return
     rows = []
     for lv in levels:
-        rows.append({"level": lv.name, "class": "(total)", "count": lv.count,
-                     "area_mm2": lv.area_mm2, "peak_power_mw": lv.peak_power_mw})
+        rows.append(
+            {
+                "level": lv.name,
+                "class": "(total)",
+                "count": lv.count,
+                "area_mm2": lv.area_mm2,
+                "peak_power_mw": lv.peak_power_mw,
+            }
+        )
         for cls, v in lv.breakdown.items():
-            rows.append({"level": lv.name, "class": cls, "count": lv.count,
-                         "area_mm2": v["area_mm2"], "peak_power_mw": v["peak_power_mw"]})
+            rows.append(
+                {
+                    "level": lv.name,
+                    "class": cls,
+                    "count": lv.count,
+                    "area_mm2": v["area_mm2"],
+                    "peak_power_mw": v["peak_power_mw"],
+                }
+            )
     extra = {"decomposition": ", ".join(f"{k}={v}" for k, v in resolved.items())}
     if tiles is None:
         extra["chip"] = "chip.tiles is auto: give --workload for the chip level"

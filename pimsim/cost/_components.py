@@ -335,3 +335,16 @@ def dac_drive(arch, dac) -> ComponentEstimate:
         area_um2=levels * node_area(arch.technology.node_nm, ISAAC_NODE_NM),
         rate_hz=1.0 / (read_time_ns(arch) * 1e-9),
     )
+
+
+# ----------------------------------------------------------------------------- unit costs
+
+
+def _unit(arch, block) -> ComponentEstimate:
+    """Every action costs 1 pJ and every instance 1 um2: energies become action counts (for
+    tests and for reading action counts off an energy report)."""
+    return ComponentEstimate(1.0, 1.0, arch.technology.clock_hz, accuracy="unit")
+
+
+for _section in ("adc", "dac", "array", "component"):
+    register(_section, "unit")(_unit)

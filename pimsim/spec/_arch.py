@@ -25,9 +25,23 @@ from pimsim.spec._fields import (
 )
 
 #: Component models the cost model implements, per component; ``fixed`` = explicit values only.
-ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp")
-DAC_MODELS = ("fixed", "drive")
-ARRAY_MODELS = ("fixed", "conductance", "sram_cell")
+ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp", "unit")
+DAC_MODELS = ("fixed", "drive", "unit")
+ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "unit")
+COMPONENT_MODELS = (
+    "fixed",
+    "shift_add",
+    "adder_tree",
+    "relu",
+    "max_pool",
+    "register_file",
+    "sram_buffer",
+    "bus",
+    "htree",
+    "router",
+    "level_shifter",
+    "unit",
+)
 
 SCHEMES = ("native", "differential", "bit_serial")
 ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
@@ -373,6 +387,11 @@ def check_arch(spec: ArchSpec) -> None:
                     f"component name {comp.name!r} used twice in {level}",
                 )
             names.add(comp.name)
+            if comp.model not in COMPONENT_MODELS:
+                raise FieldProblem(
+                    (level, "components", i, "model"),
+                    f"unknown component model {comp.model!r}; known: {', '.join(COMPONENT_MODELS)}",
+                )
             _check_reference(spec, f"{level}.components[{i}]", comp, (level, "components", i))
 
 

@@ -1,0 +1,161 @@
+"""Mapping: tiling, conversions (checked against an explicit loop over the array layout),
+duplication, allocation and errors."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+import pimsim
+from pimsim.errors import MappingError
+from pimsim.mapping import map_layer, map_network
+from pimsim.workload import _layer as L
+
+ROOT = Path(__file__).resolve().parents[1]
+
+UNIT_ARCH = """\
+kind: arch
+name: unit
+technology: {node_nm: 32, clock_hz: 1.0e9}
+cell: {device: rram}
+array: {model: unit, rows: 128, cols: 64, rows_per_adc_read: 32, read_time_ns: 10}
+adc: {model: unit, bits: 8, cols_per_adc: 8, sample_rate_hz: 1.0e9}
+dac: {model: unit}
+decomposition: {scheme: bit_serial, input_bits: 8, weight_bits: 8}
+pe:
+  arrays: 4
+  components:
+    - {name: sh, class: sample_hold, model: unit}
+    - {name: sa, class: shift_add, model: unit}
+    - {name: acc, class: accumulator, model: unit}
+    - {name: buf, class: buffer, model: unit, width_bits: 1}
+tile:
+  pes: 2
+  components:
+    - {name: noc, class: interconnect, model: unit, width_bits: 1}
+    - {name: act, class: activation, model: unit}
+    - {name: pool, class: pooling, model: unit}
+    - {name: dig, class: digital, model: unit}
+chip: {tiles: auto}
+"""
+
+SCHEMES = [
+    {"decomposition.scheme": "bit_serial"},
+    {"decomposition.scheme": "native"},
+    {"decomposition.scheme": "differential"},
+    {"decomposition.scheme": "native", "decomposition.signed_encoding": "differential_digital",
+     "cell.bits": 7},
+    {"decomposition.scheme": "native", "cell.bits": 2, "dac.bits": 2},
+    {"decomposition.scheme": "bit_serial", "decomposition.signed_encoding": "offset"},
+]
+
+
+@pytest.fixture(scope="module")
+def unit_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("arch") / "unit.yaml"
+    path.write_text(UNIT_ARCH)
+    return path
+
+
+def small_layers():
+    return [
+        L.linear("fc", ("input",), (300,), 10),
+        L.conv("conv", ("input",), (5, 9, 9), 7, 3, stride=2, padding=1),
+        L.conv("grouped", ("input",), (8, 6, 6), 12, 3, padding=1, groups=4),
+        L.conv("depthwise", ("input",), (16, 5, 5), 16, 3, padding=1, groups=16),
+    ]
+
+
+def loop_reference(arch, layer):
+    """Independent count: walk an explicit layout of every group's matrix on arrays and count one
+    conversion per (position, row group, input cycle, column pair or column, slice)."""
+    dec = arch.decomposition
+    diff = dec.signed_encoding in ("differential_analog", "differential_digital")
+    m_bits = dec.weight_bits - 1 if diff else dec.weight_bits
+    slices = -(-m_bits // arch.cell.bits)
+    cycles = -(-dec.input_bits // arch.dac.bits)
+    rows, rpr = arch.array.rows, arch.array.rows_per_adc_read
+    if layer.kind == "conv":
+        groups = layer.groups
+        k = layer.in_channels // groups * layer.kernel[0] * layer.kernel[1]
+        n = layer.out_channels // groups
+        positions = layer.output_shape[1] * layer.output_shape[2]
+    else:
+        groups, k, n, positions = 1, layer.in_channels, layer.out_channels, 1
+    count = 0
+    for _group in range(groups):
+        for _pos in range(positions):
+            start = 0
+            while start < k:  # row tiles, arrays filled first
+                used = min(rows, k - start)
+                row_start = 0
+                while row_start < used:  # row groups
+                    for _cycle in range(cycles):
+                        for _col in range(n):
+                            for _slice in range(slices):
+                                count += 2 if dec.signed_encoding == "differential_digital" else 1
+                    row_start += rpr
+                start += rows
+    return count
+
+
+@pytest.mark.parametrize("overrides", SCHEMES, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("layer", small_layers(), ids=lambda x: x.name)
+def test_conversions_match_loop_reference(unit_path, overrides, layer):
+    arch = pimsim.load_arch(unit_path, overrides)
+    m = map_layer(arch, layer)
+    assert m.adc_conversions == loop_reference(arch, layer)
+
+
+def test_row_tiles_fill_arrays_first(unit_path):
+    arch = pimsim.load_arch(unit_path)
+    m = map_layer(arch, L.linear("fc", ("input",), (300,), 10))
+    assert m.row_tiles == (128, 128, 44)
+    assert m.row_groups == (4, 4, 2)
+    # bit-serial 8-bit weights: 8 one-bit slices per weight, 64 columns -> 8 weights per array
+    assert m.col_tiles == (8, 2)
+    assert m.arrays == 6
+    assert m.used_cells == 300 * 10 * 8
+    assert m.utilization == pytest.approx(300 * 10 * 8 / (6 * 128 * 64))
+
+
+def test_block_diagonal_packing_counts_packed_matrix(unit_path):
+    arch = pimsim.load_arch(unit_path, {"mapping.pack_groups": "block_diagonal"})
+    layer = L.conv("g", ("input",), (8, 6, 6), 12, 3, padding=1, groups=4)
+    m = map_layer(arch, layer)
+    assert (m.matrices, m.k_rows, m.n_cols) == (1, 4 * 2 * 9, 12)
+    assert m.used_cells == 4 * (2 * 9) * 3 * 8  # only the diagonal blocks hold weights
+    # 36 positions x 12 columns x 8 slices x 8 cycles x ceil(72 / 32) = 3 row groups
+    assert m.adc_conversions == 36 * 12 * 8 * 8 * 3
+
+
+def test_weight_too_wide_for_array(unit_path):
+    arch = pimsim.load_arch(unit_path, {"array.cols": 4, "adc.cols_per_adc": 1})
+    with pytest.raises(MappingError, match="columns"):
+        map_layer(arch, L.linear("fc", ("input",), (10,), 10))
+
+
+def test_fixed_chip_too_small_is_a_clear_error():
+    arch = pimsim.load_arch(ROOT / "arch_specs" / "hermes_pcm_14nm.yaml")
+    with pytest.raises(MappingError, match="needs 402 tiles .* chip.tiles = 64"):
+        map_network(arch, pimsim.load_workload("vgg8_cifar10"))
+    passes = map_network(
+        pimsim.with_overrides(arch, {"mapping.reprogram": True}),
+        pimsim.load_workload("vgg8_cifar10"),
+    )
+    assert passes.passes == math.ceil(402 / 64)
+
+
+def test_duplication_balances_and_fits_fixed_chip():
+    arch = pimsim.load_arch(ROOT / "arch_specs" / "isaac.yaml")
+    m = map_network(arch, pimsim.load_workload("vgg8_cifar10"))
+    assert m.tiles_used <= 168
+    copies = [lm.copies for lm in m.layers.values()]
+    assert copies[0] > 1 and copies[-1] == 1  # early layers are duplicated
+    without = map_network(
+        pimsim.with_overrides(arch, {"mapping.duplication": "none"}),
+        pimsim.load_workload("vgg8_cifar10"),
+    )
+    assert all(lm.copies == 1 for lm in without.layers.values())
+    # conversions per sample do not depend on duplication
+    assert m.adc_conversions == without.adc_conversions
