@@ -4,7 +4,9 @@ The public API is what this module exports. torch is imported only by the functi
 (:func:`from_torch`, :func:`zoo_model`), so cost-only use starts fast.
 """
 
+from pimsim.cost import Report, evaluate
 from pimsim.errors import MappingError, PimsimError, SpecError, WorkloadError
+from pimsim.mapping import LayerMapping, Mapping, map_network
 from pimsim.spec import ArchSpec, load_arch, with_overrides
 from pimsim.workload import Layer, Workload, from_torch, load_workload, zoo_model, zoo_names
 
@@ -13,14 +15,19 @@ __version__ = "0.1.0"
 __all__ = [
     "ArchSpec",
     "Layer",
+    "LayerMapping",
+    "Mapping",
     "MappingError",
     "PimsimError",
+    "Report",
     "SpecError",
     "Workload",
     "WorkloadError",
+    "evaluate",
     "from_torch",
     "load_arch",
     "load_workload",
+    "map_network",
     "with_overrides",
     "zoo_model",
     "zoo_names",

@@ -43,8 +43,11 @@ SCHEMES = [
     {"decomposition.scheme": "bit_serial"},
     {"decomposition.scheme": "native"},
     {"decomposition.scheme": "differential"},
-    {"decomposition.scheme": "native", "decomposition.signed_encoding": "differential_digital",
-     "cell.bits": 7},
+    {
+        "decomposition.scheme": "native",
+        "decomposition.signed_encoding": "differential_digital",
+        "cell.bits": 7,
+    },
     {"decomposition.scheme": "native", "cell.bits": 2, "dac.bits": 2},
     {"decomposition.scheme": "bit_serial", "decomposition.signed_encoding": "offset"},
 ]
