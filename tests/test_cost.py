@@ -236,3 +236,18 @@ def test_bad_input_exits_2(args, needle):
     assert result.returncode == 2, result.stdout + result.stderr
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_interconnect_follows_placement(unit_path):
+    """fc1 (300->256, bit-serial) fills 96 arrays = 24 PEs = tiles 0..11; fc2 sits on tile 12.
+    On a 4-wide mesh of 13 tiles fc1's centre is row 1, column 1.5 and fc2's is (3, 0)."""
+    from pimsim.workload import _layer as L
+
+    fc1 = L.linear("fc1", ("input",), (300,), 256)
+    fc2 = L.linear("fc2", ("fc1",), (256,), 10)
+    arch = pimsim.load_arch(unit_path)
+    report = evaluate(arch, Workload("two", (300,), (fc1, fc2)))
+    m = report.mapping
+    assert (m.tile_span("fc1"), m.tile_span("fc2"), m.chip_tiles) == ((0, 11), (12, 12), 13)
+    assert m.hops("fc1", "fc2") == m.hops("fc2", "fc1") == 3.5
+    assert report.layers.set_index("name").loc["fc1", "energy_interconnect_pj"] == 256 * 8 * 4.5

@@ -6,7 +6,8 @@ used row per input cycle per array read); ``array`` cell reads; ``shift_add`` on
 (recombining slices and cycles); ``accumulator`` partial-sum additions across row tiles and the
 digital offset correction of ``offset``/``differential_digital`` encodings; ``buffer`` bits
 read and written (inputs read once per output position, outputs written once); ``interconnect``
-bits moved between layers x hops; ``activation`` / ``pooling`` / ``digital`` element operations
+bit-transfers: each consumer of a layer's output receives it over one local transfer plus the
+mesh hops between the two layers' tiles (``Mapping.hops``); ``activation`` / ``pooling`` / ``digital`` element operations
 of non-MVM layers (activation functions; pooling window operations; residual adds, concatenation,
 batch-norm and flatten moves).
 """
@@ -66,5 +67,10 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
         counts["pooling"] = out_elems * window
     elif layer.kind in ("add", "concat", "bn"):
         counts["digital"] = out_elems * (len(layer.inputs) - 1 if layer.kind == "add" else 1)
-    counts["interconnect"] = out_elems * in_bits if layer.kind != "flatten" else 0
+    if layer.kind != "flatten":
+        # each consumer receives the output: one local transfer plus the mesh hops to it
+        consumers = list(mapping.workload.graph.successors(layer.name)) or [layer.name]
+        counts["interconnect"] = sum(
+            out_elems * in_bits * (1 + mapping.hops(layer.name, dst)) for dst in consumers
+        )
     return counts

@@ -16,7 +16,7 @@ aim of ISAAC's replication of early layers and NeuroSim's speed-up degree).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from pimsim.errors import MappingError
@@ -36,6 +36,35 @@ class Mapping:
     tiles_used: int
     chip_tiles: int
     passes: int = 1
+    first_pe: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    """name -> chip-wide index of the layer's first PE."""
+
+    def tile_span(self, name: str) -> tuple[int, int]:
+        """(first tile, last tile) holding a mapped layer's PEs (PEs fill tiles in order)."""
+        first = self.first_pe[name]
+        last = first + self.pes[name] - 1
+        per_tile = self.arch.tile.pes
+        return first // per_tile, last // per_tile
+
+    def location(self, name: str) -> tuple[float, float]:
+        """Grid position of a layer: the centre of its tiles on a square mesh of the chip's
+        tiles (row-major). A digital layer sits where its first input is computed; the network
+        input enters at tile 0."""
+        layer = self.workload.graph.nodes[name].get("layer") if name != "input" else None
+        while layer is not None and layer.name not in self.layers:
+            src = layer.inputs[0]
+            layer = self.workload.graph.nodes[src].get("layer") if src != "input" else None
+        if layer is None:
+            return (0.0, 0.0)
+        width = math.ceil(math.sqrt(self.chip_tiles))
+        a, b = self.tile_span(layer.name)
+        points = [divmod(t, width) for t in (a, b)]
+        return ((points[0][0] + points[1][0]) / 2, (points[0][1] + points[1][1]) / 2)
+
+    def hops(self, src: str, dst: str) -> float:
+        """Mesh hops (Manhattan distance between locations) for data from ``src`` to ``dst``."""
+        (r1, c1), (r2, c2) = self.location(src), self.location(dst)
+        return abs(r1 - r2) + abs(c1 - c2)
 
     @property
     def arrays_used(self) -> int:
@@ -134,6 +163,10 @@ def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
             )
         passes = math.ceil(tiles_used / fixed)
     pes = {m.name: _pes(arch, m.arrays_total) for m in maps}
+    first, running = {}, 0
+    for m in maps:
+        first[m.name] = running
+        running += pes[m.name]
     return Mapping(
         arch=arch,
         workload=workload,
@@ -142,4 +175,5 @@ def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
         tiles_used=tiles_used,
         chip_tiles=fixed if fixed is not None else tiles_used,
         passes=passes,
+        first_pe=MappingProxyType(first),
     )
