@@ -7,9 +7,9 @@ used row per input cycle per array read); ``array`` cell reads; ``shift_add`` on
 digital offset correction of ``offset``/``differential_digital`` encodings; ``buffer`` bits
 read and written (inputs read once per output position, outputs written once); ``interconnect``
 bit-transfers: each consumer of a layer's output receives it over one local transfer plus the
-mesh hops between the two layers' tiles (``Mapping.hops``); ``activation`` / ``pooling`` / ``digital`` element operations
-of non-MVM layers (activation functions; pooling window operations; residual adds, concatenation,
-batch-norm and flatten moves).
+mesh hops between the two layers' tiles (``Mapping.hops``); ``activation`` / ``pooling`` /
+``digital`` element operations of non-MVM layers (activation functions; pooling window operations;
+residual adds, concatenation, batch-norm and flatten moves).
 """
 
 from __future__ import annotations
