@@ -251,3 +251,15 @@ def test_interconnect_follows_placement(unit_path):
     assert (m.tile_span("fc1"), m.tile_span("fc2"), m.chip_tiles) == ((0, 11), (12, 12), 13)
     assert m.hops("fc1", "fc2") == m.hops("fc2", "fc1") == 3.5
     assert report.layers.set_index("name").loc["fc1", "energy_interconnect_pj"] == 256 * 8 * 4.5
+
+
+def test_reprogramming_counts_and_costs_writes():
+    arch = pimsim.load_arch(
+        ROOT / "arch_specs" / "hermes_pcm_14nm.yaml",
+        {"mapping.reprogram": True, "cell.write_energy_pj": 10.0, "cell.write_pulses": 3},
+    )
+    report = evaluate(arch, pimsim.load_workload("vgg8_cifar10"))
+    used = sum(m.used_cells * m.copies for m in report.mapping.layers.values())
+    assert report.totals["passes"] == 7
+    assert report.totals["cell_writes"] == 3 * used
+    assert report.energy_breakdown_pj["write"] == pytest.approx(30.0 * used)

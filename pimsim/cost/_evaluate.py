@@ -175,6 +175,18 @@ def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None)
     leakage_mw = sum(inst.estimate.leakage_mw * n for inst, n in on_chip)
     breakdown = {c: float(frame[f"energy_{c}_pj"].sum()) for c in ACTION_CLASSES}
     breakdown["leakage"] = leakage_mw * latency  # mW x ns = pJ
+    # A network larger than a fixed chip runs in passes: every pass reprograms its arrays, so
+    # each sample (one sample per pass, the worst case) pays for writing every used cell.
+    writes = 0
+    if mapping.passes > 1:
+        used = sum(m.used_cells * m.copies for m in mapping.layers.values())
+        writes = used * arch.cell.write_pulses
+        if arch.cell.write_energy_pj is None:
+            notes.append(
+                "the network needs reprogramming but cell.write_energy_pj is not "
+                "given: writes are counted, not costed"
+            )
+    breakdown["write"] = writes * (arch.cell.write_energy_pj or 0.0)
     energy_total = sum(breakdown.values())
     ops = 2 * workload.macs
     area = chip.area_mm2
@@ -191,6 +203,8 @@ def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None)
         "arrays_used": mapping.arrays_used,
         "utilization": mapping.utilization,
         "chip_tiles": tiles,
+        "passes": mapping.passes,
+        "cell_writes": writes,
     }
     area_breakdown = {c: v["area_mm2"] for c, v in chip.breakdown.items()}
     return Report(frame, totals, breakdown, area_breakdown, mapping, tuple(notes))
