@@ -4,7 +4,7 @@ The public API is what this module exports. torch is imported only by the functi
 (:func:`from_torch`, :func:`zoo_model`), so cost-only use starts fast.
 """
 
-from pimsim.cost import Report, evaluate
+from pimsim.cost import Activity, Report, evaluate
 from pimsim.errors import MappingError, PimsimError, SpecError, WorkloadError
 from pimsim.mapping import LayerMapping, Mapping, map_network
 from pimsim.spec import ArchSpec, load_arch, with_overrides
@@ -13,6 +13,7 @@ from pimsim.workload import Layer, Workload, from_torch, load_workload, zoo_mode
 __version__ = "0.1.0"
 
 __all__ = [
+    "Activity",
     "ArchSpec",
     "Layer",
     "LayerMapping",

@@ -263,3 +263,22 @@ def test_reprogramming_counts_and_costs_writes():
     assert report.totals["passes"] == 7
     assert report.totals["cell_writes"] == 3 * used
     assert report.energy_breakdown_pj["write"] == pytest.approx(30.0 * used)
+
+
+def test_activity_scales_row_and_cell_energy_only(unit_path):
+    from pimsim.workload import _layer as L
+
+    fc = L.linear("fc", ("input",), (300,), 10)
+    arch = pimsim.load_arch(unit_path)
+    full = evaluate(arch, Workload("one", (300,), (fc,))).layers.iloc[0]
+    quarter = evaluate(arch, Workload("one", (300,), (fc,)), activity=0.25).layers.iloc[0]
+    per_layer = evaluate(
+        arch, Workload("one", (300,), (fc,)), activity=pimsim.Activity({"fc": 0.25})
+    ).layers.iloc[0]
+    for cls in ("dac", "array"):
+        assert quarter[f"energy_{cls}_pj"] == full[f"energy_{cls}_pj"] / 4
+        assert per_layer[f"energy_{cls}_pj"] == quarter[f"energy_{cls}_pj"]
+    for cls in ("adc", "shift_add", "buffer"):
+        assert quarter[f"energy_{cls}_pj"] == full[f"energy_{cls}_pj"]
+    with pytest.raises(ValueError):
+        pimsim.Activity(default=1.5)

@@ -162,3 +162,14 @@ def test_duplication_balances_and_fits_fixed_chip():
     assert all(lm.copies == 1 for lm in without.layers.values())
     # conversions per sample do not depend on duplication
     assert m.adc_conversions == without.adc_conversions
+
+
+def test_speedup_rule_matches_neurosim_vgg8():
+    """DNN+NeuroSim V1.4 on VGG-8: speed-up degree 8 is clipped to maxIFM / minIFM = 32 / 8 = 4,
+    bound = 8, so conv layers with 32, 32, 16, 16, 8, 8 input rows get 16, 16, 4, 4, 1, 1 copies."""
+    arch = pimsim.load_arch(
+        ROOT / "arch_specs" / "neurosim_rram_22nm.yaml",
+        {"mapping.duplication": "speedup", "mapping.max_duplication": 8},
+    )
+    m = map_network(arch, pimsim.load_workload("vgg8_cifar10"))
+    assert [lm.copies for lm in m.layers.values()] == [16, 16, 4, 4, 1, 1, 1, 1]

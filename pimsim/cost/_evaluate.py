@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from pimsim.cost._actions import ACTION_CLASSES, layer_actions
+from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_reports
 from pimsim.cost._registry import ComponentEstimate, lookup
@@ -104,11 +105,18 @@ def _step_ns(arch: ArchSpec, mapping_layer) -> float:
     return max(read_time_ns(arch), convert * 1e9)
 
 
-def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None) -> Report:
-    """Cost of one input sample of ``workload`` on ``arch`` (see the module docstring)."""
+def evaluate(
+    arch: ArchSpec, workload: Workload, mapping: Mapping | None = None, activity=None
+) -> Report:
+    """Cost of one input sample of ``workload`` on ``arch`` (see the module docstring).
+
+    ``activity`` (an :class:`Activity`, a number in [0, 1] or None for 1) scales the energy of
+    row drivers and cell reads by the fraction of input bits that are 1.
+    """
     import pandas as pd
 
     mapping = mapping or map_network(arch, workload)
+    activity = as_activity(activity)
     per_class, widths, notes = _class_estimates(arch)
     units: dict[str, float] = {}
     tiles = mapping.chip_tiles
@@ -126,6 +134,9 @@ def evaluate(arch: ArchSpec, workload: Workload, mapping: Mapping | None = None)
     rows = []
     for layer in workload.layers:
         counts = layer_actions(mapping, layer)
+        driven = activity.for_layer(layer.name)
+        counts["dac"] *= driven
+        counts["array"] *= driven
         energy = {}
         for cls, count in counts.items():
             per = per_class[cls].energy_pj

@@ -11,6 +11,7 @@ its weights split the output positions. We choose the smallest bottleneck T such
 with copies_i = ceil(steps_i / T) (capped by ``max_duplication`` and by its output positions) fits
 the chip, i.e. the layers are balanced to the slowest stage that cannot be sped up further (the
 aim of ISAAC's replication of early layers and NeuroSim's speed-up degree).
+``mapping.duplication: speedup`` instead follows DNN+NeuroSim's own rule (see ``_speedup``).
 """
 
 from __future__ import annotations
@@ -139,11 +140,36 @@ def _balance(arch: ArchSpec, maps: list[LayerMapping], limit_tiles: int | None):
     return dup(candidates[lo])
 
 
+def _speedup(arch: ArchSpec, workload: Workload, maps: list[LayerMapping]) -> list[LayerMapping]:
+    """DNN+NeuroSim V1.4's pipeline speed-up rule (Chip.cpp, ChipDesignInitialize, read for the
+    rule): the speed-up degree S (``max_duplication``) is clipped to floor(maxIFM / minIFM), where
+    maxIFM is the input height of the first mapped layer and minIFM the smallest input height of a
+    conv layer with a kernel larger than 1x1; with bound = ceil(maxIFM / S) a layer whose input is
+    IFM high gets ceil((IFM / bound)^2) copies (linear layers: 1)."""
+    heights = {}
+    for layer in workload.layers:
+        if layer.name in {m.name for m in maps}:
+            heights[layer.name] = (
+                layer.input_shape[1] if layer.kind == "conv" else 1,
+                layer.kind == "conv" and layer.kernel != (1, 1),
+            )
+    first = heights[maps[0].name][0]
+    spatial = [h for h, big in heights.values() if big]
+    if not spatial:
+        return maps
+    degree = min(arch.mapping.max_duplication or 1, max(1, first // min(spatial)))
+    bound = math.ceil(first / degree)
+    return [replace(m, copies=max(1, math.ceil((heights[m.name][0] / bound) ** 2)))
+            if m.kind == "conv" else m for m in maps]
+
+
 def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
     """Map every conv/linear layer of ``workload`` onto ``arch``; see the module docstring."""
     maps = [map_layer(arch, layer) for layer in workload.layers if layer.kind in ("conv", "linear")]
     fixed = arch.chip.tiles if arch.chip.tiles != "auto" else None
-    if arch.mapping.duplication == "balance":
+    if arch.mapping.duplication == "speedup":
+        maps = _speedup(arch, workload, maps)
+    elif arch.mapping.duplication == "balance":
         if fixed is None:
             # auto-sized chip: balance with the duplication cap alone
             if arch.mapping.max_duplication is not None:

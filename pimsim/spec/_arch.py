@@ -214,8 +214,10 @@ class MappingSpec(SpecModel):
 
     pack_groups: Literal["separate", "block_diagonal"] = "separate"
     """Grouped convs: each group on its own arrays, or groups packed block-diagonally."""
-    duplication: Literal["none", "balance"] = "none"
-    """Weight duplication: ``balance`` duplicates slow (early) layers to balance the pipeline."""
+    duplication: Literal["none", "balance", "speedup"] = "none"
+    """Weight duplication: ``balance`` duplicates slow (early) layers to balance the pipeline;
+    ``speedup`` follows DNN+NeuroSim's pipeline speed-up rule (copies = ceil((IFM / bound)^2),
+    see ``pimsim.mapping``) with ``max_duplication`` as its speed-up degree."""
     max_duplication: PositiveInt | None = None
     """Upper bound on copies of one layer's weights (None: limited by chip size)."""
     reprogram: bool = False
