@@ -159,8 +159,12 @@ def _speedup(arch: ArchSpec, workload: Workload, maps: list[LayerMapping]) -> li
         return maps
     degree = min(arch.mapping.max_duplication or 1, max(1, first // min(spatial)))
     bound = math.ceil(first / degree)
-    return [replace(m, copies=max(1, math.ceil((heights[m.name][0] / bound) ** 2)))
-            if m.kind == "conv" else m for m in maps]
+    return [
+        replace(m, copies=max(1, math.ceil((heights[m.name][0] / bound) ** 2)))
+        if m.kind == "conv"
+        else m
+        for m in maps
+    ]
 
 
 def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
