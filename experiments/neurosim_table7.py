@@ -83,8 +83,9 @@ def main() -> None:
         eff_ns = neurosim_accounting(own, net)
         eff_idle = neurosim_accounting(idle, net)
         errors = sorted((e / eff_ref - 1) * 100 for e in (eff_ns, eff_idle))
+        area_error = (area / area_ref - 1) * 100
         lines.append(
-            f"| {spec} | {rows} | {area:.2f} | {area_ref:.2f} | {(area / area_ref - 1) * 100:+.1f}% "
+            f"| {spec} | {rows} | {area:.2f} | {area_ref:.2f} | {area_error:+.1f}% "
             f"| {eff:.2f} | {eff_ns:.2f} to {eff_idle:.2f} | {eff_ref:.2f} "
             f"| {errors[0]:+.1f}% to {errors[1]:+.1f}% |"
         )
