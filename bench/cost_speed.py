@@ -18,16 +18,22 @@ from pathlib import Path
 import pimsim
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = [("neurosim_rram_22nm", "vgg8_cifar10", 50.0), ("isaac", "vgg8_cifar10", 50.0),
-         ("neurosim_rram_22nm", "resnet18_imagenet", 300.0), ("isaac", "resnet18_imagenet", 300.0)]
+CASES = [
+    ("neurosim_rram_22nm", "vgg8_cifar10", 50.0),
+    ("isaac", "vgg8_cifar10", 50.0),
+    ("neurosim_rram_22nm", "resnet18_imagenet", 300.0),
+    ("isaac", "resnet18_imagenet", 300.0),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     print(f"{'arch':<22}{'workload':<20}{'median ms':>10}{'min ms':>9}{'goal ms':>9}  ok")
     for arch_name, net_name, goal in CASES:
         arch = pimsim.load_arch(ROOT / "arch_specs" / f"{arch_name}.yaml")
@@ -39,8 +45,10 @@ def main() -> None:
             pimsim.evaluate(arch, net)
             times.append((time.perf_counter() - start) * 1e3)
         med = statistics.median(times)
-        print(f"{arch_name:<22}{net_name:<20}{med:>10.1f}{min(times):>9.1f}{goal:>9.0f}  "
-              f"{'yes' if med < goal else 'NO'}")
+        print(
+            f"{arch_name:<22}{net_name:<20}{med:>10.1f}{min(times):>9.1f}{goal:>9.0f}  "
+            f"{'yes' if med < goal else 'NO'}"
+        )
 
 
 if __name__ == "__main__":
