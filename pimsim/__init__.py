@@ -33,3 +33,12 @@ __all__ = [
     "zoo_model",
     "zoo_names",
 ]
+
+
+def __getattr__(name: str):
+    # The oracle imports torch: load it only when ``pimsim.oracle`` is first used.
+    if name == "oracle":
+        import importlib
+
+        return importlib.import_module("pimsim.oracle")
+    raise AttributeError(f"module 'pimsim' has no attribute {name!r}")

@@ -1,0 +1,175 @@
+"""``convert``: a copy of any torch model whose conv/linear layers compute as the mapped hardware
+does; ``counts``, ``reset_counts`` and ``activity`` read what the converted model did."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from pimsim.cost import Activity
+from pimsim.errors import MappingError
+from pimsim.mapping import Mapping, map_network
+from pimsim.oracle._engine import make_plan
+from pimsim.oracle._layers import PimConv2d, PimLinear, PimMatrixLayer, scale_from_max
+from pimsim.workload import INPUT, Workload, from_torch
+
+NON_NEGATIVE_ACTS = ("relu", "relu6", "sigmoid", "softmax")
+
+
+def non_negative_inputs(workload: Workload) -> dict[str, bool]:
+    """For each layer: is its input non-negative? (DESIGN.md 'signed inputs', ``auto``): the
+    network input is taken as image pixels in [0, 1]; ReLU/ReLU6 outputs are non-negative, and so
+    are max/average pooling, flatten and concatenation of non-negative tensors. Batch-norm and
+    anything else may produce negative values."""
+    out: dict[str, bool] = {}
+    produces: dict[str, bool] = {INPUT: True}
+    for layer in workload.layers:
+        out[layer.name] = all(produces[s] for s in layer.inputs)
+        if layer.kind == "act":
+            produces[layer.name] = layer.op in NON_NEGATIVE_ACTS or (
+                layer.op == "identity" and out[layer.name]
+            )
+        elif layer.kind in ("pool", "flatten", "concat"):
+            produces[layer.name] = out[layer.name]
+        else:
+            produces[layer.name] = False
+    return out
+
+
+def _signed(arch, name: str, non_negative: dict[str, bool], module) -> bool:
+    mode = arch.decomposition.signed_inputs
+    if mode == "signed":
+        return True
+    if mode == "unsigned":
+        return False
+    if hasattr(module, "signed_input"):  # a QAT module knows how it was trained
+        return bool(module.signed_input)
+    return not non_negative[name]
+
+
+def _calibrate(model, names, batches, bits, signed) -> dict[str, float]:
+    """Input scales from the maximum seen over the calibration batches (DESIGN.md)."""
+    seen = dict.fromkeys(names, 0.0)
+    modules = dict(model.named_modules())
+    hooks = [
+        modules[n].register_forward_pre_hook(
+            lambda mod, args, n=n: seen.__setitem__(n, max(seen[n], float(args[0].abs().max())))
+        )
+        for n in names
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch[0] if isinstance(batch, list | tuple) else batch)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {n: scale_from_max(seen[n], bits, signed[n]) for n in names}
+
+
+def convert(
+    model: nn.Module,
+    arch,
+    input_shape,
+    *,
+    seed: int = 0,
+    mapping: Mapping | None = None,
+    calibration=None,
+    chunk: int | None = None,
+) -> nn.Module:
+    """A copy of ``model`` whose conv/linear layers compute as ``arch`` maps them.
+
+    Builds the workload with :func:`pimsim.from_torch` and the mapping with
+    :func:`pimsim.map_network` (or takes ``mapping``); the tiling is never re-derived.
+    Activation scales come from a QAT model's ``input_scale`` buffers when it has them, else from
+    the ``calibration`` batches (an iterable of input tensors or (input, label) pairs), else they
+    are measured on every batch (with a warning: optimistic). ``chunk`` bounds the rows (samples x
+    output positions) processed at once. ``seed`` drives every stochastic non-ideality.
+    """
+    workload = from_torch(model, input_shape)
+    mapping = mapping or map_network(arch, workload)
+    pim = copy.deepcopy(model)
+    modules = dict(pim.named_modules())
+    non_negative = non_negative_inputs(workload)
+    targets = [n for n in mapping.layers if n in modules]
+    missing = [n for n in mapping.layers if n not in modules]
+    if missing:
+        raise MappingError(
+            f"mapped layers {missing} are not modules of the model (functional conv/linear or a "
+            "module called more than once cannot be converted)"
+        )
+    signed = {n: _signed(arch, n, non_negative, modules[n]) for n in targets}
+    scales: dict[str, float | None] = {}
+    for n in targets:
+        qat = getattr(modules[n], "input_scale", None)
+        scales[n] = float(qat) if qat is not None and float(qat) > 0 else None
+    if calibration is not None:
+        todo = [n for n in targets if scales[n] is None]
+        if todo:
+            scales.update(
+                _calibrate(model, todo, calibration, arch.decomposition.input_bits, signed)
+            )
+    if any(s is None for s in scales.values()):
+        warnings.warn(
+            "no activation scales (neither a QAT model nor calibration batches): scales are "
+            "measured on every batch, which is optimistic",
+            stacklevel=2,
+        )
+    for n in targets:
+        plan = make_plan(arch, mapping.layers[n], signed[n])
+        old = modules[n]
+        cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
+        new = cls(n, plan, old, scales[n], chunk)
+        new.train(False)
+        _set_module(pim, n, new)
+    pim.pim_mapping = mapping
+    pim.pim_seed = seed
+    return pim.eval()
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, module)
+
+
+def _pim_layers(pim_model: nn.Module) -> dict[str, PimMatrixLayer]:
+    return {m.name: m for m in pim_model.modules() if isinstance(m, PimMatrixLayer)}
+
+
+def counts(pim_model: nn.Module) -> dict[str, int]:
+    """ADC conversions per layer since conversion or the last :func:`reset_counts`, keyed by the
+    layer names of ``pimsim.evaluate`` on ``pimsim.from_torch`` of the same model."""
+    return {name: layer.conversions for name, layer in _pim_layers(pim_model).items()}
+
+
+def reset_counts(pim_model: nn.Module) -> None:
+    """Zero every PIM layer's conversion and activity counters."""
+    for layer in _pim_layers(pim_model).values():
+        layer.reset_counts()
+
+
+def activity(pim_model: nn.Module) -> Activity:
+    """Measured fraction of active (non-zero) input bits per cycle per layer, as an
+    :class:`~pimsim.cost.Activity` that ``pimsim.evaluate(..., activity=...)`` accepts."""
+    values = {
+        name: layer.active_bits / layer.input_bit_total
+        for name, layer in _pim_layers(pim_model).items()
+        if layer.input_bit_total
+    }
+    return Activity(values)
+
+
+def zero_fraction(pim_model: nn.Module) -> dict[str, float]:
+    """Fraction of quantized inputs that were exactly zero, per layer."""
+    return {
+        name: layer.zero_inputs / layer.input_total
+        for name, layer in _pim_layers(pim_model).items()
+        if layer.input_total
+    }

@@ -1,0 +1,252 @@
+"""The PIM matrix-vector engine: what the mapped crossbars compute, as batched tensor algebra.
+
+For one mapped matrix (DESIGN.md primer and Conventions):
+
+* quantized inputs (integers) are split into input cycles of ``dac.bits`` bits, unsigned, two's
+  complement over cycles (signed, 1-bit DAC: the most significant cycle weighs -2^(b-1)) or offset
+  (signed, multi-bit DAC: input + 2^(b-1), the bias times the weight column sums removed digitally);
+* quantized weights are split into cell slices of ``cell.bits`` bits with the signed encoding:
+  ``offset`` (stored w + 2^(b-1) - 1, the bias times the input sum removed digitally),
+  ``twos_complement`` (1-bit cells, most significant slice weighs -2^(b-1)), ``differential_analog``
+  (magnitude in a positive or negative cell, subtracted before one bipolar conversion) or
+  ``differential_digital`` (each polarity converted on its own);
+* rows are laid out as the mapping tiles them (row tiles filled first, row groups of
+  ``rows_per_adc_read`` contiguous in a tile); every (row group, input cycle, slice, column)
+  partial sum passes through the ADC: code = clip(round_half_even(p / step)), step = max(1, FS /
+  code range), FS = rows_per_adc_read x (2^cell_bits - 1) x (2^dac_bits - 1);
+* codes are recombined by shift-and-add in float64.
+
+No Python loop runs over bits, slices or row groups: one batched product computes every partial
+sum ([row groups, cycles x samples, rows per read] x [row groups, rows per read, slices x
+columns]), one fused in-place step quantizes them all, and one contraction recombines them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DIFFERENTIAL = ("differential_analog", "differential_digital")
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """Everything fixed at conversion time for one mapped layer (read from the mapping)."""
+
+    matrices: int  # separately mapped matrices (groups, or 1 when packed)
+    k_rows: int  # rows of one matrix
+    n_cols: int  # logical columns of one matrix
+    row_index: torch.Tensor  # [row groups, rows per read] -> matrix row, k_rows = zero padding
+    input_bits: int
+    dac_bits: int
+    weight_bits: int
+    cell_bits: int
+    encoding: str
+    signed_inputs: bool
+    adc_bits: int
+    full_scale: float
+    step: float
+    bipolar: bool
+
+    @property
+    def row_groups(self) -> int:
+        """Row groups (ADC reads) per matrix per input cycle, summed over row tiles."""
+        return self.row_index.shape[0]
+
+    @property
+    def cycles(self) -> int:
+        """Input cycles: ceil(input_bits / dac_bits)."""
+        return math.ceil(self.input_bits / self.dac_bits)
+
+    @property
+    def code_range(self) -> tuple[int, int]:
+        """Smallest and largest ADC code."""
+        if self.bipolar:
+            top = 2 ** (self.adc_bits - 1) - 1
+            return -top, top
+        return 0, 2**self.adc_bits - 1
+
+
+def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
+    """Build the plan of one layer from the spec and its :class:`~pimsim.mapping.LayerMapping`."""
+    dec = arch.decomposition
+    rpr = layer_mapping.rows_per_adc_read
+    index, start = [], 0
+    for used in layer_mapping.row_tiles:  # row tiles fill arrays first; groups within a tile
+        for g0 in range(0, used, rpr):
+            rows = list(range(start + g0, start + min(g0 + rpr, used)))
+            index.append(rows + [layer_mapping.k_rows] * (rpr - len(rows)))
+        start += used
+    bipolar = dec.signed_encoding == "differential_analog"
+    full_scale = rpr * (2**arch.cell.bits - 1) * (2**arch.dac.bits - 1)
+    levels = 2 ** (arch.adc.bits - 1) - 1 if bipolar else 2**arch.adc.bits - 1
+    return EnginePlan(
+        matrices=layer_mapping.matrices,
+        k_rows=layer_mapping.k_rows,
+        n_cols=layer_mapping.n_cols,
+        row_index=torch.tensor(index, dtype=torch.long),
+        input_bits=dec.input_bits,
+        dac_bits=arch.dac.bits,
+        weight_bits=dec.weight_bits,
+        cell_bits=arch.cell.bits,
+        encoding=dec.signed_encoding,
+        signed_inputs=signed_inputs,
+        adc_bits=arch.adc.bits,
+        full_scale=float(full_scale),
+        step=max(1.0, full_scale / levels),
+        bipolar=bipolar,
+    )
+
+
+# ------------------------------------------------------------------------------ decomposition
+
+
+def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split integer inputs [..., K] into cycles [C, ..., K] (float, values < 2^dac_bits) and
+    return the cycle weights [C] (float64)."""
+    bits, db = plan.input_bits, plan.dac_bits
+    x = x_int.to(torch.int64)
+    if plan.signed_inputs:
+        x = x + 2 ** (bits - 1) if db > 1 else torch.remainder(x, 2**bits)  # offset / two's compl.
+    shifts = torch.arange(plan.cycles, device=x.device) * db
+    cycles = torch.bitwise_and(
+        torch.bitwise_right_shift(x.unsqueeze(0), _expand(shifts, x)), 2**db - 1
+    )
+    coef = torch.pow(2.0, shifts.to(torch.float64))
+    if plan.signed_inputs and db == 1:
+        coef[-1] = -(2.0 ** (bits - 1))
+    return cycles.to(torch.float32), coef
+
+
+def weight_slices(plan: EnginePlan, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split integer weights [M, K, N] into cell slices [P, S, M, K, N] (P = 1 polarity, or 2 for
+    differential encodings: positive, negative) and return the slice weights [S] (float64)."""
+    bits, cb, enc = plan.weight_bits, plan.cell_bits, plan.encoding
+    w = w_int.to(torch.int64)
+    if enc == "offset":
+        stored = [w + (2 ** (bits - 1) - 1)]
+        magnitude = bits
+    elif enc == "twos_complement":
+        stored = [torch.remainder(w, 2**bits)]
+        magnitude = bits
+    else:
+        stored = [w.clamp(min=0), (-w).clamp(min=0)]
+        magnitude = bits - 1
+    count = math.ceil(magnitude / cb)
+    shifts = torch.arange(count, device=w.device) * cb
+    out = torch.stack(
+        [
+            torch.bitwise_and(
+                torch.bitwise_right_shift(s.unsqueeze(0), _expand(shifts, s)), 2**cb - 1
+            )
+            for s in stored
+        ]
+    )
+    coef = torch.pow(2.0, shifts.to(torch.float64))
+    if enc == "twos_complement":
+        coef[-1] = -(2.0 ** (bits - 1))
+    return out.to(torch.float32), coef
+
+
+def _expand(shifts: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return shifts.view(-1, *([1] * like.dim()))
+
+
+def layout_weights(plan: EnginePlan, slices: torch.Tensor) -> torch.Tensor:
+    """[P, S, M, K, N] slices -> [M * G, rows per read, P * S * N] in the row-group layout."""
+    p, s, m, k, n = slices.shape
+    padded = torch.cat([slices, slices.new_zeros(p, s, m, 1, n)], dim=3)
+    grouped = padded[:, :, :, plan.row_index, :]  # [P, S, M, G, R, N]
+    g, r = plan.row_index.shape
+    return grouped.permute(2, 3, 4, 0, 1, 5).reshape(m * g, r, p * s * n).contiguous()
+
+
+def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
+    """[C, B, M * K] cycles -> [M * G, C * B, rows per read] in the row-group layout."""
+    c, b, _ = cycles.shape
+    m, k = plan.matrices, plan.k_rows
+    x = cycles.view(c, b, m, k)
+    x = torch.cat([x, x.new_zeros(c, b, m, 1)], dim=3)[:, :, :, plan.row_index]  # [C,B,M,G,R]
+    g, r = plan.row_index.shape
+    return x.permute(2, 3, 0, 1, 4).reshape(m * g, c * b, r)
+
+
+# ------------------------------------------------------------------------------ ADC and recombine
+
+
+def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
+    """Quantize partial sums in place to ADC codes (DESIGN.md 'ADC range'): clip(round half to
+    even(p / step)); the reconstructed value is code x step (applied after recombination, so the
+    codes stay exact integers). Exact when step is 1 and the sums are in range."""
+    lo, hi = plan.code_range
+    if plan.step != 1.0:
+        partial.div_(plan.step)
+    return partial.round_().clamp_(lo, hi)
+
+
+def pim_matmul(
+    plan: EnginePlan,
+    x_int: torch.Tensor,
+    w_layout: torch.Tensor,
+    w_coef: torch.Tensor,
+    polarities: int,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, Stats]:
+    """Integer result [B, M * N] (float64) of the mapped layer on integer inputs [B, M * K], and
+    the :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory)."""
+    b = x_int.shape[0]
+    chunk = chunk or b
+    outs, stats = [], Stats()
+    for start in range(0, b, chunk):
+        y = _pim_chunk(plan, x_int[start : start + chunk], w_layout, w_coef, polarities, stats)
+        outs.append(y)
+    return torch.cat(outs) if len(outs) > 1 else outs[0], stats
+
+
+@dataclass
+class Stats:
+    """What one forward pass did: ADC conversions and input-bit activity."""
+
+    conversions: int = 0
+    active_bits: int = 0
+    input_bits: int = 0
+
+
+def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
+    b = x_int.shape[0]
+    m, n = plan.matrices, plan.n_cols
+    g = plan.row_groups
+    cycles, c_coef = input_cycles(plan, x_int)
+    if cycles.device.type != "meta":
+        stats.active_bits += int(torch.count_nonzero(cycles))
+        stats.input_bits += cycles.numel()
+    xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
+    # float32 sums are exact while the full scale stays below 2^24 (DESIGN.md 'exactness')
+    dtype = torch.float64 if plan.full_scale >= 2**24 else torch.float32
+    partial = torch.bmm(xl.to(dtype), w_layout.to(dtype))  # [M*G, C*B, P*S*N]
+    s = w_coef.numel()
+    c = plan.cycles
+    if plan.encoding == "differential_analog":
+        partial = partial.view(m * g, c * b, 2, s * n)
+        partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
+        stats.conversions += partial.numel()
+        adc_quantize_(plan, partial)
+        pol = torch.ones(1, dtype=torch.float64, device=partial.device)
+    else:
+        stats.conversions += partial.numel()
+        adc_quantize_(plan, partial)
+        pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
+    partial = partial.view(m, g, c, b, -1, s, n)
+    lo, hi = plan.code_range
+    if g * max(abs(lo), hi) < 2**24:  # integer codes: the float32 sum over row groups is exact
+        partial = partial.sum(dim=1).to(torch.float64)  # [M, C, B, P, S, N]
+    else:
+        partial = partial.to(torch.float64).sum(dim=1)
+    y = torch.einsum(
+        "mcbpsn,c,p,s->bmn", partial, c_coef.to(partial.device), pol, w_coef.to(partial.device)
+    )
+    if plan.step != 1.0:
+        y = y * plan.step
+    return y.reshape(b, m * n)

@@ -1,0 +1,194 @@
+"""PIM versions of ``nn.Linear`` and ``nn.Conv2d``: quantize, compute on the mapped crossbars
+(:mod:`pimsim.oracle._engine`), correct digitally, rescale, add the bias.
+
+Quantization follows DESIGN.md's Conventions: weights are symmetric integers in
+[-(2^(b-1) - 1), 2^(b-1) - 1] with one scale per output channel (max |w| / (2^(b-1) - 1)); inputs
+are unsigned, clip(round_half_even(x / s), 0, 2^b - 1), or signed symmetric, with one scale s per
+tensor (from a QAT model, from calibration batches, or, with a warning, from each batch).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pimsim.oracle import _engine as E
+
+
+def quantize_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric quantization: (integers, scales [out])."""
+    top = 2 ** (bits - 1) - 1
+    flat = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
+    scale = flat.abs().amax(dim=1) / top
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    w_int = torch.round(flat / scale[:, None]).clamp_(-top, top)
+    return w_int.reshape(weight.shape), scale
+
+
+def input_levels(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer range of quantized inputs."""
+    if signed:
+        top = 2 ** (bits - 1) - 1
+        return -top, top
+    return 0, 2**bits - 1
+
+
+def scale_from_max(max_abs: float, bits: int, signed: bool) -> float:
+    """Input scale from an observed maximum (absolute maximum for signed inputs)."""
+    top = input_levels(bits, signed)[1]
+    return max(float(max_abs), 1e-12) / top
+
+
+class PimMatrixLayer(nn.Module):
+    """Shared state and forward of :class:`PimLinear` and :class:`PimConv2d`."""
+
+    def __init__(self, name, plan: E.EnginePlan, weight, bias, input_scale, chunk=None):
+        super().__init__()
+        self.name = name
+        self.plan = plan
+        self.chunk = chunk
+        m, k, n = plan.matrices, plan.k_rows, plan.n_cols
+        w_int, w_scale = quantize_weight(weight, plan.weight_bits)
+        self.register_buffer("weight_int", w_int.to(torch.float32))
+        self.register_buffer("weight_scale", w_scale)
+        matrices, mask = self._matrices(w_int)
+        slices, w_coef = E.weight_slices(plan, matrices)
+        if plan.encoding == "offset":
+            slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
+        self.register_buffer("w_layout", E.layout_weights(plan, slices))
+        self.register_buffer("w_coef", w_coef)
+        self.register_buffer("mask", mask.to(torch.float64))
+        self.register_buffer("col_sums", matrices.to(torch.float64).sum(dim=1))  # [M, N]
+        self.polarities = slices.shape[0]
+        self.bias = (
+            None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        )
+        fixed = input_scale is not None
+        self.register_buffer(
+            "input_scale", torch.tensor(float(input_scale or 0.0), dtype=torch.float64)
+        )
+        self.dynamic_scale = not fixed
+        self.reset_counts()
+        assert (m, k, n) == (matrices.shape[0], matrices.shape[1], matrices.shape[2])
+
+    def reset_counts(self) -> None:
+        """Zero the conversion and activity counters."""
+        self.conversions = 0
+        self.samples = 0
+        self.active_bits = 0
+        self.input_bit_total = 0
+        self.zero_inputs = 0
+        self.input_total = 0
+
+    # Subclasses give the integer weight matrices [M, K, N] and the cell mask [M, K, N].
+    def _matrices(self, w_int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Integer inputs and the scale used."""
+        lo, hi = input_levels(self.plan.input_bits, self.plan.signed_inputs)
+        if x.device.type == "meta":  # shape-only run: no values to scale
+            scale = 1.0
+        elif self.dynamic_scale:
+            scale = scale_from_max(
+                x.detach().abs().max(), self.plan.input_bits, self.plan.signed_inputs
+            )
+        else:
+            scale = float(self.input_scale)
+        x_int = torch.round(x.detach().to(torch.float64) / scale).clamp_(lo, hi)
+        return x_int, scale
+
+    def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
+        """[rows, M*K] integer inputs -> [rows, M, N] integer results (float64), with the digital
+        corrections of offset encodings applied: what the hardware hands to the digital units."""
+        plan = self.plan
+        y, stats = E.pim_matmul(
+            plan, x_int, self.w_layout, self.w_coef, self.polarities, self.chunk
+        )
+        self.conversions += stats.conversions
+        self.active_bits += stats.active_bits
+        self.input_bit_total += stats.input_bits
+        if x_int.device.type != "meta":
+            self.zero_inputs += int((x_int == 0).sum())
+            self.input_total += x_int.numel()
+        m, k, n = plan.matrices, plan.k_rows, plan.n_cols
+        y = y.view(-1, m, n)
+        if plan.encoding == "offset":  # stored w + off: remove off x (sum of the block's inputs)
+            off = 2 ** (plan.weight_bits - 1) - 1
+            y = y - off * torch.einsum("bmk,mkn->bmn", x_int.view(-1, m, k), self.mask)
+        if plan.signed_inputs and plan.dac_bits > 1:  # inputs stored + 2^(b-1): remove it
+            y = y - 2 ** (plan.input_bits - 1) * self.col_sums
+        return y
+
+    def matmul(self, x_rows: torch.Tensor) -> torch.Tensor:
+        """[rows, M*K] float inputs -> [rows, M*N] float outputs (bias excluded)."""
+        x_int, scale = self.quantize_input(x_rows)
+        y = self.integer_matmul(x_int)
+        y = y.reshape(y.shape[0], -1) * (scale * self.weight_scale)
+        return y.to(x_rows.dtype)
+
+
+class PimLinear(PimMatrixLayer):
+    """``nn.Linear`` computed as the mapped crossbars compute it."""
+
+    def __init__(self, name, plan, linear: nn.Linear, input_scale=None, chunk=None):
+        super().__init__(name, plan, linear.weight, linear.bias, input_scale, chunk)
+
+    def _matrices(self, w_int):
+        w = w_int.t().unsqueeze(0)  # [1, in, out]
+        return w, torch.ones_like(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self.matmul(x.reshape(-1, x.shape[-1]))
+        self.samples += x.shape[0]
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, -1)
+
+
+class PimConv2d(PimMatrixLayer):
+    """``nn.Conv2d`` computed as the mapped crossbars compute it (im2col in unfold order)."""
+
+    def __init__(self, name, plan, conv: nn.Conv2d, input_scale=None, chunk=None):
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError(f"{name}: only numeric zero padding is supported")
+        self.conv_args = dict(
+            kernel_size=conv.kernel_size,
+            dilation=conv.dilation,
+            padding=conv.padding,
+            stride=conv.stride,
+        )
+        self.groups = conv.groups
+        self.out_channels = conv.out_channels
+        super().__init__(name, plan, conv.weight, conv.bias, input_scale, chunk)
+
+    def _matrices(self, w_int):
+        g = self.groups
+        cout = w_int.shape[0]
+        per = w_int.reshape(g, cout // g, -1).transpose(1, 2)  # [G, K_g, N_g]
+        if self.plan.matrices == g:
+            return per, torch.ones_like(per)
+        # block-diagonal packing: one matrix with the groups on its diagonal
+        k_g, n_g = per.shape[1], per.shape[2]
+        packed = per.new_zeros(g * k_g, g * n_g)
+        mask = per.new_zeros(g * k_g, g * n_g)
+        for i in range(g):
+            packed[i * k_g : (i + 1) * k_g, i * n_g : (i + 1) * n_g] = per[i]
+            mask[i * k_g : (i + 1) * k_g, i * n_g : (i + 1) * n_g] = 1
+        return packed.unsqueeze(0), mask.unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
+        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        y = self.matmul(rows)
+        self.samples += b
+        k, d, p, s = (self.conv_args[a] for a in ("kernel_size", "dilation", "padding", "stride"))
+        ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        y = y.view(b, ho * wo, self.out_channels).transpose(1, 2).reshape(b, -1, ho, wo)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
