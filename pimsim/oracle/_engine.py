@@ -177,12 +177,12 @@ def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
 
 
 def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
-    """Quantize partial sums in place to ADC codes (DESIGN.md 'ADC range'): clip(round half to
+    """Quantize partial sums (in place where the dtype allows) to ADC codes (DESIGN.md 'ADC range'): clip(round half to
     even(p / step)); the reconstructed value is code x step (applied after recombination, so the
     codes stay exact integers). Exact when step is 1 and the sums are in range."""
     lo, hi = plan.code_range
-    if plan.step != 1.0:
-        partial.div_(plan.step)
+    if plan.step != 1.0:  # DESIGN.md: p / step in float64, so ties round the same everywhere
+        partial = partial.to(torch.float64).div_(plan.step)
     return partial.round_().clamp_(lo, hi)
 
 
@@ -232,11 +232,11 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
         partial = partial.view(m * g, c * b, 2, s * n)
         partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
         stats.conversions += partial.numel()
-        adc_quantize_(plan, partial)
+        partial = adc_quantize_(plan, partial)
         pol = torch.ones(1, dtype=torch.float64, device=partial.device)
     else:
         stats.conversions += partial.numel()
-        adc_quantize_(plan, partial)
+        partial = adc_quantize_(plan, partial)
         pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
     partial = partial.view(m, g, c, b, -1, s, n)
     lo, hi = plan.code_range

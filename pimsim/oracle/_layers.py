@@ -114,10 +114,12 @@ class PimMatrixLayer(nn.Module):
             self.input_total += x_int.numel()
         m, k, n = plan.matrices, plan.k_rows, plan.n_cols
         y = y.view(-1, m, n)
-        if plan.encoding == "offset":  # stored w + off: remove off x (sum of the block's inputs)
+        shifted = plan.signed_inputs and plan.dac_bits > 1  # inputs applied as x + 2^(b-1)
+        if plan.encoding == "offset":  # cells hold w + off: remove off x (applied inputs' sum)
             off = 2 ** (plan.weight_bits - 1) - 1
-            y = y - off * torch.einsum("bmk,mkn->bmn", x_int.view(-1, m, k), self.mask)
-        if plan.signed_inputs and plan.dac_bits > 1:  # inputs stored + 2^(b-1): remove it
+            applied = x_int + 2 ** (plan.input_bits - 1) if shifted else x_int
+            y = y - off * torch.einsum("bmk,mkn->bmn", applied.view(-1, m, k), self.mask)
+        if shifted:  # remove 2^(b-1) x (the weight column sums)
             y = y - 2 ** (plan.input_bits - 1) * self.col_sums
         return y
 

@@ -1,0 +1,263 @@
+"""Accuracy oracle: bit-exactness against an int64 reference, agreement with a deliberately simple
+loop reference (which counts its own ADC calls), and conversions equal to the cost model's."""
+
+import itertools
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import pimsim  # noqa: E402
+import pimsim.oracle  # noqa: E402
+from pimsim.errors import MappingError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL_ARCH = """\
+kind: arch
+name: small
+technology: {node_nm: 32, clock_hz: 1.0e9}
+cell: {device: rram}
+array: {rows: 32, cols: 64, rows_per_adc_read: 16}
+adc: {model: survey, bits: 16, cols_per_adc: 1}
+decomposition: {scheme: native, input_bits: 4, weight_bits: 4}
+pe: {arrays: 4}
+tile: {pes: 4}
+chip: {tiles: auto}
+"""
+
+CONFIGS = {
+    "native": {},
+    "differential": {"decomposition.scheme": "differential"},
+    "bit_serial": {"decomposition.scheme": "bit_serial"},
+    "differential_digital": {
+        "decomposition.signed_encoding": "differential_digital",
+        "cell.bits": 2,
+    },
+    "offset_2bit_cells_2bit_dac": {"cell.bits": 2, "dac.bits": 2},
+    "bit_serial_offset": {
+        "decomposition.scheme": "bit_serial",
+        "decomposition.signed_encoding": "offset",
+    },
+    "signed_inputs_1bit_dac": {
+        "decomposition.scheme": "bit_serial",
+        "decomposition.signed_inputs": "signed",
+    },
+    "signed_inputs_offset_dac": {"decomposition.signed_inputs": "signed"},
+    "block_diagonal": {"mapping.pack_groups": "block_diagonal"},
+}
+
+
+class TinyConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(6, 4, 3, stride=2, padding=1)  # K = 54: not a multiple of 32
+        self.grouped = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+        self.depthwise = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+        self.fc = nn.Linear(6 * 4 * 4, 5)  # K = 96
+
+    def forward(self, x):
+        x = self.depthwise(self.grouped(self.conv(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+@pytest.fixture(scope="module")
+def small_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("arch") / "small.yaml"
+    path.write_text(SMALL_ARCH)
+    return path
+
+
+def convert(model, arch, shape, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-batch scales: fine for these checks
+        return pimsim.oracle.convert(model, arch, shape, **kw)
+
+
+def layer_rows(layer, x):
+    """The im2col rows a PIM layer feeds to its arrays."""
+    if isinstance(layer, pimsim.oracle.PimConv2d):
+        cols = torch.nn.functional.unfold(x, **layer.conv_args)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+def capture_inputs(pim):
+    seen = {}
+    for name, mod in pim.named_modules():
+        if isinstance(mod, pimsim.oracle.PimConv2d | pimsim.oracle.PimLinear):
+            mod.register_forward_pre_hook(lambda m, a, n=name: seen.__setitem__(n, a[0]))
+    return seen
+
+
+def int_reference(layer, x_int):
+    """int64 product of quantized inputs and quantized weights, per group."""
+    w = layer.weight_int.to(torch.int64)
+    x = x_int.to(torch.int64)
+    if isinstance(layer, pimsim.oracle.PimLinear):
+        return (x @ w.t()).view(x.shape[0], 1, -1)
+    g = layer.groups
+    w = w.reshape(g, w.shape[0] // g, -1)  # [G, N_g, K_g]
+    xs = x.view(x.shape[0], g, -1)
+    return torch.einsum("bgk,gnk->bgn", xs, w).reshape(x.shape[0], 1, -1)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_bit_exact_with_enough_adc_bits(small_path, config):
+    arch = pimsim.load_arch(small_path, CONFIGS[config])
+    torch.manual_seed(1)
+    model = TinyConvNet()
+    pim = convert(model, arch, (1, 6, 8, 8))
+    seen = capture_inputs(pim)
+    x = torch.rand(3, 6, 8, 8) - (0.3 if "signed" in config else 0.0)
+    pim(x)
+    for name, layer in ((n, m) for n, m in pim.named_modules() if n in seen):
+        assert layer.plan.step == 1.0, "the ADC must resolve every level for this test"
+        x_int, _ = layer.quantize_input(layer_rows(layer, seen[name]))
+        got = layer.integer_matmul(x_int)
+        want = int_reference(layer, x_int)
+        assert torch.equal(
+            got.reshape(want.shape[0], -1), want.to(torch.float64).reshape(want.shape[0], -1)
+        ), name
+
+
+def loop_reference(layer, x_int):
+    """Explicit loops over matrices, row groups, input cycles, slices and columns; one ADC call
+    per partial sum. Returns (integer outputs [B, M, N], number of ADC calls)."""
+    plan = layer.plan
+    arch_bits = plan.input_bits, plan.dac_bits, plan.weight_bits, plan.cell_bits
+    ib, db, wb, cb = arch_bits
+    m, k, n = plan.matrices, plan.k_rows, plan.n_cols
+    weights = layer._matrices(layer.weight_int.to(torch.int64))[0].tolist()  # [M][K][N]
+    mask = layer.mask.tolist()
+    calls = 0
+    lo, hi = plan.code_range
+
+    def adc(p):
+        nonlocal calls
+        calls += 1
+        return min(max(round(p / plan.step), lo), hi)  # Python's round: half to even
+
+    cycles = -(-ib // db)
+    enc = plan.encoding
+    magnitude = wb - 1 if enc.startswith("differential") else wb
+    slices = -(-magnitude // cb)
+    groups = [list(r) for r in plan.row_index.tolist()]
+    out = []
+    for row in x_int.to(torch.int64).tolist():
+        y_b = []
+        for mi in range(m):
+            xs = row[mi * k : (mi + 1) * k]
+            if plan.signed_inputs:
+                xs = [v + 2 ** (ib - 1) if db > 1 else v % 2**ib for v in xs]
+            y_m = []
+            for col in range(n):
+                total = 0
+                for group in groups:
+                    rows = [r for r in group if r < k]
+                    for c in range(cycles):
+                        cw = 2 ** (c * db)
+                        if plan.signed_inputs and db == 1 and c == cycles - 1:
+                            cw = -(2 ** (ib - 1))
+                        xc = {r: (xs[r] >> (c * db)) & (2**db - 1) for r in rows}
+                        for s in range(slices):
+                            sw = 2 ** (s * cb)
+                            if enc == "twos_complement" and s == slices - 1:
+                                sw = -(2 ** (wb - 1))
+
+                            def cell(value, r, s=s):
+                                return (value >> (s * cb)) & (2**cb - 1)
+
+                            if enc == "offset":
+                                stored = {
+                                    r: (weights[mi][r][col] + 2 ** (wb - 1) - 1)
+                                    * int(mask[mi][r][col])
+                                    for r in rows
+                                }
+                                p = sum(xc[r] * cell(stored[r], r) for r in rows)
+                                total += cw * sw * adc(p)
+                            elif enc == "twos_complement":
+                                p = sum(xc[r] * cell(weights[mi][r][col] % 2**wb, r) for r in rows)
+                                total += cw * sw * adc(p)
+                            else:
+                                pos = sum(
+                                    xc[r] * cell(max(weights[mi][r][col], 0), r) for r in rows
+                                )
+                                neg = sum(
+                                    xc[r] * cell(max(-weights[mi][r][col], 0), r) for r in rows
+                                )
+                                if enc == "differential_analog":
+                                    total += cw * sw * adc(pos - neg)
+                                else:
+                                    total += cw * sw * (adc(pos) - adc(neg))
+                total *= plan.step
+                if enc == "offset":  # cells hold w + off, applied inputs are xs
+                    total -= (2 ** (wb - 1) - 1) * sum(
+                        (xs[r] if db > 1 or not plan.signed_inputs else row[mi * k + r])
+                        * int(mask[mi][r][col])
+                        for r in range(k)
+                    )
+                if plan.signed_inputs and db > 1:
+                    total -= 2 ** (ib - 1) * sum(weights[mi][r][col] for r in range(k))
+                y_m.append(total)
+            y_b.append(y_m)
+        out.append(y_b)
+    return torch.tensor(out, dtype=torch.float64), calls
+
+
+@pytest.mark.parametrize("adc_bits", [3, 5])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_finite_adc_matches_loop_reference(small_path, config, adc_bits):
+    arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
+    torch.manual_seed(2)
+    model = TinyConvNet()
+    pim = convert(model, arch, (1, 6, 8, 8))
+    seen = capture_inputs(pim)
+    x = torch.rand(2, 6, 8, 8) - (0.3 if "signed" in config else 0.0)
+    pim(x)
+    for name, layer in ((n, m) for n, m in pim.named_modules() if n in seen):
+        rows = layer_rows(layer, seen[name])[:3]  # a few rows keep the loops quick
+        x_int, _ = layer.quantize_input(rows)
+        layer.reset_counts()
+        got = layer.integer_matmul(x_int)
+        want, calls = loop_reference(layer, x_int)
+        assert torch.equal(got, want), (name, (got - want).abs().max())
+        assert layer.conversions == calls
+
+
+def zoo_cases():
+    for path, name in itertools.product(
+        sorted((ROOT / "arch_specs").glob("*.yaml")), pimsim.zoo_names()
+    ):
+        yield pytest.param(path, name, id=f"{path.stem}-{name}")
+
+
+@pytest.mark.parametrize("path, name", list(zoo_cases()))
+def test_conversions_equal_cost_model_times_batch(path, name):
+    arch = pimsim.load_arch(path)
+    model = pimsim.zoo_model(name)
+    net = pimsim.load_workload(name)
+    try:
+        mapping = pimsim.map_network(arch, net)
+    except MappingError:
+        arch = pimsim.with_overrides(arch, {"chip.tiles": "auto"})
+        mapping = pimsim.map_network(arch, net)
+    real = name in ("mlp_mnist", "lenet5_mnist")  # the others run on the meta device
+    device = "cpu" if real else "meta"
+    pim = convert(model.to(device), arch, (1, *net.input_shape), mapping=mapping)
+    batch = 3
+    pim(
+        torch.rand(batch, *net.input_shape)
+        if real
+        else torch.empty(batch, *net.input_shape, device="meta")
+    )
+    report = pimsim.evaluate(arch, net, mapping)
+    expected = {
+        r["name"]: r["adc_conversions"] * batch
+        for r in report.layers.to_dict("records")
+        if r["adc_conversions"]
+    }
+    assert pimsim.oracle.counts(pim) == expected
