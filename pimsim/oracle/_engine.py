@@ -177,9 +177,9 @@ def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
 
 
 def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
-    """Quantize partial sums (in place where the dtype allows) to ADC codes (DESIGN.md 'ADC range'): clip(round half to
-    even(p / step)); the reconstructed value is code x step (applied after recombination, so the
-    codes stay exact integers). Exact when step is 1 and the sums are in range."""
+    """Quantize partial sums (in place where the dtype allows) to ADC codes (DESIGN.md 'ADC
+    range'): clip(round half to even(p / step)); the reconstructed value is code x step (applied
+    after recombination, so the codes stay exact integers). Exact when step is 1 and in range."""
     lo, hi = plan.code_range
     if plan.step != 1.0:  # DESIGN.md: p / step in float64, so ties round the same everywhere
         partial = partial.to(torch.float64).div_(plan.step)
