@@ -103,10 +103,29 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
 # ------------------------------------------------------------------------------ decomposition
 
 
+def cycle_weights(plan: EnginePlan) -> list[float]:
+    """Shift-and-add weight of each input cycle (the last one negative for two's complement)."""
+    out = [2.0 ** (c * plan.dac_bits) for c in range(plan.cycles)]
+    if plan.signed_inputs and plan.dac_bits == 1:
+        out[-1] = -(2.0 ** (plan.input_bits - 1))
+    return out
+
+
+def slice_weights(plan: EnginePlan) -> list[float]:
+    """Shift-and-add weight of each cell slice (the last one negative for two's complement)."""
+    magnitude = plan.weight_bits - (plan.encoding in DIFFERENTIAL)
+    out = [2.0 ** (s * plan.cell_bits) for s in range(math.ceil(magnitude / plan.cell_bits))]
+    if plan.encoding == "twos_complement":
+        out[-1] = -(2.0 ** (plan.weight_bits - 1))
+    return out
+
+
 def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Split integer inputs [..., K] into cycles [C, ..., K] (float, values < 2^dac_bits) and
     return the cycle weights [C] (float64)."""
     bits, db = plan.input_bits, plan.dac_bits
+    if plan.cycles == 1 and not plan.signed_inputs:  # all bits in one cycle: nothing to split
+        return x_int.to(torch.float32).unsqueeze(0), torch.ones(1, dtype=torch.float64)
     x = x_int.to(torch.int64)
     if plan.signed_inputs:
         x = x + 2 ** (bits - 1) if db > 1 else torch.remainder(x, 2**bits)  # offset / two's compl.
@@ -167,9 +186,11 @@ def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
     """[C, B, M * K] cycles -> [M * G, C * B, rows per read] in the row-group layout."""
     c, b, _ = cycles.shape
     m, k = plan.matrices, plan.k_rows
+    g, r = plan.row_index.shape
+    if g == 1 and r == k:  # one row group holding every row in order: no gather needed
+        return cycles.view(c, b, m, k).permute(2, 0, 1, 3).reshape(m, c * b, k)
     x = cycles.view(c, b, m, k)
     x = torch.cat([x, x.new_zeros(c, b, m, 1)], dim=3)[:, :, :, plan.row_index]  # [C,B,M,G,R]
-    g, r = plan.row_index.shape
     return x.permute(2, 3, 0, 1, 4).reshape(m * g, c * b, r)
 
 
@@ -240,13 +261,25 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
         pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
     partial = partial.view(m, g, c, b, -1, s, n)
     lo, hi = plan.code_range
-    if g * max(abs(lo), hi) < 2**24:  # integer codes: the float32 sum over row groups is exact
-        partial = partial.sum(dim=1).to(torch.float64)  # [M, C, B, P, S, N]
+    top = max(abs(lo), hi)
+    # Integer codes: sums stay exact in float32 while below 2^24 (DESIGN.md 'exactness').
+    if g > 1:
+        partial = partial.sum(dim=1) if g * top < 2**24 else partial.to(torch.float64).sum(1)
     else:
-        partial = partial.to(torch.float64).sum(dim=1)
-    y = torch.einsum(
-        "mcbpsn,c,p,s->bmn", partial, c_coef.to(partial.device), pol, w_coef.to(partial.device)
-    )
+        partial = partial.squeeze(1)  # [M, C, B, P, S, N]
+    s_weights = slice_weights(plan)
+    if s > 1:  # slices: one batched vector product over S, exact in float32 when it fits
+        exact = g * top * sum(abs(v) for v in s_weights) < 2**24
+        dtype = torch.float32 if exact and partial.dtype == torch.float32 else torch.float64
+        coef = torch.tensor(s_weights, dtype=dtype, device=partial.device)
+        partial = torch.matmul(coef, partial.to(dtype))  # [M, C, B, P, N]
+    else:
+        partial = partial.squeeze(-2) * s_weights[0]
+    partial = partial.to(torch.float64)
+    if c > 1 or partial.shape[3] > 1:
+        y = torch.einsum("mcbpn,c,p->bmn", partial, c_coef.to(partial.device), pol)
+    else:
+        y = partial[:, 0, :, 0, :].permute(1, 0, 2) * cycle_weights(plan)[0]
     if plan.step != 1.0:
         y = y * plan.step
     return y.reshape(b, m * n)

@@ -59,6 +59,8 @@ class PimMatrixLayer(nn.Module):
         self.register_buffer("w_layout", E.layout_weights(plan, slices))
         self.register_buffer("w_coef", w_coef)
         self.register_buffer("mask", mask.to(torch.float64))
+        # only block-diagonal packing (one matrix for several groups) leaves cells unused
+        self.dense_mask = getattr(self, "groups", 1) == 1 or plan.matrices > 1
         self.register_buffer("col_sums", matrices.to(torch.float64).sum(dim=1))  # [M, N]
         self.polarities = slices.shape[0]
         self.bias = (
@@ -96,7 +98,7 @@ class PimMatrixLayer(nn.Module):
             )
         else:
             scale = float(self.input_scale)
-        x_int = torch.round(x.detach().to(torch.float64) / scale).clamp_(lo, hi)
+        x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
         return x_int, scale
 
     def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
@@ -110,15 +112,21 @@ class PimMatrixLayer(nn.Module):
         self.active_bits += stats.active_bits
         self.input_bit_total += stats.input_bits
         if x_int.device.type != "meta":
-            self.zero_inputs += int((x_int == 0).sum())
+            if plan.cycles == 1 and not plan.signed_inputs:  # one cycle: active bits = non-zeros
+                self.zero_inputs += x_int.numel() - stats.active_bits
+            else:
+                self.zero_inputs += x_int.numel() - int(torch.count_nonzero(x_int))
             self.input_total += x_int.numel()
         m, k, n = plan.matrices, plan.k_rows, plan.n_cols
         y = y.view(-1, m, n)
         shifted = plan.signed_inputs and plan.dac_bits > 1  # inputs applied as x + 2^(b-1)
         if plan.encoding == "offset":  # cells hold w + off: remove off x (applied inputs' sum)
             off = 2 ** (plan.weight_bits - 1) - 1
-            applied = x_int + 2 ** (plan.input_bits - 1) if shifted else x_int
-            y = y - off * torch.einsum("bmk,mkn->bmn", applied.view(-1, m, k), self.mask)
+            applied = (x_int + 2 ** (plan.input_bits - 1) if shifted else x_int).view(-1, m, k)
+            if self.dense_mask:  # every cell of the matrix is used: one input sum per matrix
+                y = y - off * applied.sum(dim=2, keepdim=True).to(torch.float64)
+            else:
+                y = y - off * torch.einsum("bmk,mkn->bmn", applied.to(torch.float64), self.mask)
         if shifted:  # remove 2^(b-1) x (the weight column sums)
             y = y - 2 ** (plan.input_bits - 1) * self.col_sums
         return y
@@ -127,7 +135,7 @@ class PimMatrixLayer(nn.Module):
         """[rows, M*K] float inputs -> [rows, M*N] float outputs (bias excluded)."""
         x_int, scale = self.quantize_input(x_rows)
         y = self.integer_matmul(x_int)
-        y = y.reshape(y.shape[0], -1) * (scale * self.weight_scale)
+        y = y.reshape(y.shape[0], -1).mul_(scale * self.weight_scale)
         return y.to(x_rows.dtype)
 
 

@@ -1,0 +1,169 @@
+"""Speed and memory of the accuracy oracle, measured side by side in one process.
+
+(a) bit-serial (8-bit inputs and weights, 1-bit cells, two's complement, 128 rows per ADC read,
+    8-bit ADC) on a 512x512 linear layer, batch 256, against the floor: one batched float32 product
+    computing every partial sum, torch.matmul of [4, 256*8, 128] by [4, 128, 512*8]. Goal <= 2.0.
+(b) native, 6-bit inputs and weights, one conversion per column per array (rows per read = rows
+    = 512), 8-bit ADC, batch 256, against nn.Linear(512, 512). Goal <= 1.5. Also native with 128
+    rows per read (no goal).
+(c) peak memory (ru_maxrss of a subprocess) of ResNet-20 batch 128 inference on isaac.yaml
+    overridden to 8-bit bit-serial with 128 rows per read, with ``chunk`` chosen so that no
+    partial-sum tensor exceeds 2 GiB. Goal < 3 GiB.
+
+    python bench/oracle_speed.py [--repeats 15] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import pimsim
+import pimsim.oracle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """\
+kind: arch
+name: bench
+technology: {{node_nm: 32, clock_hz: 1.0e9}}
+cell: {{device: rram}}
+array: {{rows: {rows}, cols: {cols}, rows_per_adc_read: {rpr}}}
+adc: {{model: survey, bits: 8, cols_per_adc: 1}}
+decomposition: {{scheme: {scheme}, input_bits: {bits}, weight_bits: {bits}}}
+pe: {{arrays: 8}}
+tile: {{pes: 8}}
+chip: {{tiles: auto}}
+"""
+
+
+def arch_for(**fields) -> pimsim.ArchSpec:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(BASE.format(**fields))
+    try:
+        return pimsim.load_arch(f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    """Median seconds of ``fn`` over ``repeats`` runs after two warm-up runs."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pim_linear(arch, device):
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Linear(512, 512)).to(device)
+    calib = [torch.rand(256, 512, device=device)]
+    pim = pimsim.oracle.convert(linear, arch, (1, 512), calibration=calib)
+    return linear, pim.to(device)
+
+
+def speed(repeats: int, device: str) -> list[tuple[str, float, float, str]]:
+    rows = []
+    x = torch.rand(256, 512, device=device)
+    with torch.no_grad():
+        serial = arch_for(rows=128, cols=128, rpr=128, scheme="bit_serial", bits=8)
+        _, pim = pim_linear(serial, device)
+        a = torch.rand(4, 256 * 8, 128, device=device)
+        b = torch.rand(4, 128, 512 * 8, device=device)
+        t_floor = timed(lambda: torch.matmul(a, b), repeats, device)
+        t_pim = timed(lambda: pim(x), repeats, device)
+        rows.append(("(a) bit-serial 8b, 128 rows/read", t_pim, t_floor, "<= 2.0"))
+        for rpr, goal in ((512, "<= 1.5"), (128, "-")):
+            native = arch_for(rows=512, cols=512, rpr=rpr, scheme="native", bits=6)
+            linear, pim = pim_linear(native, device)
+            t_lin = timed(lambda linear=linear: linear(x), repeats, device)
+            t_pim = timed(lambda pim=pim: pim(x), repeats, device)
+            rows.append((f"(b) native 6b, {rpr} rows/read", t_pim, t_lin, goal))
+    return rows
+
+
+def memory_child() -> None:
+    """Run in a subprocess: ResNet-20 batch 128 on 8-bit bit-serial ISAAC, print peak RSS."""
+    import resource
+
+    arch = pimsim.load_arch(
+        ROOT / "arch_specs" / "isaac.yaml",
+        {
+            "decomposition.input_bits": 8,
+            "decomposition.weight_bits": 8,
+            "decomposition.signed_encoding": "twos_complement",
+            "cell.bits": 1,
+            "dac.bits": 1,
+            "array.rows_per_adc_read": 128,
+            "chip.tiles": "auto",
+        },
+    )
+    model = pimsim.zoo_model("resnet20_cifar10").eval()
+    # Largest partial-sum tensor per row of im2col: row groups x cycles x slices x columns x 4 B;
+    # choose the chunk (rows at once) so that it stays under 2 GiB.
+    net = pimsim.load_workload("resnet20_cifar10")
+    mapping = pimsim.map_network(arch, net)
+    per_row = max(
+        sum(m.row_groups) * m.input_cycles * m.weight_slices * m.n_cols * m.matrices * 4
+        for m in mapping.layers.values()
+    )
+    chunk = max(1, (2 * 2**30) // per_row)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pim = pimsim.oracle.convert(model, arch, (1, 3, 32, 32), mapping=mapping, chunk=chunk)
+    with torch.no_grad():
+        pim(torch.rand(128, 3, 32, 32))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_bytes": peak, "chunk": chunk, "per_row_bytes": per_row}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child()
+        return
+    torch.backends.cuda.matmul.allow_tf32 = False
+    name = torch.cuda.get_device_name() if args.device == "cuda" else platform.machine()
+    print(
+        f"device: {args.device} ({name}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats}"
+    )
+    print(f"{'case':<34}{'pimsim ms':>10}{'reference ms':>14}{'ratio':>8}  goal")
+    for case, t_pim, t_ref, goal in speed(args.repeats, args.device):
+        print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{t_pim / t_ref:>8.2f}  {goal}")
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, check=True
+    )
+    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"(c) ResNet-20 batch 128, 8-bit bit-serial ISAAC: peak RSS "
+        f"{mem['peak_bytes'] / 2**30:.2f} GiB (chunk {mem['chunk']} rows, goal < 3 GiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
