@@ -9,10 +9,13 @@ Two efficiency columns are printed:
   comparison is like for like (read from its main.cpp and Chip.cpp): ops counted as
   2 x H_in x W_in x C_in x k x k x C_out per layer, while energy is simulated for only the
   (H - k + 1) x (W - k + 1) valid positions of a conv layer; efficiency divided by its post-layout
-  factor zeta = 1.22 (Param.cpp). NeuroSim drives the rows with measured input traces (its stored
-  VGG-8 traces are sparse: most input bits are 0), which scales its word-line energy; pimsim has no
-  trained VGG-8 to measure here, so the column gives the range from input-bit activity 1 (every
-  row driven, pimsim's default) to 0 (no row driven): a bound, not a fitted value.
+  factor zeta = 1.22 (Param.cpp); input-bit activity 0.18, the value NeuroSim's Param.cpp gives
+  for VGG-8 on CIFAR-10 ("inputtoggle", recommended per workload from real input traces), where
+  pimsim's own convention assumes every row driven (activity 1).
+
+Rows are printed for the 4-bit ADC that Table VII states and, as a documented finding, for 32
+sense-amplifier levels (5 bits): NeuroSim V1.4's Param.cpp default is levelOutput = 32, and the
+published areas are reproduced by its circuit formulas only with 32 levels.
 
 The script prints ours vs published with the error per row and our area per component class,
 and writes the same table to results/neurosim_table7.md.
@@ -35,6 +38,7 @@ PUBLISHED = {
     ("neurosim_sram_22nm", 64): (84.39, 17.13),
 }
 ZETA = 1.22  # NeuroSim V1.4 Param.cpp: post-layout energy factor applied to efficiency
+VGG8_INPUT_ACTIVITY = 0.18  # NeuroSim V1.4 Param.cpp: inputtoggle recommended for VGG8-CIFAR10
 
 
 def neurosim_accounting(report, net) -> float:
@@ -67,33 +71,34 @@ def neurosim_accounting(report, net) -> float:
 def main() -> None:
     net = pimsim.load_workload("vgg8_cifar10")
     lines = [
-        "| spec | rows/read | area mm2 (ours) | area mm2 (NeuroSim) | error | TOPS/W (pimsim) "
-        "| TOPS/W (NeuroSim acc.) | TOPS/W (NeuroSim) | error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| spec | ADC bits | rows/read | area mm2 (ours) | area mm2 (NeuroSim) | error "
+        "| TOPS/W (pimsim) | TOPS/W (NeuroSim acc.) | TOPS/W (NeuroSim) | error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     parts = []
-    for (spec, rows), (area_ref, eff_ref) in PUBLISHED.items():
-        arch = pimsim.load_arch(
-            ROOT / "arch_specs" / f"{spec}.yaml", {"array.rows_per_adc_read": rows}
-        )
-        mapping = pimsim.map_network(arch, net)
-        own = pimsim.evaluate(arch, net, mapping)
-        idle = pimsim.evaluate(arch, net, mapping, activity=0.0)
-        area, eff = own.totals["area_mm2"], own.totals["tops_per_w"]
-        eff_ns = neurosim_accounting(own, net)
-        eff_idle = neurosim_accounting(idle, net)
-        errors = sorted((e / eff_ref - 1) * 100 for e in (eff_ns, eff_idle))
-        area_error = (area / area_ref - 1) * 100
-        lines.append(
-            f"| {spec} | {rows} | {area:.2f} | {area_ref:.2f} | {area_error:+.1f}% "
-            f"| {eff:.2f} | {eff_ns:.2f} to {eff_idle:.2f} | {eff_ref:.2f} "
-            f"| {errors[0]:+.1f}% to {errors[1]:+.1f}% |"
-        )
-        shares = sorted(own.area_breakdown_mm2.items(), key=lambda kv: -kv[1])
-        parts.append(
-            f"{spec} ({rows} rows, {mapping.arrays_used} arrays on {mapping.chip_tiles} tiles): "
-            + ", ".join(f"{k} {v:.2f}" for k, v in shares if v > 0.005)
-        )
+    for bits in (4, 5):
+        for (spec, rows), (area_ref, eff_ref) in PUBLISHED.items():
+            arch = pimsim.load_arch(
+                ROOT / "arch_specs" / f"{spec}.yaml",
+                {"array.rows_per_adc_read": rows, "adc.bits": bits},
+            )
+            mapping = pimsim.map_network(arch, net)
+            own = pimsim.evaluate(arch, net, mapping)
+            traced = pimsim.evaluate(arch, net, mapping, activity=VGG8_INPUT_ACTIVITY)
+            area, eff = own.totals["area_mm2"], own.totals["tops_per_w"]
+            eff_ns = neurosim_accounting(traced, net)
+            area_error = (area / area_ref - 1) * 100
+            eff_error = (eff_ns / eff_ref - 1) * 100
+            lines.append(
+                f"| {spec} | {bits} | {rows} | {area:.2f} | {area_ref:.2f} | {area_error:+.1f}% "
+                f"| {eff:.2f} | {eff_ns:.2f} | {eff_ref:.2f} | {eff_error:+.1f}% |"
+            )
+            if bits == 4:
+                shares = sorted(own.area_breakdown_mm2.items(), key=lambda kv: -kv[1])
+                parts.append(
+                    f"{spec} ({rows} rows, {mapping.arrays_used} arrays on {mapping.chip_tiles} "
+                    "tiles): " + ", ".join(f"{k} {v:.2f}" for k, v in shares if v > 0.005)
+                )
     text = (
         "\n".join(lines)
         + "\n\nOur chip area per component class (mm2):\n\n"

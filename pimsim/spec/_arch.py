@@ -25,9 +25,9 @@ from pimsim.spec._fields import (
 )
 
 #: Component models the cost model implements, per component; ``fixed`` = explicit values only.
-ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp", "unit")
-DAC_MODELS = ("fixed", "drive", "unit")
-ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "unit")
+ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp", "neurosim", "unit")
+DAC_MODELS = ("fixed", "drive", "neurosim", "unit")
+ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "neurosim", "unit")
 COMPONENT_MODELS = (
     "fixed",
     "shift_add",
@@ -40,6 +40,7 @@ COMPONENT_MODELS = (
     "htree",
     "router",
     "level_shifter",
+    "neurosim",
     "unit",
 )
 

@@ -1,0 +1,156 @@
+"""NeuroSim-style models: subarray bounding box against independent reference numbers read from
+DNN+NeuroSim V1.4, the split of the box over classes, and energy/area properties."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+import pimsim
+from pimsim.cost import instances, level_reports, lookup
+from pimsim.cost._neurosim_area import subarray_geometry
+from pimsim.cost._neurosim_energy import row_drive_energy, sense_amp, shift_add_energy
+from pimsim.errors import SpecError
+from pimsim.spec._fields import ComponentSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+RRAM = ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"
+SRAM = ROOT / "arch_specs" / "neurosim_sram_22nm.yaml"
+
+
+def arch(path, **overrides):
+    return pimsim.load_arch(path, overrides)
+
+
+def uses_neurosim(spec) -> bool:
+    comps = [c for level in ("pe", "tile", "chip") for c in getattr(spec, level).components]
+    blocks = [spec.array, spec.adc, spec.dac, *comps]
+    return any(b.model == "neurosim" for b in blocks)
+
+
+NEUROSIM_SPECS = [
+    p for p in sorted((ROOT / "arch_specs").glob("*.yaml")) if uses_neurosim(pimsim.load_arch(p))
+]
+
+
+def variants(path):
+    for rpr in (8, 32, 64, 128):
+        for bits in (1, 3, 4, 5, 8):
+            for cpa in (1, 4, 8, 16):
+                yield arch(
+                    path,
+                    **{"array.rows_per_adc_read": rpr, "adc.bits": bits, "adc.cols_per_adc": cpa},
+                )
+
+
+# Reference numbers from reading NeuroSim V1.4 (SubArray.cpp, LevelShifter.cpp,
+# MultilevelSenseAmp.cpp at 22 nm, 128x128, 1 bit/cell, 8 columns per ADC), not fits.
+
+
+def test_rram_subarray_matches_neurosim_reference():
+    g = subarray_geometry(arch(RRAM, **{"adc.bits": 5, "array.rows_per_adc_read": 32}))
+    assert g.area_um2 == pytest.approx(36447, rel=0.01)
+    assert g.width == pytest.approx(288.1, rel=0.01)
+    assert g.level_shifter_um2 == pytest.approx(10.01, rel=0.01)
+    assert g.level_shifters == 384
+
+
+def test_sram_subarray_matches_neurosim_reference():
+    g = subarray_geometry(arch(SRAM, **{"adc.bits": 5, "array.rows_per_adc_read": 32}))
+    assert g.area_um2 == pytest.approx(6813, rel=0.01)
+
+
+def test_sense_amp_area_at_16_levels():
+    g = subarray_geometry(arch(RRAM, **{"adc.bits": 4, "array.rows_per_adc_read": 32}))
+    assert g.sense_amp_um2 == pytest.approx(369.9, rel=0.02)
+
+
+@pytest.mark.parametrize("path", [RRAM, SRAM], ids=lambda p: p.stem)
+def test_shares_sum_to_the_bounding_box(path):
+    for spec in variants(path):
+        g = subarray_geometry(spec)
+        assert sum(g.shares().values()) == pytest.approx(g.area_um2, rel=1e-12)
+        assert all(v >= 0 for v in g.shares().values())
+        assert g.area_um2 >= g.used_um2 * (1 - 1e-12) > 0
+
+
+@pytest.mark.parametrize("path", [RRAM, SRAM], ids=lambda p: p.stem)
+def test_instances_of_one_array_add_up_to_its_bounding_box(path):
+    spec = arch(path, **{"array.rows_per_adc_read": 32})
+    per_array = 0.0
+    for inst in instances(spec):
+        if inst.level == "array":
+            per_array += inst.count * inst.estimate.area_um2
+        elif inst.level == "pe" and inst.component_class in ("shift_add", "level_shifter"):
+            per_array += inst.count * inst.estimate.area_um2 / spec.pe.arrays
+    shares = subarray_geometry(spec).shares()
+    assert per_array + shares["accumulator"] == pytest.approx(subarray_geometry(spec).area_um2)
+
+
+def test_level_shifters_only_above_1p5_volts():
+    for volts, expected in ((2.0, 384), (1.6, 384), (1.5, 0), (1.2, 0), (None, 0)):
+        g = subarray_geometry(arch(RRAM, **{"cell.write_voltage_v": volts}))
+        assert g.level_shifters == expected
+        assert (g.shares()["level_shifter"] > 0) == (expected > 0)
+    assert subarray_geometry(arch(SRAM)).level_shifters == 0
+
+
+def test_subarray_area_is_independent_of_the_workload():
+    spec = arch(RRAM)
+    reports = []
+    for name in ("lenet5_mnist", "vgg8_cifar10"):
+        mapping = pimsim.map_network(spec, pimsim.load_workload(name))
+        reports.append(level_reports(spec, mapping.chip_tiles)[0])
+    assert reports[0].area_mm2 == reports[1].area_mm2
+    assert reports[0].area_mm2 * 1e6 < subarray_geometry(spec).area_um2
+
+
+@pytest.mark.parametrize("path", [RRAM, SRAM], ids=lambda p: p.stem)
+def test_conversion_energy_and_adc_area_increase_with_bits(path):
+    energies, areas = [], []
+    for bits in range(1, 9):
+        spec = arch(path, **{"adc.bits": bits})
+        est = lookup("adc", "neurosim")(spec, spec.adc)
+        energies.append(est.energy_pj)
+        areas.append(est.area_um2)
+    assert all(a < b for a, b in zip(energies, energies[1:], strict=False))
+    assert all(a < b for a, b in zip(areas, areas[1:], strict=False))
+
+
+def test_partial_sums_cost_more_with_fewer_rows_per_read():
+    # Per conversion the recombination is shared by more conversions; per array read (4 row
+    # groups at 32 rows, 1 at 128) the partial-sum adders add work.
+    e32 = shift_add_energy(arch(RRAM, **{"array.rows_per_adc_read": 32}))
+    e128 = shift_add_energy(arch(RRAM, **{"array.rows_per_adc_read": 128}))
+    assert 4 * e32 > e128 > 0
+
+
+@pytest.mark.parametrize("path", NEUROSIM_SPECS, ids=lambda p: p.stem)
+def test_every_neurosim_spec_is_finite_and_positive(path):
+    spec = pimsim.load_arch(path)
+    for node in (spec.technology.node_nm, 7, 14, 45, 130):
+        variant = pimsim.with_overrides(spec, {"technology.node_nm": node})
+        g = subarray_geometry(variant)
+        assert math.isfinite(g.area_um2) and g.area_um2 > 0
+        energy, t_col = sense_amp(variant)
+        assert math.isfinite(energy) and energy > 0 and 0 < t_col < 1e-8
+        assert row_drive_energy(variant) > 0 and shift_add_energy(variant) > 0
+        for inst in instances(variant):
+            est = inst.estimate
+            assert math.isfinite(est.energy_pj) and est.energy_pj >= 0, inst.name
+            assert math.isfinite(est.area_um2) and est.area_um2 >= 0, inst.name
+            if inst.component_class not in ("level_shifter",):
+                assert est.area_um2 > 0, inst.name
+
+
+def test_energy_scales_down_with_the_node():
+    small = sense_amp(arch(RRAM, **{"technology.node_nm": 14}))[0]
+    large = sense_amp(arch(RRAM, **{"technology.node_nm": 45}))[0]
+    assert small < large
+
+
+def test_unknown_component_class_is_an_error():
+    spec = arch(RRAM)
+    comp = ComponentSpec(name="sh", component_class="sample_hold", model="neurosim")
+    with pytest.raises(SpecError, match="no neurosim model"):
+        lookup("component", "neurosim")(spec, comp)
