@@ -282,3 +282,16 @@ def test_activity_scales_row_and_cell_energy_only(unit_path):
         assert quarter[f"energy_{cls}_pj"] == full[f"energy_{cls}_pj"]
     with pytest.raises(ValueError):
         pimsim.Activity(default=1.5)
+
+
+def test_spec_model_names_match_the_registry():
+    from pimsim.cost import models
+    from pimsim.spec import _arch
+
+    for section, names in (
+        ("adc", _arch.ADC_MODELS),
+        ("dac", _arch.DAC_MODELS),
+        ("array", _arch.ARRAY_MODELS),
+        ("component", _arch.COMPONENT_MODELS),
+    ):
+        assert sorted(names) == sorted(n for _, n in models(section)), section

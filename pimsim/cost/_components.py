@@ -140,28 +140,6 @@ def adc_survey(arch, adc) -> ComponentEstimate:
     return _with_reference(arch, adc, lambda b, n: survey_energy_pj(b, n, rate), survey_area_um2)
 
 
-# NeuroSim-style multilevel current-mode sense amplifier: 2^b - 1 reference levels, each a
-# current comparator, fired in parallel (flash-like). First-order per-comparator energy and area
-# at 22 nm; these are estimates, validated only through the NeuroSim Table VII comparison.
-SENSE_AMP_E_PJ_22NM = 0.012
-SENSE_AMP_A_UM2_22NM = 4.0
-
-
-@register("adc", "neurosim_sense_amp")
-def adc_sense_amp(arch, adc) -> ComponentEstimate:
-    """Multilevel sense amplifier: (2^bits - 1) comparators."""
-    levels = 2**adc.bits - 1
-
-    def energy(bits, node):
-        return (2**bits - 1) * SENSE_AMP_E_PJ_22NM * node_energy(node, 22.0)
-
-    def area(bits, node):
-        return (2**bits - 1) * SENSE_AMP_A_UM2_22NM * node_area(node, 22.0)
-
-    assert levels >= 1
-    return _with_reference(arch, adc, energy, area)
-
-
 def _generic(arch, block, energy_pj_32, area_um2_32, rate=None) -> ComponentEstimate:
     if block.has_explicit:
         return _explicit(arch, block)

@@ -25,7 +25,7 @@ from pimsim.spec._fields import (
 )
 
 #: Component models the cost model implements, per component; ``fixed`` = explicit values only.
-ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim_sense_amp", "neurosim", "unit")
+ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim", "unit")
 DAC_MODELS = ("fixed", "drive", "neurosim", "unit")
 ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "neurosim", "unit")
 COMPONENT_MODELS = (
@@ -157,7 +157,7 @@ class AdcSpec(ExplicitValues):
 
     model: str = "survey"
     """ADC model: ``isaac_scaling`` (ISAAC-style bits table at 32 nm, scaled by node),
-    ``survey`` (Murmann-survey fit in bits, rate and node), ``neurosim_sense_amp`` (multilevel
+    ``survey`` (Murmann-survey fit in bits, rate and node), ``neurosim`` (NeuroSim's multilevel
     current-mode sense amplifier) or ``fixed`` (explicit values only)."""
     bits: PositiveInt = Field(le=16)
     """Resolution (bits)."""
