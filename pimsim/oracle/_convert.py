@@ -14,6 +14,7 @@ from pimsim.errors import MappingError
 from pimsim.mapping import Mapping, map_network
 from pimsim.oracle._engine import make_plan
 from pimsim.oracle._layers import PimConv2d, PimLinear, PimMatrixLayer, scale_from_max
+from pimsim.oracle._nonideal import draw_chip
 from pimsim.workload import INPUT, Workload, from_torch
 
 NON_NEGATIVE_ACTS = ("relu", "relu6", "sigmoid", "softmax")
@@ -90,7 +91,8 @@ def convert(
     Activation scales come from a QAT model's ``input_scale`` buffers when it has them, else from
     the ``calibration`` batches (an iterable of input tensors or (input, label) pairs), else they
     are measured on every batch (with a warning: optimistic). ``chunk`` bounds the rows (samples x
-    output positions) processed at once. ``seed`` drives every stochastic non-ideality.
+    output positions) processed at once. ``seed`` (an int or a ``numpy.random.SeedSequence``)
+    draws the chip: every stochastic non-ideality of the spec comes from it.
     """
     workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
@@ -121,11 +123,13 @@ def convert(
             "measured on every batch, which is optimistic",
             stacklevel=2,
         )
+    chip = draw_chip(arch, targets, seed)
     for n in targets:
         plan = make_plan(arch, mapping.layers[n], signed[n])
         old = modules[n]
         cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
         new = cls(n, plan, old, scales[n], chunk)
+        new.set_chip(arch, chip.e_chip, chip.layer_seeds[n])
         new.train(False)
         _set_module(pim, n, new)
     pim.pim_mapping = mapping

@@ -207,6 +207,17 @@ def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
     return partial.round_().clamp_(lo, hi)
 
 
+def _convert(plan, partial, noise):
+    if noise is not None and noise.adc:
+        from pimsim.oracle._nonideal import adc_convert
+
+        codes = adc_convert(noise.arch, plan, partial, noise.thresholds, noise.generator)
+        return codes.to(torch.float32) if plan.full_scale < 2**24 else codes
+    if partial.dtype == torch.float64 and plan.full_scale < 2**24 and plan.step == 1.0:
+        partial = partial.to(torch.float32)
+    return adc_quantize_(plan, partial)
+
+
 def pim_matmul(
     plan: EnginePlan,
     x_int: torch.Tensor,
@@ -214,14 +225,18 @@ def pim_matmul(
     w_coef: torch.Tensor,
     polarities: int,
     chunk: int | None = None,
+    noise=None,
 ) -> tuple[torch.Tensor, Stats]:
     """Integer result [B, M * N] (float64) of the mapped layer on integer inputs [B, M * K], and
-    the :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory)."""
+    the :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory).
+    ``noise`` (a :class:`Noise`) replaces ideal cells and conversions by non-ideal ones."""
     b = x_int.shape[0]
     chunk = chunk or b
     outs, stats = [], Stats()
     for start in range(0, b, chunk):
-        y = _pim_chunk(plan, x_int[start : start + chunk], w_layout, w_coef, polarities, stats)
+        y = _pim_chunk(
+            plan, x_int[start : start + chunk], w_layout, w_coef, polarities, stats, noise
+        )
         outs.append(y)
     return torch.cat(outs) if len(outs) > 1 else outs[0], stats
 
@@ -235,7 +250,19 @@ class Stats:
     input_bits: int = 0
 
 
-def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
+@dataclass
+class Noise:
+    """Non-ideal state of one layer on one chip (see :mod:`pimsim.oracle._nonideal`)."""
+
+    arch: object
+    g_layout: torch.Tensor | None  # actual conductances in the row-group layout, or None
+    g_sq: torch.Tensor | None  # g^2 for read noise, or None
+    thresholds: torch.Tensor | None  # DNL decision thresholds, or None
+    adc: bool
+    generator: torch.Generator
+
+
+def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=None):
     b = x_int.shape[0]
     m, n = plan.matrices, plan.n_cols
     g = plan.row_groups
@@ -246,18 +273,29 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
     xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
     # float32 sums are exact while the full scale stays below 2^24 (DESIGN.md 'exactness')
     dtype = torch.float64 if plan.full_scale >= 2**24 else torch.float32
-    partial = torch.bmm(xl.to(dtype), w_layout.to(dtype))  # [M*G, C*B, P*S*N]
+    if noise is not None and noise.g_layout is not None:
+        partial = torch.bmm(xl.to(noise.g_layout.dtype), noise.g_layout)
+        if noise.g_sq is not None:
+            from pimsim.oracle._nonideal import read_noise_sigma
+
+            sigma = read_noise_sigma(noise.arch, xl.to(noise.g_sq.dtype).square(), noise.g_sq)
+            partial = (
+                partial
+                + torch.randn(partial.shape, generator=noise.generator, dtype=partial.dtype) * sigma
+            )
+    else:
+        partial = torch.bmm(xl.to(dtype), w_layout.to(dtype))  # [M*G, C*B, P*S*N]
     s = w_coef.numel()
     c = plan.cycles
     if plan.encoding == "differential_analog":
         partial = partial.view(m * g, c * b, 2, s * n)
         partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
         stats.conversions += partial.numel()
-        partial = adc_quantize_(plan, partial)
+        partial = _convert(plan, partial, noise)
         pol = torch.ones(1, dtype=torch.float64, device=partial.device)
     else:
         stats.conversions += partial.numel()
-        partial = adc_quantize_(plan, partial)
+        partial = _convert(plan, partial, noise)
         pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
     partial = partial.view(m, g, c, b, -1, s, n)
     lo, hi = plan.code_range
@@ -274,12 +312,16 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats):
         coef = torch.tensor(s_weights, dtype=dtype, device=partial.device)
         partial = torch.matmul(coef, partial.to(dtype))  # [M, C, B, P, N]
     else:
-        partial = partial.squeeze(-2) * s_weights[0]
+        partial = partial.squeeze(-2)
+        if s_weights[0] != 1.0:
+            partial = partial * s_weights[0]
     partial = partial.to(torch.float64)
     if c > 1 or partial.shape[3] > 1:
         y = torch.einsum("mcbpn,c,p->bmn", partial, c_coef.to(partial.device), pol)
     else:
-        y = partial[:, 0, :, 0, :].permute(1, 0, 2) * cycle_weights(plan)[0]
+        y = partial[:, 0, :, 0, :].permute(1, 0, 2)
+        if cycle_weights(plan)[0] != 1.0:
+            y = y * cycle_weights(plan)[0]
     if plan.step != 1.0:
-        y = y * plan.step
+        y = y.mul_(plan.step) if y.is_contiguous() else y * plan.step
     return y.reshape(b, m * n)

@@ -72,7 +72,35 @@ class PimMatrixLayer(nn.Module):
         )
         self.dynamic_scale = not fixed
         self.reset_counts()
+        self.noise = None
         assert (m, k, n) == (matrices.shape[0], matrices.shape[1], matrices.shape[2])
+
+    def set_chip(self, arch, e_chip: float, seed: int) -> None:
+        """Make this layer one chip's instance: draw its cells' actual conductances (variation,
+        faults, drift, on/off ratio) and its ADC's per-chip DNL from ``seed``; read noise and
+        thermal noise are drawn on every read from the same generator."""
+        from pimsim.oracle import _nonideal as NI
+
+        device, adc = NI.device_active(arch), NI.adc_active(arch)
+        if not (device or adc or arch.cell.variation.read_noise):
+            self.noise = None
+            return
+        gen = torch.Generator(device=self.w_layout.device).manual_seed(seed)
+        g = self.w_layout.to(torch.float64)
+        if device or arch.cell.variation.read_noise:
+            g = NI.perturb_cells(arch, self.w_layout, e_chip, gen)
+        dtype = torch.float64 if self.plan.full_scale >= 2**24 else torch.float32
+        thresholds = None
+        if arch.adc.nonideal.dnl_lsb:
+            thresholds = NI.dnl_thresholds(self.plan, arch.adc.nonideal.dnl_lsb, gen)
+        self.noise = E.Noise(
+            arch=arch,
+            g_layout=g.to(dtype) if (device or arch.cell.variation.read_noise) else None,
+            g_sq=g.square().to(dtype) if arch.cell.variation.read_noise else None,
+            thresholds=thresholds,
+            adc=adc,
+            generator=gen,
+        )
 
     def reset_counts(self) -> None:
         """Zero the conversion and activity counters."""
@@ -106,7 +134,7 @@ class PimMatrixLayer(nn.Module):
         corrections of offset encodings applied: what the hardware hands to the digital units."""
         plan = self.plan
         y, stats = E.pim_matmul(
-            plan, x_int, self.w_layout, self.w_coef, self.polarities, self.chunk
+            plan, x_int, self.w_layout, self.w_coef, self.polarities, self.chunk, self.noise
         )
         self.conversions += stats.conversions
         self.active_bits += stats.active_bits
@@ -124,7 +152,7 @@ class PimMatrixLayer(nn.Module):
             off = 2 ** (plan.weight_bits - 1) - 1
             applied = (x_int + 2 ** (plan.input_bits - 1) if shifted else x_int).view(-1, m, k)
             if self.dense_mask:  # every cell of the matrix is used: one input sum per matrix
-                y = y - off * applied.sum(dim=2, keepdim=True).to(torch.float64)
+                y = y.sub_(applied.sum(dim=2, keepdim=True).to(torch.float64).mul_(off))
             else:
                 y = y - off * torch.einsum("bmk,mkn->bmn", applied.to(torch.float64), self.mask)
         if shifted:  # remove 2^(b-1) x (the weight column sums)

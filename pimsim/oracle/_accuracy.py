@@ -1,0 +1,101 @@
+"""Monte-Carlo accuracy over chips: each chip is a fresh draw of every stochastic non-ideality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pimsim.oracle._convert import convert
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Accuracy of one model on ``n_chips`` sampled chips (fractions in [0, 1])."""
+
+    per_chip: tuple[float, ...]
+    conversions: dict
+
+    @property
+    def mean(self) -> float:
+        """Mean over chips."""
+        return float(np.mean(self.per_chip))
+
+    @property
+    def std(self) -> float:
+        """Standard deviation over chips (0 for one chip)."""
+        return float(np.std(self.per_chip))
+
+    @property
+    def worst(self) -> float:
+        """Lowest accuracy of any chip."""
+        return float(min(self.per_chip))
+
+    def percentile(self, q: float) -> float:
+        """The q-th percentile (0..100) over chips."""
+        return float(np.percentile(self.per_chip, q))
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "worst": self.worst,
+            "p5": self.percentile(5),
+            "p50": self.percentile(50),
+            "per_chip": list(self.per_chip),
+            "adc_conversions": self.conversions,
+        }
+
+
+def accuracy(
+    model,
+    arch,
+    data,
+    *,
+    input_shape=None,
+    n_chips: int = 1,
+    seed: int = 0,
+    calibration=None,
+    mapping=None,
+    chunk=None,
+    progress: bool = False,
+) -> AccuracyResult:
+    """Top-1 accuracy of ``model`` on ``arch`` over ``data`` (an iterable of (inputs, labels)
+    batches) for ``n_chips`` chips whose seeds are spawned from ``seed``
+    (``numpy.random.SeedSequence(seed).spawn(n_chips)``). ``input_shape`` (batch of 1 included)
+    defaults to the first batch's shape. Returns per-chip accuracies and the ADC conversions of
+    the first chip per layer."""
+    from pimsim.oracle._convert import counts
+
+    batches = list(data)
+    if input_shape is None:
+        input_shape = (1, *batches[0][0].shape[1:])
+    results, first_counts = [], {}
+    chips = np.random.SeedSequence(seed).spawn(n_chips)
+    iterator = chips
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(chips, desc="chips", unit="chip")
+    for i, chip_seed in enumerate(iterator):
+        pim = convert(
+            model,
+            arch,
+            input_shape,
+            seed=chip_seed,
+            mapping=mapping,
+            calibration=calibration,
+            chunk=chunk,
+        )
+        correct = total = 0
+        with torch.no_grad():
+            for inputs, labels in batches:
+                pred = pim(inputs).argmax(dim=1)
+                correct += int((pred == labels).sum())
+                total += labels.numel()
+        results.append(correct / total)
+        if i == 0:
+            first_counts = counts(pim)
+    return AccuracyResult(tuple(results), first_counts)
