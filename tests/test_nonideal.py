@@ -77,7 +77,10 @@ def test_drift_follows_power_law(small_path):
 
 
 def test_finite_on_off_ratio_adds_off_conductance(small_path):
-    arch = pimsim.load_arch(small_path, {"cell.on_off_ratio": 16.0, "cell.bits": 2})
+    arch = pimsim.load_arch(
+        small_path,
+        {"cell.on_off_ratio": 16.0, "cell.bits": 2, "cell.variation.off_current": True},
+    )
     g = NI.perturb_cells(arch, torch.tensor([0.0, 3.0]), 0.0, gen())
     g_off = 3 / 15
     assert torch.allclose(g, torch.tensor([g_off, 3 + g_off], dtype=torch.float64))

@@ -82,7 +82,9 @@ class PimMatrixLayer(nn.Module):
         from pimsim.oracle import _nonideal as NI
 
         device, adc = NI.device_active(arch), NI.adc_active(arch)
-        if not (device or adc or arch.cell.variation.read_noise):
+        if self.w_layout.device.type == "meta" or not (
+            device or adc or arch.cell.variation.read_noise
+        ):  # ideal, or a shape-only run
             self.noise = None
             return
         gen = torch.Generator(device=self.w_layout.device).manual_seed(seed)

@@ -2,7 +2,7 @@
 
 Conductances are expressed in units of one level step, dG = (G_on - G_off) / (2^cell_bits - 1):
 a cell holding level u has target conductance g = u + g_off, where g_off = G_off / dG =
-(2^cell_bits - 1) / (on_off_ratio - 1) (0 for an ideal ratio), and the column current of a read
+(2^cell_bits - 1) / (on_off_ratio - 1) (0 for an ideal ratio or without ``off_current``), and the column current of a read
 is sum_r x_r g_r in those units. Device effects act on these cell conductances, never on the
 float weights (DESIGN.md Conventions, 'device variation'):
 
@@ -11,8 +11,8 @@ float weights (DESIGN.md Conventions, 'device variation'):
 * drift: g <- g (t / t0)^-nu for t > t0 (PCM-style power law);
 * read noise: each read adds Normal(0, (sigma_read g_r)^2) per cell; applied as its exact
   equivalent on the column sum, Normal(0, sum_r x_r^2 (sigma_read g_r)^2);
-* finite on/off ratio: the g_off of every cell adds g_off sum_r x_r to the column sum (no
-  reference column subtracts it).
+* finite on/off ratio (with ``cell.variation.off_current``): the g_off of every cell adds
+  g_off sum_r x_r to the column sum (no reference column subtracts it).
 
 ADC effects on each partial sum p (in level units): gain and offset, p (1 + gain) + offset x
 step; thermal noise Normal(0, (sigma x step)^2); integral non-linearity as a smooth bow of peak
@@ -74,7 +74,7 @@ def perturb_cells(arch, levels: torch.Tensor, e_chip: float, gen: torch.Generato
     v = arch.cell.variation
     top = 2**arch.cell.bits - 1
     ratio = arch.cell.on_off_ratio
-    g_off = top / (ratio - 1) if ratio else 0.0
+    g_off = top / (ratio - 1) if ratio and v.off_current else 0.0
     g = levels.to(torch.float64) + g_off
     if v.stuck_at_on or v.stuck_at_off:
         u = torch.rand(levels.shape, generator=gen, dtype=torch.float64)

@@ -92,6 +92,10 @@ class VariationSpec(SpecModel):
     """Reference time t0 of the drift law (s after programming)."""
     drift_time_s: NonNegFloat = 0.0
     """Time after programming at which inference runs (s); drift applies when > t0."""
+    off_current: bool = False
+    """Accuracy oracle: let the off-state conductance of a finite ``cell.on_off_ratio`` add to
+    every column sum (no reference column subtracts it). Off by default: designs with a reference
+    column (as NeuroSim's) cancel it."""
 
 
 class CellSpec(SpecModel):
