@@ -2,9 +2,9 @@
 
 Conductances are expressed in units of one level step, dG = (G_on - G_off) / (2^cell_bits - 1):
 a cell holding level u has target conductance g = u + g_off, where g_off = G_off / dG =
-(2^cell_bits - 1) / (on_off_ratio - 1) (0 for an ideal ratio or without ``off_current``), and the column current of a read
-is sum_r x_r g_r in those units. Device effects act on these cell conductances, never on the
-float weights (DESIGN.md Conventions, 'device variation'):
+(2^cell_bits - 1) / (on_off_ratio - 1) (0 for an ideal ratio or without ``off_current``), and
+the column current of a read is sum_r x_r g_r in those units. Device effects act on these cell
+conductances, never on the float weights (DESIGN.md Conventions, 'device variation'):
 
 * stuck-at faults: a cell is stuck at g_on = (2^cell_bits - 1) + g_off or at g_off;
 * variation: g <- g exp(e_chip + e_device), e ~ Normal(0, sigma^2), e_chip one value per chip;
