@@ -261,3 +261,24 @@ def test_conversions_equal_cost_model_times_batch(path, name):
         if r["adc_conversions"]
     }
     assert pimsim.oracle.counts(pim) == expected
+
+
+def test_qat_model_converts_and_matches_its_fake_quantized_forward(small_path):
+    """A QAT model's layers are traced as conv/linear leaves; with an ADC that resolves every
+    level, the PIM model computes the QAT model's integers (outputs agree to float rounding)."""
+    from pimsim.oracle._qat import quantize_model
+
+    torch.manual_seed(0)
+    model = pimsim.zoo_model("lenet5_mnist")
+    qat = quantize_model(model, weight_bits=4, input_bits=4, input_shape=(1, 1, 28, 28))
+    qat.train()
+    with torch.no_grad():
+        qat(torch.rand(64, 1, 28, 28))  # calibrate the input scales
+    qat.eval()
+    arch = pimsim.load_arch(small_path, {"decomposition.scheme": "bit_serial"})
+    net = pimsim.from_torch(qat, (1, 1, 28, 28))
+    assert net.macs == 416_520 and net.layer("conv1").kind == "conv"
+    pim = pimsim.oracle.convert(qat, arch, (1, 1, 28, 28))  # scales from the QAT model
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(pim(x), qat(x), atol=1e-4, rtol=1e-4)

@@ -13,7 +13,13 @@ from pimsim.cost import Activity
 from pimsim.errors import MappingError
 from pimsim.mapping import Mapping, map_network
 from pimsim.oracle._engine import make_plan
-from pimsim.oracle._layers import PimConv2d, PimLinear, PimMatrixLayer, scale_from_max
+from pimsim.oracle._layers import (
+    PimConv2d,
+    PimLinear,
+    PimMatrixLayer,
+    input_levels,
+    scale_from_max,
+)
 from pimsim.oracle._nonideal import draw_chip
 from pimsim.workload import INPUT, Workload, from_torch
 
@@ -108,9 +114,20 @@ def convert(
         )
     signed = {n: _signed(arch, n, non_negative, modules[n]) for n in targets}
     scales: dict[str, float | None] = {}
+    bits = arch.decomposition.input_bits
     for n in targets:
         qat = getattr(modules[n], "input_scale", None)
-        scales[n] = float(qat) if qat is not None and float(qat) > 0 else None
+        if qat is None or qat.device.type == "meta" or float(qat) <= 0:
+            scales[n] = None
+            continue
+        scales[n] = float(qat)
+        trained = getattr(modules[n], "input_bits", bits)
+        if trained != bits:  # keep the trained range: s_new = s_old x qmax_old / qmax_new
+            top = input_levels(trained, signed[n])[1] / input_levels(bits, signed[n])[1]
+            scales[n] *= top
+            warnings.warn(
+                f"{n}: trained with {trained}-bit inputs, requantized to {bits} bits", stacklevel=2
+            )
     if calibration is not None:
         todo = [n for n in targets if scales[n] is None]
         if todo:

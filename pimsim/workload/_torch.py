@@ -279,10 +279,21 @@ def _fx_scope(node: torch.fx.Node) -> str:
     return value[0] if isinstance(value, tuple) else key
 
 
+class _LeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer, with every subclass of a supported layer module kept as one leaf (a
+    quantization-aware ``QuantConv2d`` is a conv layer, not the arithmetic inside it)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, _LAYER_MODULES + _PASS_MODULES):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
 def _from_fx(model: nn.Module, example: torch.Tensor, strict: bool) -> _Builder | None:
     """Trace with torch.fx; ``None`` when tracing fails and ``strict`` is false."""
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = _LeafTracer().trace(model)
+        gm = torch.fx.GraphModule(model, graph)
         prop = _ShapeProp(gm)
         prop.values = values = {}
         prop.propagate(example)
@@ -368,7 +379,7 @@ class _Recorder(TorchFunctionMode):
 
     def hooks(self, model: nn.Module) -> list:
         """Register the pre/post forward hooks that maintain the module stack."""
-        leaf = torch.fx.Tracer().is_leaf_module
+        leaf = _LeafTracer().is_leaf_module
         handles = []
         for qualname, mod in model.named_modules():
 
