@@ -282,3 +282,25 @@ def test_qat_model_converts_and_matches_its_fake_quantized_forward(small_path):
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(pim(x), qat(x), atol=1e-4, rtol=1e-4)
+
+
+def test_activity_zero_fraction_and_code_histogram(small_path):
+    arch = pimsim.load_arch(small_path, {"adc.bits": 4})
+    model = nn.Sequential(nn.Linear(40, 6))
+    pim = convert(model, arch, (1, 40))
+    pimsim.oracle.record_codes(pim)
+    x = torch.rand(10, 40)
+    x[:, :20] = 0  # half the inputs are zero
+    pim(x)
+    layer = pim[0]
+    hist = pimsim.oracle.code_histograms(pim)["0"]
+    assert len(hist) == 2**4 and sum(hist) == layer.conversions == pimsim.oracle.counts(pim)["0"]
+    assert pimsim.oracle.zero_fraction(pim)["0"] >= 0.5
+    x_int, _ = layer.quantize_input(x)
+    ones = sum(bin(int(v)).count("1") for v in x_int.reshape(-1).tolist())
+    # native preset, one 4-bit input cycle: an input counts as active when non-zero
+    nonzero = int((x_int != 0).sum())
+    assert pimsim.oracle.activity(pim).for_layer("0") == pytest.approx(nonzero / x_int.numel())
+    assert ones >= nonzero
+    pimsim.oracle.reset_counts(pim)
+    assert pimsim.oracle.counts(pim)["0"] == 0 and pimsim.oracle.code_histograms(pim) == {}

@@ -4,7 +4,15 @@ Imports torch; ``import pimsim`` does not import this package until ``pimsim.ora
 """
 
 from pimsim.oracle._accuracy import AccuracyResult, accuracy
-from pimsim.oracle._convert import activity, convert, counts, reset_counts, zero_fraction
+from pimsim.oracle._convert import (
+    activity,
+    code_histograms,
+    convert,
+    counts,
+    record_codes,
+    reset_counts,
+    zero_fraction,
+)
 from pimsim.oracle._layers import PimConv2d, PimLinear, quantize_weight
 
 __all__ = [
@@ -13,9 +21,11 @@ __all__ = [
     "PimConv2d",
     "PimLinear",
     "activity",
+    "code_histograms",
     "convert",
     "counts",
     "quantize_weight",
+    "record_codes",
     "reset_counts",
     "zero_fraction",
 ]

@@ -187,6 +187,23 @@ def activity(pim_model: nn.Module) -> Activity:
     return Activity(values)
 
 
+def record_codes(pim_model: nn.Module, enabled: bool = True) -> None:
+    """Start (or stop) histogramming every ADC code of every PIM layer; read them with
+    :func:`code_histograms`."""
+    for layer in _pim_layers(pim_model).values():
+        layer.record_codes = enabled
+
+
+def code_histograms(pim_model: nn.Module) -> dict[str, list[int]]:
+    """ADC code counts per layer (lowest code first) since recording started or the last
+    :func:`reset_counts`."""
+    return {
+        name: layer.code_histogram.tolist()
+        for name, layer in _pim_layers(pim_model).items()
+        if layer.code_histogram is not None
+    }
+
+
 def zero_fraction(pim_model: nn.Module) -> dict[str, float]:
     """Fraction of quantized inputs that were exactly zero, per layer."""
     return {

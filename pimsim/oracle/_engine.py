@@ -207,6 +207,15 @@ def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
     return partial.round_().clamp_(lo, hi)
 
 
+def _histogram(plan, codes: torch.Tensor, stats: Stats) -> None:
+    if stats.codes is not None and codes.device.type != "meta":
+        lo = plan.code_range[0]
+        counts = torch.bincount(
+            (codes.reshape(-1) - lo).to(torch.int64), minlength=stats.codes.numel()
+        )
+        stats.codes += counts.cpu()
+
+
 def _convert(plan, partial, noise):
     if noise is not None and noise.adc:
         from pimsim.oracle._nonideal import adc_convert
@@ -226,6 +235,7 @@ def pim_matmul(
     polarities: int,
     chunk: int | None = None,
     noise=None,
+    record_codes: bool = False,
 ) -> tuple[torch.Tensor, Stats]:
     """Integer result [B, M * N] (float64) of the mapped layer on integer inputs [B, M * K], and
     the :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory).
@@ -233,6 +243,9 @@ def pim_matmul(
     b = x_int.shape[0]
     chunk = chunk or b
     outs, stats = [], Stats()
+    if record_codes:
+        lo, hi = plan.code_range
+        stats.codes = torch.zeros(hi - lo + 1, dtype=torch.int64)
     for start in range(0, b, chunk):
         y = _pim_chunk(
             plan, x_int[start : start + chunk], w_layout, w_coef, polarities, stats, noise
@@ -248,6 +261,7 @@ class Stats:
     conversions: int = 0
     active_bits: int = 0
     input_bits: int = 0
+    codes: torch.Tensor | None = None  # histogram of ADC codes (lowest code first), if recorded
 
 
 @dataclass
@@ -292,10 +306,12 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=No
         partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
         stats.conversions += partial.numel()
         partial = _convert(plan, partial, noise)
+        _histogram(plan, partial, stats)
         pol = torch.ones(1, dtype=torch.float64, device=partial.device)
     else:
         stats.conversions += partial.numel()
         partial = _convert(plan, partial, noise)
+        _histogram(plan, partial, stats)
         pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
     partial = partial.view(m, g, c, b, -1, s, n)
     lo, hi = plan.code_range

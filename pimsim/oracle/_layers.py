@@ -71,6 +71,7 @@ class PimMatrixLayer(nn.Module):
             "input_scale", torch.tensor(float(input_scale or 0.0), dtype=torch.float64)
         )
         self.dynamic_scale = not fixed
+        self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.reset_counts()
         self.noise = None
         assert (m, k, n) == (matrices.shape[0], matrices.shape[1], matrices.shape[2])
@@ -112,6 +113,7 @@ class PimMatrixLayer(nn.Module):
         self.input_bit_total = 0
         self.zero_inputs = 0
         self.input_total = 0
+        self.code_histogram = None  # ADC code counts, lowest code first (with record_codes)
 
     # Subclasses give the integer weight matrices [M, K, N] and the cell mask [M, K, N].
     def _matrices(self, w_int):  # pragma: no cover - abstract
@@ -136,8 +138,19 @@ class PimMatrixLayer(nn.Module):
         corrections of offset encodings applied: what the hardware hands to the digital units."""
         plan = self.plan
         y, stats = E.pim_matmul(
-            plan, x_int, self.w_layout, self.w_coef, self.polarities, self.chunk, self.noise
+            plan,
+            x_int,
+            self.w_layout,
+            self.w_coef,
+            self.polarities,
+            self.chunk,
+            self.noise,
+            self.record_codes,
         )
+        if stats.codes is not None:
+            self.code_histogram = stats.codes + (
+                self.code_histogram if self.code_histogram is not None else 0
+            )
         self.conversions += stats.conversions
         self.active_bits += stats.active_bits
         self.input_bit_total += stats.input_bits
