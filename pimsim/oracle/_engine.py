@@ -237,8 +237,9 @@ def pim_matmul(
     noise=None,
     record_codes: bool = False,
 ) -> tuple[torch.Tensor, Stats]:
-    """Integer result [B, M * N] (float64) of the mapped layer on integer inputs [B, M * K], and
-    the :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory).
+    """Recombined ADC codes [B, M * N] of the mapped layer on integer inputs [B, M * K] (float32
+    where exact, else float64; times ``plan.step`` they are the column results), and the
+    :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory).
     ``noise`` (a :class:`Noise`) replaces ideal cells and conversions by non-ideal ones."""
     b = x_int.shape[0]
     chunk = chunk or b
@@ -322,22 +323,26 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=No
     else:
         partial = partial.squeeze(1)  # [M, C, B, P, S, N]
     s_weights = slice_weights(plan)
-    if s > 1:  # slices: one batched vector product over S, exact in float32 when it fits
-        exact = g * top * sum(abs(v) for v in s_weights) < 2**24
-        dtype = torch.float32 if exact and partial.dtype == torch.float32 else torch.float64
+    c_weights = cycle_weights(plan)
+    # Recombined codes stay exact in float32 while their bound is below 2^24.
+    bound = g * top * sum(abs(v) for v in s_weights) * sum(abs(v) for v in c_weights) * 2
+    dtype = torch.float32 if bound < 2**24 and partial.dtype == torch.float32 else torch.float64
+    if s > 1:  # slices: one batched vector product over S
         coef = torch.tensor(s_weights, dtype=dtype, device=partial.device)
         partial = torch.matmul(coef, partial.to(dtype))  # [M, C, B, P, N]
     else:
-        partial = partial.squeeze(-2)
+        partial = partial.squeeze(-2).to(dtype)
         if s_weights[0] != 1.0:
             partial = partial * s_weights[0]
-    partial = partial.to(torch.float64)
     if c > 1 or partial.shape[3] > 1:
-        y = torch.einsum("mcbpn,c,p->bmn", partial, c_coef.to(partial.device), pol)
+        y = torch.einsum(
+            "mcbpn,c,p->bmn",
+            partial,
+            torch.tensor(c_weights, dtype=dtype, device=partial.device),
+            pol.to(dtype),
+        )
     else:
         y = partial[:, 0, :, 0, :].permute(1, 0, 2)
-        if cycle_weights(plan)[0] != 1.0:
-            y = y * cycle_weights(plan)[0]
-    if plan.step != 1.0:
-        y = y.mul_(plan.step) if y.is_contiguous() else y * plan.step
-    return y.reshape(b, m * n)
+        if c_weights[0] != 1.0:
+            y = y * c_weights[0]
+    return y.reshape(b, m * n)  # recombined codes: multiply by plan.step for the column values

@@ -133,9 +133,8 @@ class PimMatrixLayer(nn.Module):
         x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
         return x_int, scale
 
-    def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
-        """[rows, M*K] integer inputs -> [rows, M, N] integer results (float64), with the digital
-        corrections of offset encodings applied: what the hardware hands to the digital units."""
+    def _codes(self, x_int: torch.Tensor) -> torch.Tensor:
+        """Recombined ADC codes [rows, M, N] for integer inputs, updating the counters."""
         plan = self.plan
         y, stats = E.pim_matmul(
             plan,
@@ -160,25 +159,51 @@ class PimMatrixLayer(nn.Module):
             else:
                 self.zero_inputs += x_int.numel() - int(torch.count_nonzero(x_int))
             self.input_total += x_int.numel()
-        m, k, n = plan.matrices, plan.k_rows, plan.n_cols
-        y = y.view(-1, m, n)
+        return y.view(-1, plan.matrices, plan.n_cols)
+
+    def _corrections(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
+        """What the digital units subtract from the column results: off x the applied inputs'
+        sum for ``offset`` weights, 2^(b-1) x the weight column sums for offset inputs."""
+        plan = self.plan
+        m, k = plan.matrices, plan.k_rows
         shifted = plan.signed_inputs and plan.dac_bits > 1  # inputs applied as x + 2^(b-1)
-        if plan.encoding == "offset":  # cells hold w + off: remove off x (applied inputs' sum)
+        out = None
+        if plan.encoding == "offset":  # cells hold w + off
             off = 2 ** (plan.weight_bits - 1) - 1
             applied = (x_int + 2 ** (plan.input_bits - 1) if shifted else x_int).view(-1, m, k)
             if self.dense_mask:  # every cell of the matrix is used: one input sum per matrix
-                y = y.sub_(applied.sum(dim=2, keepdim=True).to(torch.float64).mul_(off))
+                out = applied.to(dtype).sum(dim=2, keepdim=True).mul_(off)
             else:
-                y = y - off * torch.einsum("bmk,mkn->bmn", applied.to(torch.float64), self.mask)
-        if shifted:  # remove 2^(b-1) x (the weight column sums)
-            y = y - 2 ** (plan.input_bits - 1) * self.col_sums
-        return y
+                out = torch.einsum("bmk,mkn->bmn", applied.to(dtype), self.mask.to(dtype)) * off
+        if shifted:
+            cols = (2 ** (plan.input_bits - 1) * self.col_sums).to(dtype)
+            out = cols if out is None else out + cols
+        return out
+
+    def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
+        """[rows, M*K] integer inputs -> [rows, M, N] results (float64, exact where the hardware
+        is), with the digital corrections applied: what the hardware hands to the digital units."""
+        y = self._codes(x_int).to(torch.float64) * self.plan.step
+        corr = self._corrections(x_int, torch.float64)
+        return y if corr is None else y - corr
 
     def matmul(self, x_rows: torch.Tensor) -> torch.Tensor:
         """[rows, M*K] float inputs -> [rows, M*N] float outputs (bias excluded)."""
         x_int, scale = self.quantize_input(x_rows)
-        y = self.integer_matmul(x_int)
-        y = y.reshape(y.shape[0], -1).mul_(scale * self.weight_scale)
+        y = self._codes(x_int)
+        plan = self.plan
+        # float32 suffices when corrections are exact in it (the result is a float anyway)
+        corr_bound = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
+        dtype = y.dtype if corr_bound < 2**24 else torch.float64
+        y = y.to(dtype)
+        if not y.is_contiguous():
+            y = y.contiguous()
+        if plan.step != 1.0:
+            y.mul_(plan.step)  # y is this call's own buffer
+        corr = self._corrections(x_int, dtype)
+        if corr is not None:
+            y.sub_(corr)
+        y = y.reshape(y.shape[0], -1).mul_((scale * self.weight_scale).to(dtype))
         return y.to(x_rows.dtype)
 
 
