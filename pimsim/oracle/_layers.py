@@ -190,7 +190,15 @@ class PimMatrixLayer(nn.Module):
     def matmul(self, x_rows: torch.Tensor) -> torch.Tensor:
         """[rows, M*K] float inputs -> [rows, M*N] float outputs (bias excluded)."""
         x_int, scale = self.quantize_input(x_rows)
-        y = self._codes(x_int)
+        if x_int.is_cuda:  # DESIGN.md 'exactness': no TF32 in the oracle's products
+            tf32 = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = False
+            try:
+                y = self._codes(x_int)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+        else:
+            y = self._codes(x_int)
         plan = self.plan
         # float32 suffices when corrections are exact in it (the result is a float anyway)
         corr_bound = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
