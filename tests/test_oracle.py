@@ -105,18 +105,21 @@ def int_reference(layer, x_int):
     return torch.einsum("bgk,gnk->bgn", xs, w).reshape(x.shape[0], 1, -1)
 
 
+def run_tiny(arch, config: str, seed: int, batch: int):
+    """Convert and run TinyConvNet; return the PIM layers with the inputs each received."""
+    torch.manual_seed(seed)
+    pim = convert(TinyConvNet(), arch, (1, 6, 8, 8))
+    seen = capture_inputs(pim)
+    pim(torch.rand(batch, 6, 8, 8) - (0.3 if "signed" in config else 0.0))
+    return [(n, m, seen[n]) for n, m in pim.named_modules() if n in seen]
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_bit_exact_with_enough_adc_bits(small_path, config):
     arch = pimsim.load_arch(small_path, CONFIGS[config])
-    torch.manual_seed(1)
-    model = TinyConvNet()
-    pim = convert(model, arch, (1, 6, 8, 8))
-    seen = capture_inputs(pim)
-    x = torch.rand(3, 6, 8, 8) - (0.3 if "signed" in config else 0.0)
-    pim(x)
-    for name, layer in ((n, m) for n, m in pim.named_modules() if n in seen):
+    for name, layer, inputs in run_tiny(arch, config, seed=1, batch=3):
         assert layer.plan.step == 1.0, "the ADC must resolve every level for this test"
-        x_int, _ = layer.quantize_input(layer_rows(layer, seen[name]))
+        x_int, _ = layer.quantize_input(layer_rows(layer, inputs))
         got = layer.integer_matmul(x_int)
         want = int_reference(layer, x_int)
         assert torch.equal(
@@ -212,14 +215,8 @@ def loop_reference(layer, x_int):
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_finite_adc_matches_loop_reference(small_path, config, adc_bits):
     arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
-    torch.manual_seed(2)
-    model = TinyConvNet()
-    pim = convert(model, arch, (1, 6, 8, 8))
-    seen = capture_inputs(pim)
-    x = torch.rand(2, 6, 8, 8) - (0.3 if "signed" in config else 0.0)
-    pim(x)
-    for name, layer in ((n, m) for n, m in pim.named_modules() if n in seen):
-        rows = layer_rows(layer, seen[name])[:3]  # a few rows keep the loops quick
+    for name, layer, inputs in run_tiny(arch, config, seed=2, batch=2):
+        rows = layer_rows(layer, inputs)[:3]  # a few rows keep the loops quick
         x_int, _ = layer.quantize_input(rows)
         layer.reset_counts()
         got = layer.integer_matmul(x_int)

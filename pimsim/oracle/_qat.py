@@ -104,6 +104,17 @@ class _QuantMixin:
     signed_input: bool
     input_scale: torch.Tensor
 
+    def __init__(
+        self,
+        *args,
+        weight_bits: int = 8,
+        input_bits: int = 8,
+        signed_input: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # the torch layer's own arguments
+        self._init_quant(weight_bits, input_bits, signed_input)
+
     def _init_quant(self, weight_bits: int, input_bits: int, signed_input: bool) -> None:
         if weight_bits < 2:
             raise ValueError(f"weight_bits must be >= 2 (symmetric integers), got {weight_bits}")
@@ -162,17 +173,6 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
     (a scalar tensor) holds the per-tensor input scale s.
     """
 
-    def __init__(
-        self,
-        *args,
-        weight_bits: int = 8,
-        input_bits: int = 8,
-        signed_input: bool = True,
-        **kwargs,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_quant(weight_bits, input_bits, signed_input)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolution of the fake-quantized input with the fake-quantized weight (+ bias)."""
         w = fake_quantize_weight(self.weight, self.weight_bits)
@@ -185,17 +185,6 @@ class QuantLinear(_QuantMixin, nn.Linear):
     Extra arguments: ``weight_bits``, ``input_bits``, ``signed_input``; the buffer ``input_scale``
     (a scalar tensor) holds the per-tensor input scale s.
     """
-
-    def __init__(
-        self,
-        *args,
-        weight_bits: int = 8,
-        input_bits: int = 8,
-        signed_input: bool = True,
-        **kwargs,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_quant(weight_bits, input_bits, signed_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Linear map of the fake-quantized input by the fake-quantized weight (+ bias)."""
