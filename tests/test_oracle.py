@@ -301,3 +301,9 @@ def test_activity_zero_fraction_and_code_histogram(small_path):
     assert ones >= nonzero
     pimsim.oracle.reset_counts(pim)
     assert pimsim.oracle.counts(pim)["0"] == 0 and pimsim.oracle.code_histograms(pim) == {}
+
+
+def test_unsupported_adc_range_is_an_error_not_ignored(small_path):
+    arch = pimsim.load_arch(small_path, {"adc.range": "calibrated"})
+    with pytest.raises(pimsim.SpecError, match="adc.range"):
+        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), arch, (1, 4))

@@ -100,6 +100,13 @@ def convert(
     output positions) processed at once. ``seed`` (an int or a ``numpy.random.SeedSequence``)
     draws the chip: every stochastic non-ideality of the spec comes from it.
     """
+    if arch.adc.range != "full_scale":
+        from pimsim.errors import SpecError
+
+        raise SpecError(
+            f"adc.range {arch.adc.range!r} is not supported by the oracle yet; use full_scale",
+            field="adc.range",
+        )
     workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
     pim = copy.deepcopy(model)
