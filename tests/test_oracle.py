@@ -304,6 +304,41 @@ def test_activity_zero_fraction_and_code_histogram(small_path):
 
 
 def test_unsupported_adc_range_is_an_error_not_ignored(small_path):
-    arch = pimsim.load_arch(small_path, {"adc.range": "calibrated"})
+    learned = pimsim.load_arch(small_path, {"adc.range": "learned"})
     with pytest.raises(pimsim.SpecError, match="adc.range"):
-        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), arch, (1, 4))
+        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), learned, (1, 4))
+    calibrated = pimsim.load_arch(small_path, {"adc.range": "calibrated"})
+    with pytest.raises(pimsim.SpecError, match="calibration"):
+        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), calibrated, (1, 4))
+
+
+def test_calibrated_adc_range_covers_the_percentile(small_path):
+    """With adc.range: calibrated the ADC spans the chosen percentile of the partial sums seen on
+    the calibration batches: about (100 - percentile)% of them clip, and the step shrinks."""
+    overrides = {
+        "adc.bits": 4,
+        "decomposition.input_bits": 6,
+        "decomposition.weight_bits": 6,
+        "array.rows_per_adc_read": 32,
+    }
+    nominal = pimsim.load_arch(small_path, overrides)
+    arch = pimsim.load_arch(
+        small_path, {**overrides, "adc.range": "calibrated", "adc.range_percentile": 90.0}
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32))
+    data = [torch.rand(256, 64)]
+    pim = pimsim.oracle.convert(model, arch, (1, 64), calibration=data)
+    full = pimsim.oracle.convert(model, nominal, (1, 64), calibration=data)
+    layer, ref = pim[0], full[0]
+    assert layer.plan.step < ref.plan.step
+    assert layer.plan.adc_full_scale < ref.plan.full_scale == layer.plan.full_scale
+    # independent check: the partial sums of the same inputs, computed directly
+    x_int, _ = layer.quantize_input(data[0])
+    w = layer._matrices(layer.weight_int.to(torch.int64))[0][0]  # [K, N]
+    stored = w + 2 ** (6 - 1) - 1  # offset encoding, 6-bit cells: one slice, one cycle
+    x64 = x_int.to(torch.int64)
+    partial = torch.cat([x64[:, g : g + 32] @ stored[g : g + 32] for g in (0, 32)])  # 2 row groups
+    above = float((partial.abs() > layer.plan.adc_full_scale).double().mean())
+    assert 0.05 < above < 0.15
+    assert pimsim.oracle.counts(pim)["0"] == 0  # calibration passes are not counted

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from pimsim.cost import Activity
-from pimsim.errors import MappingError
+from pimsim.errors import MappingError, SpecError
 from pimsim.mapping import Mapping, map_network
 from pimsim.oracle._engine import make_plan
 from pimsim.oracle._layers import (
@@ -100,12 +100,14 @@ def convert(
     output positions) processed at once. ``seed`` (an int or a ``numpy.random.SeedSequence``)
     draws the chip: every stochastic non-ideality of the spec comes from it.
     """
-    if arch.adc.range != "full_scale":
-        from pimsim.errors import SpecError
-
+    if arch.adc.range == "learned":
         raise SpecError(
-            f"adc.range {arch.adc.range!r} is not supported by the oracle yet; use full_scale",
+            "adc.range 'learned' is not supported by the oracle yet; use full_scale or calibrated",
             field="adc.range",
+        )
+    if arch.adc.range == "calibrated" and calibration is None:
+        raise SpecError(
+            "adc.range 'calibrated' needs calibration batches (calibration=...)", field="adc.range"
         )
     workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
@@ -158,7 +160,26 @@ def convert(
         _set_module(pim, n, new)
     pim.pim_mapping = mapping
     pim.pim_seed = seed
-    return pim.eval()
+    pim.eval()
+    if arch.adc.range == "calibrated":
+        _calibrate_adc_ranges(pim, calibration, arch.adc.range_percentile)
+    return pim
+
+
+def _calibrate_adc_ranges(pim: nn.Module, batches, percentile: float) -> None:
+    """``adc.range: calibrated``: run the calibration batches through the PIM model, recording
+    every layer's partial sums, and set each ADC's range to their ``percentile`` (DESIGN.md
+    'ADC range'). Layers are calibrated together, each seeing its inputs through the full-scale
+    ADCs of the layers before it."""
+    layers = _pim_layers(pim)
+    for layer in layers.values():
+        layer.partial_samples = []
+    with torch.no_grad():
+        for batch in batches:
+            pim(batch[0] if isinstance(batch, list | tuple) else batch)
+    for layer in layers.values():
+        layer.calibrate_range(percentile)
+        layer.reset_counts()
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -46,9 +46,10 @@ class EnginePlan:
     encoding: str
     signed_inputs: bool
     adc_bits: int
-    full_scale: float
+    full_scale: float  # nominal: the largest partial sum the cells and DACs can produce
     step: float
     bipolar: bool
+    adc_full_scale: float = 0.0  # the range the ADC spans (nominal, or calibrated)
 
     @property
     def row_groups(self) -> int:
@@ -96,6 +97,7 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
         adc_bits=arch.adc.bits,
         full_scale=float(full_scale),
         step=max(1.0, full_scale / levels),
+        adc_full_scale=float(full_scale),
         bipolar=bipolar,
     )
 
@@ -207,6 +209,16 @@ def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
     return partial.round_().clamp_(lo, hi)
 
 
+SAMPLE_LIMIT = 1 << 18  # partial sums kept per call for range calibration
+
+
+def _sample(partial: torch.Tensor, stats: Stats) -> None:
+    if stats.samples is not None and partial.device.type != "meta":
+        flat = partial.reshape(-1)
+        stride = max(1, flat.numel() // SAMPLE_LIMIT)
+        stats.samples.append(flat[::stride].abs().to(torch.float64).cpu())
+
+
 def _histogram(plan, codes: torch.Tensor, stats: Stats) -> None:
     if stats.codes is not None and codes.device.type != "meta":
         lo = plan.code_range[0]
@@ -236,6 +248,7 @@ def pim_matmul(
     chunk: int | None = None,
     noise=None,
     record_codes: bool = False,
+    record_partials: bool = False,
 ) -> tuple[torch.Tensor, Stats]:
     """Recombined ADC codes [B, M * N] of the mapped layer on integer inputs [B, M * K] (float32
     where exact, else float64; times ``plan.step`` they are the column results), and the
@@ -244,6 +257,8 @@ def pim_matmul(
     b = x_int.shape[0]
     chunk = chunk or b
     outs, stats = [], Stats()
+    if record_partials:
+        stats.samples = []
     if record_codes:
         lo, hi = plan.code_range
         stats.codes = torch.zeros(hi - lo + 1, dtype=torch.int64)
@@ -263,6 +278,7 @@ class Stats:
     active_bits: int = 0
     input_bits: int = 0
     codes: torch.Tensor | None = None  # histogram of ADC codes (lowest code first), if recorded
+    samples: list | None = None  # |partial sums| seen by the ADC (a strided sample), if recorded
 
 
 @dataclass
@@ -306,11 +322,13 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=No
         partial = partial.view(m * g, c * b, 2, s * n)
         partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
         stats.conversions += partial.numel()
+        _sample(partial, stats)
         partial = _convert(plan, partial, noise)
         _histogram(plan, partial, stats)
         pol = torch.ones(1, dtype=torch.float64, device=partial.device)
     else:
         stats.conversions += partial.numel()
+        _sample(partial, stats)
         partial = _convert(plan, partial, noise)
         _histogram(plan, partial, stats)
         pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)

@@ -72,6 +72,7 @@ class PimMatrixLayer(nn.Module):
         )
         self.dynamic_scale = not fixed
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
+        self.partial_samples = None  # a list while calibrating the ADC range
         self.reset_counts()
         self.noise = None
         assert (m, k, n) == (matrices.shape[0], matrices.shape[1], matrices.shape[2])
@@ -104,6 +105,27 @@ class PimMatrixLayer(nn.Module):
             adc=adc,
             generator=gen,
         )
+
+    def calibrate_range(self, percentile: float) -> None:
+        """Set the ADC range to the ``percentile`` of the |partial sums| recorded since
+        ``partial_samples`` was set to a list (``adc.range: calibrated``); never beyond the nominal
+        full scale, never below one level step."""
+        import dataclasses
+
+        plan = self.plan
+        if not self.partial_samples:
+            raise ValueError(f"{self.name}: no partial sums were recorded for calibration")
+        seen = torch.cat(self.partial_samples)
+        top = (
+            float(torch.quantile(seen, percentile / 100.0))
+            if seen.numel() < 2**24
+            else float(seen.max())
+        )
+        lo, hi = plan.code_range
+        levels = hi if plan.bipolar else hi - lo
+        fs = min(plan.full_scale, max(top, float(levels)))
+        self.plan = dataclasses.replace(plan, adc_full_scale=fs, step=max(1.0, fs / levels))
+        self.partial_samples = None
 
     def reset_counts(self) -> None:
         """Zero the conversion and activity counters."""
@@ -145,7 +167,10 @@ class PimMatrixLayer(nn.Module):
             self.chunk,
             self.noise,
             self.record_codes,
+            self.partial_samples is not None,
         )
+        if stats.samples is not None:
+            self.partial_samples.extend(stats.samples)
         if stats.codes is not None:
             self.code_histogram = stats.codes + (
                 self.code_histogram if self.code_histogram is not None else 0

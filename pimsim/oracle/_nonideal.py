@@ -109,7 +109,7 @@ def adc_convert(arch, plan, partial: torch.Tensor, thresholds, gen) -> torch.Ten
     """Non-ideal conversion of partial sums (level units) to codes."""
     a = arch.adc.nonideal
     p = partial.to(torch.float64)
-    fs = plan.full_scale
+    fs = plan.adc_full_scale
     if a.inl_lsb:
         r = p / fs
         bow = (1 - r * r) if plan.bipolar else 4 * r * (1 - r)
