@@ -342,3 +342,93 @@ def test_calibrated_adc_range_covers_the_percentile(small_path):
     above = float((partial.abs() > layer.plan.adc_full_scale).double().mean())
     assert 0.05 < above < 0.15
     assert pimsim.oracle.counts(pim)["0"] == 0  # calibration passes are not counted
+
+
+def test_cli_accuracy_and_train(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "mlp.pt"
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pimsim.cli",
+            "train",
+            "mlp_mnist",
+            "--method",
+            "qat",
+            "--epochs",
+            "1",
+            "--checkpoint",
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stderr
+    assert ckpt.exists() and ckpt.with_suffix(".json").exists()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pimsim.cli",
+            "accuracy",
+            "arch_specs/isaac.yaml",
+            "mlp_mnist",
+            "--checkpoint",
+            str(ckpt),
+            "--limit",
+            "200",
+            "--chips",
+            "2",
+            "--format",
+            "json",
+            "--set",
+            "decomposition.input_bits=8",
+            "--set",
+            "decomposition.weight_bits=8",
+            "--set",
+            "cell.variation.within_chip=0.05",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["images"] == 200 and len(data["per_chip"]) == 2
+    assert 0.5 < data["mean"] <= 1.0
+    net = pimsim.load_workload("mlp_mnist")
+    arch = pimsim.load_arch(
+        ROOT / "arch_specs" / "isaac.yaml",
+        {"decomposition.input_bits": 8, "decomposition.weight_bits": 8},
+    )
+    per_image = {
+        r["name"]: r["adc_conversions"]
+        for r in pimsim.evaluate(arch, net).layers.to_dict("records")
+        if r["adc_conversions"]
+    }
+    assert data["adc_conversions"] == {k: v * 200 for k, v in per_image.items()}
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pimsim.cli",
+            "accuracy",
+            "arch_specs/isaac.yaml",
+            "lenet5_mnist",
+            "--checkpoint",
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert wrong.returncode == 2 and "holds 'mlp_mnist'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
