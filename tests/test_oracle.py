@@ -344,60 +344,45 @@ def test_calibrated_adc_range_covers_the_percentile(small_path):
     assert pimsim.oracle.counts(pim)["0"] == 0  # calibration passes are not counted
 
 
-def test_cli_accuracy_and_train(tmp_path):
-    import json
+def cli(*args: str):
+    """Run the pimsim command line in a subprocess from the repository root."""
     import subprocess
     import sys
 
-    ckpt = tmp_path / "mlp.pt"
-    train = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pimsim.cli",
-            "train",
-            "mlp_mnist",
-            "--method",
-            "qat",
-            "--epochs",
-            "1",
-            "--checkpoint",
-            str(ckpt),
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "pimsim.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=600,
     )
+
+
+def test_cli_accuracy_and_train(tmp_path):
+    import json
+
+    ckpt = tmp_path / "mlp.pt"
+    train = cli("train", "mlp_mnist", "--method", "qat", "--epochs", "1", "--checkpoint", str(ckpt))
     assert train.returncode == 0, train.stderr
     assert ckpt.exists() and ckpt.with_suffix(".json").exists()
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pimsim.cli",
-            "accuracy",
-            "arch_specs/isaac.yaml",
-            "mlp_mnist",
-            "--checkpoint",
-            str(ckpt),
-            "--limit",
-            "200",
-            "--chips",
-            "2",
-            "--format",
-            "json",
-            "--set",
-            "decomposition.input_bits=8",
-            "--set",
-            "decomposition.weight_bits=8",
-            "--set",
-            "cell.variation.within_chip=0.05",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+    run = cli(
+        "accuracy",
+        "arch_specs/isaac.yaml",
+        "mlp_mnist",
+        "--checkpoint",
+        str(ckpt),
+        "--limit",
+        "200",
+        "--chips",
+        "2",
+        "--format",
+        "json",
+        "--set",
+        "decomposition.input_bits=8",
+        "--set",
+        "decomposition.weight_bits=8",
+        "--set",
+        "cell.variation.within_chip=0.05",
     )
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
@@ -414,21 +399,6 @@ def test_cli_accuracy_and_train(tmp_path):
         if r["adc_conversions"]
     }
     assert data["adc_conversions"] == {k: v * 200 for k, v in per_image.items()}
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pimsim.cli",
-            "accuracy",
-            "arch_specs/isaac.yaml",
-            "lenet5_mnist",
-            "--checkpoint",
-            str(ckpt),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    wrong = cli("accuracy", "arch_specs/isaac.yaml", "lenet5_mnist", "--checkpoint", str(ckpt))
     assert wrong.returncode == 2 and "holds 'mlp_mnist'" in wrong.stderr
     assert "Traceback" not in wrong.stderr
