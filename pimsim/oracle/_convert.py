@@ -208,9 +208,9 @@ def activity(pim_model: nn.Module) -> Activity:
     """Measured fraction of active (non-zero) input bits per cycle per layer, as an
     :class:`~pimsim.cost.Activity` that ``pimsim.evaluate(..., activity=...)`` accepts."""
     values = {
-        name: layer.active_bits / layer.input_bit_total
+        name: layer.counters.active_bits / layer.counters.input_bit_total
         for name, layer in _pim_layers(pim_model).items()
-        if layer.input_bit_total
+        if layer.counters.input_bit_total
     }
     return Activity(values)
 
@@ -235,7 +235,7 @@ def code_histograms(pim_model: nn.Module) -> dict[str, list[int]]:
 def zero_fraction(pim_model: nn.Module) -> dict[str, float]:
     """Fraction of quantized inputs that were exactly zero, per layer."""
     return {
-        name: layer.zero_inputs / layer.input_total
+        name: layer.counters.zero_inputs / layer.counters.input_total
         for name, layer in _pim_layers(pim_model).items()
-        if layer.input_total
+        if layer.counters.input_total
     }

@@ -9,6 +9,8 @@ tensor (from a QAT model, from calibration batches, or, with a warning, from eac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +40,19 @@ def scale_from_max(max_abs: float, bits: int, signed: bool) -> float:
     """Input scale from an observed maximum (absolute maximum for signed inputs)."""
     top = input_levels(bits, signed)[1]
     return max(float(max_abs), 1e-12) / top
+
+
+@dataclass
+class Counters:
+    """What a PIM layer did since conversion or the last reset."""
+
+    conversions: int = 0
+    samples: int = 0
+    active_bits: int = 0
+    input_bit_total: int = 0
+    zero_inputs: int = 0
+    input_total: int = 0
+    code_histogram: torch.Tensor | None = None
 
 
 class PimMatrixLayer(nn.Module):
@@ -71,6 +86,7 @@ class PimMatrixLayer(nn.Module):
             "input_scale", torch.tensor(float(input_scale or 0.0), dtype=torch.float64)
         )
         self.dynamic_scale = not fixed
+        self._out_scale: dict = {}
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.partial_samples = None  # a list while calibrating the ADC range
         self.reset_counts()
@@ -129,13 +145,17 @@ class PimMatrixLayer(nn.Module):
 
     def reset_counts(self) -> None:
         """Zero the conversion and activity counters."""
-        self.conversions = 0
-        self.samples = 0
-        self.active_bits = 0
-        self.input_bit_total = 0
-        self.zero_inputs = 0
-        self.input_total = 0
-        self.code_histogram = None  # ADC code counts, lowest code first (with record_codes)
+        self.counters = Counters()
+
+    @property
+    def conversions(self) -> int:
+        """ADC conversions since conversion or the last :meth:`reset_counts`."""
+        return self.counters.conversions
+
+    @property
+    def code_histogram(self):
+        """ADC code counts, lowest code first (recorded with ``record_codes``), or None."""
+        return self.counters.code_histogram
 
     # Subclasses give the integer weight matrices [M, K, N] and the cell mask [M, K, N].
     def _matrices(self, w_int):  # pragma: no cover - abstract
@@ -171,19 +191,20 @@ class PimMatrixLayer(nn.Module):
         )
         if stats.samples is not None:
             self.partial_samples.extend(stats.samples)
+        c = self.counters  # a plain object: cheaper to update than module attributes
         if stats.codes is not None:
-            self.code_histogram = stats.codes + (
-                self.code_histogram if self.code_histogram is not None else 0
+            c.code_histogram = stats.codes + (
+                c.code_histogram if c.code_histogram is not None else 0
             )
-        self.conversions += stats.conversions
-        self.active_bits += stats.active_bits
-        self.input_bit_total += stats.input_bits
+        c.conversions += stats.conversions
+        c.active_bits += stats.active_bits
+        c.input_bit_total += stats.input_bits
         if x_int.device.type != "meta":
             if plan.cycles == 1 and not plan.signed_inputs:  # one cycle: active bits = non-zeros
-                self.zero_inputs += x_int.numel() - stats.active_bits
+                c.zero_inputs += x_int.numel() - stats.active_bits
             else:
-                self.zero_inputs += x_int.numel() - int(torch.count_nonzero(x_int))
-            self.input_total += x_int.numel()
+                c.zero_inputs += x_int.numel() - int(torch.count_nonzero(x_int))
+            c.input_total += x_int.numel()
         return y.view(-1, plan.matrices, plan.n_cols)
 
     def _corrections(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
@@ -236,7 +257,12 @@ class PimMatrixLayer(nn.Module):
         corr = self._corrections(x_int, dtype)
         if corr is not None:
             y.sub_(corr)
-        y = y.reshape(y.shape[0], -1).mul_((scale * self.weight_scale).to(dtype))
+        out_scale = self._out_scale.get((scale, dtype))
+        if out_scale is None:
+            out_scale = (scale * self.weight_scale).to(dtype)
+            if not self.dynamic_scale:  # fixed input scale: one vector for every call
+                self._out_scale = {(scale, dtype): out_scale}
+        y = y.reshape(y.shape[0], -1).mul_(out_scale)
         return y.to(x_rows.dtype)
 
 
@@ -253,7 +279,7 @@ class PimLinear(PimMatrixLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         y = self.matmul(x.reshape(-1, x.shape[-1]))
-        self.samples += x.shape[0]
+        self.counters.samples += x.shape[0]
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, -1)
@@ -295,7 +321,7 @@ class PimConv2d(PimMatrixLayer):
         cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
         rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
         y = self.matmul(rows)
-        self.samples += b
+        self.counters.samples += b
         k, d, p, s = (self.conv_args[a] for a in ("kernel_size", "dilation", "padding", "stride"))
         ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
