@@ -303,13 +303,42 @@ def test_activity_zero_fraction_and_code_histogram(small_path):
     assert pimsim.oracle.counts(pim)["0"] == 0 and pimsim.oracle.code_histograms(pim) == {}
 
 
-def test_unsupported_adc_range_is_an_error_not_ignored(small_path):
-    learned = pimsim.load_arch(small_path, {"adc.range": "learned"})
-    with pytest.raises(pimsim.SpecError, match="adc.range"):
-        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), learned, (1, 4))
-    calibrated = pimsim.load_arch(small_path, {"adc.range": "calibrated"})
-    with pytest.raises(pimsim.SpecError, match="calibration"):
-        pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), calibrated, (1, 4))
+def test_data_driven_adc_ranges_need_calibration_data(small_path):
+    for policy in ("calibrated", "learned"):
+        arch = pimsim.load_arch(small_path, {"adc.range": policy})
+        with pytest.raises(pimsim.SpecError, match="calibration"):
+            pimsim.oracle.convert(nn.Sequential(nn.Linear(4, 2)), arch, (1, 4))
+
+
+def test_learned_adc_range_minimises_reconstruction_error(small_path):
+    """The learned range is no worse, in mean squared ADC error on the calibration partial sums,
+    than the full-scale range or the calibrated percentile (an independent recomputation)."""
+    overrides = {
+        "adc.bits": 3,
+        "decomposition.input_bits": 6,
+        "decomposition.weight_bits": 6,
+        "array.rows_per_adc_read": 32,
+    }
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 16))
+    data = [torch.rand(128, 32)]
+    plans = {}
+    for policy in ("full_scale", "calibrated", "learned"):
+        arch = pimsim.load_arch(small_path, {**overrides, "adc.range": policy})
+        plans[policy] = pimsim.oracle.convert(model, arch, (1, 32), calibration=data)[0].plan
+    layer = pimsim.oracle.convert(
+        model, pimsim.load_arch(small_path, overrides), (1, 32), calibration=data
+    )[0]
+    x_int, _ = layer.quantize_input(data[0])
+    w = layer._matrices(layer.weight_int.to(torch.int64))[0][0]
+    p = (x_int.to(torch.int64) @ (w + 31)).to(torch.float64).reshape(-1)  # offset, one slice
+
+    def mse(plan):
+        codes = (p / plan.step).round().clamp(0, 7)
+        return float((codes * plan.step - p).square().mean())
+
+    assert mse(plans["learned"]) <= mse(plans["calibrated"]) * 1.01
+    assert mse(plans["learned"]) < mse(plans["full_scale"])
 
 
 def test_calibrated_adc_range_covers_the_percentile(small_path):

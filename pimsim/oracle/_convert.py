@@ -100,14 +100,10 @@ def convert(
     output positions) processed at once. ``seed`` (an int or a ``numpy.random.SeedSequence``)
     draws the chip: every stochastic non-ideality of the spec comes from it.
     """
-    if arch.adc.range == "learned":
+    if arch.adc.range != "full_scale" and calibration is None:
         raise SpecError(
-            "adc.range 'learned' is not supported by the oracle yet; use full_scale or calibrated",
+            f"adc.range {arch.adc.range!r} needs calibration batches (calibration=...)",
             field="adc.range",
-        )
-    if arch.adc.range == "calibrated" and calibration is None:
-        raise SpecError(
-            "adc.range 'calibrated' needs calibration batches (calibration=...)", field="adc.range"
         )
     workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
@@ -161,16 +157,16 @@ def convert(
     pim.pim_mapping = mapping
     pim.pim_seed = seed
     pim.eval()
-    if arch.adc.range == "calibrated":
-        _calibrate_adc_ranges(pim, calibration, arch.adc.range_percentile)
+    if arch.adc.range != "full_scale":
+        _calibrate_adc_ranges(pim, calibration, arch.adc.range, arch.adc.range_percentile)
     return pim
 
 
-def _calibrate_adc_ranges(pim: nn.Module, batches, percentile: float) -> None:
-    """``adc.range: calibrated``: run the calibration batches through the PIM model, recording
-    every layer's partial sums, and set each ADC's range to their ``percentile`` (DESIGN.md
-    'ADC range'). Layers are calibrated together, each seeing its inputs through the full-scale
-    ADCs of the layers before it."""
+def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: float) -> None:
+    """``adc.range: calibrated`` or ``learned``: run the calibration batches through the PIM
+    model, recording every layer's partial sums, and set each ADC's range from them (see
+    :meth:`PimMatrixLayer.calibrate_range`; DESIGN.md 'ADC range'). Layers are calibrated
+    together, each seeing its inputs through the full-scale ADCs of the layers before it."""
     layers = _pim_layers(pim)
     for layer in layers.values():
         layer.partial_samples = []
@@ -178,7 +174,7 @@ def _calibrate_adc_ranges(pim: nn.Module, batches, percentile: float) -> None:
         for batch in batches:
             pim(batch[0] if isinstance(batch, list | tuple) else batch)
     for layer in layers.values():
-        layer.calibrate_range(percentile)
+        layer.calibrate_range(policy, percentile)
         layer.reset_counts()
 
 

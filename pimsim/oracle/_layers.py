@@ -9,6 +9,7 @@ tensor (from a QAT model, from calibration batches, or, with a warning, from eac
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -122,24 +123,33 @@ class PimMatrixLayer(nn.Module):
             generator=gen,
         )
 
-    def calibrate_range(self, percentile: float) -> None:
-        """Set the ADC range to the ``percentile`` of the |partial sums| recorded since
-        ``partial_samples`` was set to a list (``adc.range: calibrated``); never beyond the nominal
-        full scale, never below one level step."""
+    def calibrate_range(self, policy: str, percentile: float = 99.99) -> None:
+        """Set the ADC range from the |partial sums| recorded since ``partial_samples`` was set
+        to a list: ``calibrated`` takes their ``percentile``; ``learned`` takes the range whose
+        quantization has the least mean squared reconstruction error on them (a search over 64
+        geometrically spaced candidate ranges, the percentile's included). Never beyond the
+        nominal full scale, never below one level per code."""
         import dataclasses
 
         plan = self.plan
         if not self.partial_samples:
             raise ValueError(f"{self.name}: no partial sums were recorded for calibration")
         seen = torch.cat(self.partial_samples)
-        top = (
-            float(torch.quantile(seen, percentile / 100.0))
-            if seen.numel() < 2**24
-            else float(seen.max())
-        )
+        if seen.numel() > 2**20:  # a strided subsample keeps the search cheap
+            seen = seen[:: seen.numel() // 2**20]
         lo, hi = plan.code_range
         levels = hi if plan.bipolar else hi - lo
-        fs = min(plan.full_scale, max(top, float(levels)))
+        floor, top = float(levels), plan.full_scale
+        fs = min(top, max(float(torch.quantile(seen, percentile / 100.0)), floor))
+        if policy == "learned":
+            grid = torch.logspace(
+                math.log10(floor), math.log10(max(top, floor)), 63, dtype=torch.float64
+            )
+            candidates = torch.cat([grid, torch.tensor([fs], dtype=torch.float64)])
+            steps = (candidates / levels).clamp(min=1.0)[:, None]
+            recon = (seen[None, :] / steps).round().clamp(0, levels) * steps
+            errors = (recon - seen[None, :]).square().mean(dim=1)
+            fs = float(candidates[int(errors.argmin())])
         self.plan = dataclasses.replace(plan, adc_full_scale=fs, step=max(1.0, fs / levels))
         self.partial_samples = None
 

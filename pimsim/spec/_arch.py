@@ -172,7 +172,10 @@ class AdcSpec(ExplicitValues):
     sample_rate_hz: PositiveFloat | None = None
     """Rated conversion rate (Hz); peak power uses it. Default: one conversion per clock."""
     range: Literal["full_scale", "calibrated", "learned"] = "full_scale"
-    """Input range policy (DESIGN.md Conventions, 'ADC range')."""
+    """Input range policy (DESIGN.md Conventions, 'ADC range'): ``full_scale`` (fixed at design
+    time), ``calibrated`` (the ``range_percentile`` of the partial sums seen on calibration
+    data) or ``learned`` (the range with the least mean squared ADC error on those partial sums,
+    found by a search over candidate ranges)."""
     range_percentile: float = Field(default=99.99, gt=0, le=100)
     """With ``range: calibrated``: percentile of observed partial sums that sets full scale."""
     nonideal: AdcNonidealSpec = AdcNonidealSpec()
