@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import _cli
+
 ROOT = Path(__file__).resolve().parents[1]
 MALFORMED = Path(__file__).resolve().parent / "malformed"
 TIMEOUT_S = 60
@@ -62,13 +64,7 @@ def expectation(path: Path) -> Expectation:
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pimsim.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-    )
+    return _cli.run_cli(*args, cwd=cwd, timeout=TIMEOUT_S)
 
 
 def assert_user_error(result: subprocess.CompletedProcess) -> None:

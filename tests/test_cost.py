@@ -3,8 +3,6 @@ Table I aggregation, report structure and CLI errors."""
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pimsim
 from pimsim.cost import evaluate, level_reports
 from pimsim.errors import MappingError
 from pimsim.workload import Workload
+from tests._cli import run_cli
 from tests.test_mapping import SCHEMES, UNIT_ARCH, small_layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,16 +164,6 @@ def test_isaac_table_one_aggregation():
     ic_tile = tile.breakdown["interconnect"]["area_mm2"]
     assert ic_tile == pytest.approx(0.090 + 0.151 / 4)
     assert chip.breakdown["interconnect"]["area_mm2"] == pytest.approx(168 * 0.090 + 42 * 0.151)
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "pimsim.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
 
 
 def test_evaluate_json_keys():

@@ -373,22 +373,13 @@ def test_calibrated_adc_range_covers_the_percentile(small_path):
     assert pimsim.oracle.counts(pim)["0"] == 0  # calibration passes are not counted
 
 
-def cli(*args: str):
-    """Run the pimsim command line in a subprocess from the repository root."""
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "pimsim.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-
-
 def test_cli_accuracy_and_train(tmp_path):
     import json
+
+    from tests._cli import run_cli
+
+    def cli(*args):
+        return run_cli(*args, timeout=600)
 
     ckpt = tmp_path / "mlp.pt"
     train = cli("train", "mlp_mnist", "--method", "qat", "--epochs", "1", "--checkpoint", str(ckpt))
