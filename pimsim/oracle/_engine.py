@@ -122,12 +122,12 @@ def slice_weights(plan: EnginePlan) -> list[float]:
     return out
 
 
-def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split integer inputs [..., K] into cycles [C, ..., K] (float, values < 2^dac_bits) and
-    return the cycle weights [C] (float64)."""
+def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> torch.Tensor:
+    """Split integer inputs [..., K] into cycles [C, ..., K] (float, values < 2^dac_bits); their
+    shift-and-add weights are :func:`cycle_weights`."""
     bits, db = plan.input_bits, plan.dac_bits
     if plan.cycles == 1 and not plan.signed_inputs:  # all bits in one cycle: nothing to split
-        return x_int.to(torch.float32).unsqueeze(0), torch.ones(1, dtype=torch.float64)
+        return x_int.to(torch.float32).unsqueeze(0)
     x = x_int.to(torch.int64)
     if plan.signed_inputs:
         x = x + 2 ** (bits - 1) if db > 1 else torch.remainder(x, 2**bits)  # offset / two's compl.
@@ -135,15 +135,12 @@ def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> tuple[torch.Tensor, t
     cycles = torch.bitwise_and(
         torch.bitwise_right_shift(x.unsqueeze(0), _expand(shifts, x)), 2**db - 1
     )
-    coef = torch.pow(2.0, shifts.to(torch.float64))
-    if plan.signed_inputs and db == 1:
-        coef[-1] = -(2.0 ** (bits - 1))
-    return cycles.to(torch.float32), coef
+    return cycles.to(torch.float32)
 
 
-def weight_slices(plan: EnginePlan, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def weight_slices(plan: EnginePlan, w_int: torch.Tensor) -> torch.Tensor:
     """Split integer weights [M, K, N] into cell slices [P, S, M, K, N] (P = 1 polarity, or 2 for
-    differential encodings: positive, negative) and return the slice weights [S] (float64)."""
+    differential encodings: positive, negative); their weights are :func:`slice_weights`."""
     bits, cb, enc = plan.weight_bits, plan.cell_bits, plan.encoding
     w = w_int.to(torch.int64)
     if enc == "offset":
@@ -165,10 +162,7 @@ def weight_slices(plan: EnginePlan, w_int: torch.Tensor) -> tuple[torch.Tensor, 
             for s in stored
         ]
     )
-    coef = torch.pow(2.0, shifts.to(torch.float64))
-    if enc == "twos_complement":
-        coef[-1] = -(2.0 ** (bits - 1))
-    return out.to(torch.float32), coef
+    return out.to(torch.float32)
 
 
 def _expand(shifts: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -234,8 +228,6 @@ def _convert(plan, partial, noise):
 
         codes = adc_convert(noise.arch, plan, partial, noise.thresholds, noise.generator)
         return codes.to(torch.float32) if plan.full_scale < 2**24 else codes
-    if partial.dtype == torch.float64 and plan.full_scale < 2**24 and plan.step == 1.0:
-        partial = partial.to(torch.float32)
     return adc_quantize_(plan, partial)
 
 
@@ -243,8 +235,6 @@ def pim_matmul(
     plan: EnginePlan,
     x_int: torch.Tensor,
     w_layout: torch.Tensor,
-    w_coef: torch.Tensor,
-    polarities: int,
     chunk: int | None = None,
     noise=None,
     record_codes: bool = False,
@@ -263,9 +253,7 @@ def pim_matmul(
         lo, hi = plan.code_range
         stats.codes = torch.zeros(hi - lo + 1, dtype=torch.int64)
     for start in range(0, b, chunk):
-        y = _pim_chunk(
-            plan, x_int[start : start + chunk], w_layout, w_coef, polarities, stats, noise
-        )
+        y = _pim_chunk(plan, x_int[start : start + chunk], w_layout, stats, noise)
         outs.append(y)
     return torch.cat(outs) if len(outs) > 1 else outs[0], stats
 
@@ -293,11 +281,11 @@ class Noise:
     generator: torch.Generator
 
 
-def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=None):
+def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
     b = x_int.shape[0]
     m, n = plan.matrices, plan.n_cols
     g = plan.row_groups
-    cycles, c_coef = input_cycles(plan, x_int)
+    cycles = input_cycles(plan, x_int)
     if cycles.device.type != "meta":
         stats.active_bits += int(torch.count_nonzero(cycles))
         stats.input_bits += cycles.numel()
@@ -316,7 +304,7 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=No
             )
     else:
         partial = torch.bmm(xl.to(dtype), w_layout.to(dtype))  # [M*G, C*B, P*S*N]
-    s = w_coef.numel()
+    s = len(slice_weights(plan))
     c = plan.cycles
     if plan.encoding == "differential_analog":
         partial = partial.view(m * g, c * b, 2, s * n)
@@ -331,7 +319,8 @@ def _pim_chunk(plan, x_int, w_layout, w_coef, polarities, stats: Stats, noise=No
         _sample(partial, stats)
         partial = _convert(plan, partial, noise)
         _histogram(plan, partial, stats)
-        pol = torch.tensor([1.0, -1.0][:polarities], dtype=torch.float64, device=partial.device)
+        signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
+        pol = torch.tensor(signs, dtype=torch.float64, device=partial.device)
     partial = partial.view(m, g, c, b, -1, s, n)
     lo, hi = plan.code_range
     top = max(abs(lo), hi)

@@ -69,16 +69,14 @@ class PimMatrixLayer(nn.Module):
         self.register_buffer("weight_int", w_int.to(torch.float32))
         self.register_buffer("weight_scale", w_scale)
         matrices, mask = self._matrices(w_int)
-        slices, w_coef = E.weight_slices(plan, matrices)
+        slices = E.weight_slices(plan, matrices)
         if plan.encoding == "offset":
             slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
         self.register_buffer("w_layout", E.layout_weights(plan, slices))
-        self.register_buffer("w_coef", w_coef)
         self.register_buffer("mask", mask.to(torch.float64))
         # only block-diagonal packing (one matrix for several groups) leaves cells unused
         self.dense_mask = getattr(self, "groups", 1) == 1 or plan.matrices > 1
         self.register_buffer("col_sums", matrices.to(torch.float64).sum(dim=1))  # [M, N]
-        self.polarities = slices.shape[0]
         self.bias = (
             None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         )
@@ -192,8 +190,6 @@ class PimMatrixLayer(nn.Module):
             plan,
             x_int,
             self.w_layout,
-            self.w_coef,
-            self.polarities,
             self.chunk,
             self.noise,
             self.record_codes,
