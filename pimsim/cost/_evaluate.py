@@ -99,9 +99,8 @@ def _class_estimates(arch: ArchSpec) -> tuple[dict[str, ComponentEstimate], dict
     return per_class, widths, notes
 
 
-def _step_ns(arch: ArchSpec, mapping_layer) -> float:
-    adc = estimate(arch, "adc")
-    convert = arch.adc.cols_per_adc * mapping_layer.conversions_per_column_read / adc.rate_hz
+def _step_ns(arch: ArchSpec, mapping_layer, adc_rate_hz: float) -> float:
+    convert = arch.adc.cols_per_adc * mapping_layer.conversions_per_column_read / adc_rate_hz
     return max(read_time_ns(arch), convert * 1e9)
 
 
@@ -145,7 +144,7 @@ def evaluate(
             energy[cls] = count * per
         m = mapping.layers.get(layer.name)
         if m is not None:
-            latency = steps_per_sample(m) / m.copies * _step_ns(arch, m)
+            latency = steps_per_sample(m) / m.copies * _step_ns(arch, m, per_class["adc"].rate_hz)
         else:
             ops = max(counts["activation"], counts["pooling"], counts["digital"])
             latency = (
