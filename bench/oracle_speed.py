@@ -10,6 +10,9 @@
     overridden to 8-bit bit-serial with 128 rows per read, with ``chunk`` chosen so that no
     partial-sum tensor exceeds 2 GiB. Goal < 3 GiB.
 
+Each ratio comes from one series of alternating blocks (5 calls of pimsim, 5 of the reference,
+repeated), the median per-call time of each.
+
     python bench/oracle_speed.py [--repeats 15] [--device cpu|cuda]
 """
 
@@ -58,20 +61,28 @@ def arch_for(**fields) -> pimsim.ArchSpec:
         os.unlink(f.name)
 
 
-def timed(fn, repeats: int, device: str) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs after two warm-up runs."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
+def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[float, float]:
+    """Median seconds per call of ``fn`` and of ``ref``, timed in alternating blocks (``block``
+    calls of fn, ``block`` calls of ref, ``repeats`` times, after a warm-up block of each): each
+    block runs warm, as back-to-back calls do, and a slow spell of a shared machine hits both."""
+
+    def one_block(f) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn()
+        for _ in range(block):
+            f()
         if device == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return (time.perf_counter() - start) / block
+
+    one_block(fn)
+    one_block(ref)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        times[0].append(one_block(fn))
+        times[1].append(one_block(ref))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def pim_linear(arch, device):
@@ -90,14 +101,14 @@ def speed(repeats: int, device: str) -> list[tuple[str, float, float, str]]:
         _, pim = pim_linear(serial, device)
         a = torch.rand(4, 256 * 8, 128, device=device)
         b = torch.rand(4, 128, 512 * 8, device=device)
-        t_floor = timed(lambda: torch.matmul(a, b), repeats, device)
-        t_pim = timed(lambda: pim(x), repeats, device)
+        t_pim, t_floor = timed_pair(lambda: pim(x), lambda: torch.matmul(a, b), repeats, device)
         rows.append(("(a) bit-serial 8b, 128 rows/read", t_pim, t_floor, "<= 2.0"))
         for rpr, goal in ((512, "<= 1.5"), (128, "-")):
             native = arch_for(rows=512, cols=512, rpr=rpr, scheme="native", bits=6)
             linear, pim = pim_linear(native, device)
-            t_lin = timed(lambda linear=linear: linear(x), repeats, device)
-            t_pim = timed(lambda pim=pim: pim(x), repeats, device)
+            t_pim, t_lin = timed_pair(
+                lambda pim=pim: pim(x), lambda linear=linear: linear(x), repeats, device
+            )
             rows.append((f"(b) native 6b, {rpr} rows/read", t_pim, t_lin, goal))
     return rows
 

@@ -225,6 +225,83 @@ def test_finite_adc_matches_loop_reference(small_path, config, adc_bits):
         assert layer.conversions == calls
 
 
+@pytest.mark.parametrize("adc_bits", [4, 16])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_forward_is_the_integer_result_rescaled(small_path, config, adc_bits):
+    """The float forward (codes x step - corrections, x input scale x weight scale, + bias, fused
+    in two passes) equals the exact integer path rescaled, to float32 rounding."""
+    arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
+    for name, layer, inputs in run_tiny(arch, config, seed=3, batch=2):
+        rows = layer_rows(layer, inputs)
+        x_int, scale = layer.quantize_input(rows)
+        exact = layer.integer_matmul(x_int).reshape(rows.shape[0], -1)
+        want = exact * (scale * layer.weight_scale)
+        if layer.bias is not None:
+            want = want + layer.bias.to(torch.float64)
+        for _ in range(2):  # the second call uses the cached scale vectors
+            got = layer.matmul(rows, layer.bias).to(torch.float64)
+            tol = 1e-5 * want.abs().max() + 1e-6
+            assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
+
+
+@pytest.mark.parametrize("scheme", ["native", "differential"])
+@pytest.mark.parametrize("adc_range", ["full_scale", "calibrated"])
+def test_forward_with_fixed_scales_after_calibration(small_path, adc_range, scheme):
+    """With input scales fixed from calibration batches (the cached-scale path) and an ADC range
+    set from them, the forward still equals the integer result rescaled."""
+    over = {"adc.bits": 5, "adc.range": adc_range, "decomposition.scheme": scheme}
+    arch = pimsim.load_arch(small_path, over)
+    torch.manual_seed(4)
+    calib = [torch.rand(4, 6, 8, 8)]
+    pim = convert(TinyConvNet(), arch, (1, 6, 8, 8), calibration=calib)
+    seen = capture_inputs(pim)
+    pim(torch.rand(2, 6, 8, 8))
+    for name, layer in pim.named_modules():
+        if name not in seen:
+            continue
+        assert not layer.dynamic_scale
+        rows = layer_rows(layer, seen[name])
+        x_int, scale = layer.quantize_input(rows)
+        want = layer.integer_matmul(x_int).reshape(rows.shape[0], -1)
+        want = want * (scale * layer.weight_scale)
+        if layer.bias is not None:
+            want = want + layer.bias.to(torch.float64)
+        got = layer.matmul(rows, layer.bias).to(torch.float64)
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max() + 1e-6, name
+
+
+def test_in_range_adc_shortcut_is_exact(small_path):
+    """Skipping the clip (and, with a step of 1, the rounding) for ideal integer partial sums
+    within the full scale gives the same codes as the full ADC, over every such partial sum."""
+    from pimsim.oracle import _engine as E
+
+    for over, bits in itertools.product(
+        ({}, {"decomposition.signed_encoding": "differential_analog"}), (3, 5, 8, 16)
+    ):
+        arch = pimsim.load_arch(small_path, {**over, "adc.bits": bits})
+        net = pimsim.from_torch(nn.Sequential(nn.Linear(32, 4)), (1, 32))
+        lm = next(iter(pimsim.map_network(arch, net).layers.values()))
+        plan = E.make_plan(arch, lm, signed_inputs=False)
+        fs = int(plan.full_scale)
+        lo = -fs if plan.bipolar else 0
+        p = torch.arange(lo, fs + 1, dtype=torch.float32)
+        fast = E.adc_quantize_(plan, p.clone(), in_range=True)
+        full = E.adc_quantize_(plan, p.clone(), in_range=False)
+        assert torch.equal(fast, full), (over, bits)
+        want = (p.to(torch.float64) / plan.step).round().clamp(*plan.code_range)
+        assert torch.equal(full.to(torch.float64), want)
+
+
+@pytest.mark.parametrize("size", [1000, 2**24 + 5])
+def test_count_nonzero_is_exact(size):
+    from pimsim.oracle import _engine as E
+
+    gen = torch.Generator().manual_seed(size)
+    t = torch.randint(-3, 4, (size // 5, 5), generator=gen).float()
+    assert E.count_nonzero(t) == int(torch.count_nonzero(t))
+    assert E.count_nonzero(t.abs(), nonnegative=True) == int(torch.count_nonzero(t))
+
+
 def zoo_cases():
     for path, name in itertools.product(
         sorted((ROOT / "arch_specs").glob("*.yaml")), pimsim.zoo_names()

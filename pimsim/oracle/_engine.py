@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -56,18 +57,29 @@ class EnginePlan:
         """Row groups (ADC reads) per matrix per input cycle, summed over row tiles."""
         return self.row_index.shape[0]
 
-    @property
+    @cached_property
     def cycles(self) -> int:
         """Input cycles: ceil(input_bits / dac_bits)."""
         return math.ceil(self.input_bits / self.dac_bits)
 
-    @property
+    @cached_property
     def code_range(self) -> tuple[int, int]:
         """Smallest and largest ADC code."""
         if self.bipolar:
             top = 2 ** (self.adc_bits - 1) - 1
             return -top, top
         return 0, 2**self.adc_bits - 1
+
+    @cached_property
+    def sum_dtype(self) -> torch.dtype:
+        """dtype of the partial sums: float32 is exact while the full scale stays below 2^24
+        (DESIGN.md 'exactness'), float64 above."""
+        return torch.float64 if self.full_scale >= 2**24 else torch.float32
+
+    @cached_property
+    def shift_add(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(:func:`slice_weights`, :func:`cycle_weights`), computed once."""
+        return tuple(slice_weights(self)), tuple(cycle_weights(self))
 
 
 def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
@@ -127,7 +139,7 @@ def input_cycles(plan: EnginePlan, x_int: torch.Tensor) -> torch.Tensor:
     shift-and-add weights are :func:`cycle_weights`."""
     bits, db = plan.input_bits, plan.dac_bits
     if plan.cycles == 1 and not plan.signed_inputs:  # all bits in one cycle: nothing to split
-        return x_int.to(torch.float32).unsqueeze(0)
+        return as_dtype(x_int, torch.float32).unsqueeze(0)
     x = x_int.to(torch.int64)
     if plan.signed_inputs:
         x = x + 2 ** (bits - 1) if db > 1 else torch.remainder(x, 2**bits)  # offset / two's compl.
@@ -165,6 +177,11 @@ def weight_slices(plan: EnginePlan, w_int: torch.Tensor) -> torch.Tensor:
     return out.to(torch.float32)
 
 
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` in ``dtype`` (the tensor itself when it already is: a cheap check on the hot path)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _expand(shifts: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return shifts.view(-1, *([1] * like.dim()))
 
@@ -184,6 +201,8 @@ def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
     m, k = plan.matrices, plan.k_rows
     g, r = plan.row_index.shape
     if g == 1 and r == k:  # one row group holding every row in order: no gather needed
+        if m == 1:
+            return cycles if c == 1 else cycles.view(1, c * b, k)
         return cycles.view(c, b, m, k).permute(2, 0, 1, 3).reshape(m, c * b, k)
     x = cycles.view(c, b, m, k)
     x = torch.cat([x, x.new_zeros(c, b, m, 1)], dim=3)[:, :, :, plan.row_index]  # [C,B,M,G,R]
@@ -193,28 +212,37 @@ def layout_inputs(plan: EnginePlan, cycles: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------ ADC and recombine
 
 
-def adc_quantize_(plan: EnginePlan, partial: torch.Tensor) -> torch.Tensor:
+def adc_quantize_(plan: EnginePlan, partial: torch.Tensor, in_range: bool = False) -> torch.Tensor:
     """Quantize partial sums (in place where the dtype allows) to ADC codes (DESIGN.md 'ADC
     range'): clip(round half to even(p / step)); the reconstructed value is code x step (applied
-    after recombination, so the codes stay exact integers). Exact when step is 1 and in range."""
+    after recombination, so the codes stay exact integers). Exact when step is 1 and in range.
+
+    ``in_range`` says the partial sums are known to be integers within the nominal full scale (ideal
+    cells and DACs, ADC spanning that full scale): then no code can fall outside the code range,
+    and the clip (and, with a step of 1, the rounding) are skipped as the no-ops they are."""
     lo, hi = plan.code_range
     if plan.step != 1.0:  # DESIGN.md: p / step in float64, so ties round the same everywhere
-        partial = partial.to(torch.float64).div_(plan.step)
-    return partial.round_().clamp_(lo, hi)
+        codes = partial.to(torch.float64).div_(plan.step).round_()
+        partial = codes.to(partial.dtype)  # codes are small integers: exact in either dtype
+    elif in_range:
+        return partial
+    else:
+        partial = partial.round_()
+    return partial if in_range else partial.clamp_(lo, hi)
 
 
 SAMPLE_LIMIT = 1 << 18  # partial sums kept per call for range calibration
 
 
 def _sample(partial: torch.Tensor, stats: Stats) -> None:
-    if stats.samples is not None and partial.device.type != "meta":
+    if not partial.is_meta:
         flat = partial.reshape(-1)
         stride = max(1, flat.numel() // SAMPLE_LIMIT)
         stats.samples.append(flat[::stride].abs().to(torch.float64).cpu())
 
 
 def _histogram(plan, codes: torch.Tensor, stats: Stats) -> None:
-    if stats.codes is not None and codes.device.type != "meta":
+    if not codes.is_meta:
         lo = plan.code_range[0]
         counts = torch.bincount(
             (codes.reshape(-1) - lo).to(torch.int64), minlength=stats.codes.numel()
@@ -223,7 +251,9 @@ def _histogram(plan, codes: torch.Tensor, stats: Stats) -> None:
 
 
 def _convert(plan, partial, noise):
-    if noise is not None and noise.adc:
+    if noise is None:  # ideal cells and DACs: integer partial sums within the nominal range
+        return adc_quantize_(plan, partial, in_range=plan.adc_full_scale >= plan.full_scale)
+    if noise.adc:
         from pimsim.oracle._nonideal import adc_convert
 
         codes = adc_convert(noise.arch, plan, partial, noise.thresholds, noise.generator)
@@ -252,10 +282,11 @@ def pim_matmul(
     if record_codes:
         lo, hi = plan.code_range
         stats.codes = torch.zeros(hi - lo + 1, dtype=torch.int64)
+    if chunk >= b:
+        return _pim_chunk(plan, x_int, w_layout, stats, noise), stats
     for start in range(0, b, chunk):
-        y = _pim_chunk(plan, x_int[start : start + chunk], w_layout, stats, noise)
-        outs.append(y)
-    return torch.cat(outs) if len(outs) > 1 else outs[0], stats
+        outs.append(_pim_chunk(plan, x_int[start : start + chunk], w_layout, stats, noise))
+    return torch.cat(outs), stats
 
 
 @dataclass
@@ -281,19 +312,28 @@ class Noise:
     generator: torch.Generator
 
 
+def count_nonzero(t: torch.Tensor, nonnegative: bool = False) -> int:
+    """Non-zero entries of an integer-valued tensor, exactly; a float32 sum of signs (exact
+    while the count stays below 2^24, so larger tensors are summed per row, then in float64) is
+    several times faster than ``torch.count_nonzero`` on CPU."""
+    ones = t.sign() if nonnegative else t.sign().abs_()
+    if ones.numel() < 2**24:
+        return int(ones.sum())
+    rows = ones.reshape(-1, ones.shape[-1]) if ones.shape[-1] < 2**24 else ones.reshape(-1, 1)
+    return int(rows.sum(dim=1).sum(dtype=torch.float64))
+
+
 def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
     b = x_int.shape[0]
     m, n = plan.matrices, plan.n_cols
     g = plan.row_groups
     cycles = input_cycles(plan, x_int)
-    if cycles.device.type != "meta":
-        stats.active_bits += int(torch.count_nonzero(cycles))
+    if not cycles.is_meta:
+        stats.active_bits += count_nonzero(cycles, nonnegative=True)
         stats.input_bits += cycles.numel()
     xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
-    # float32 sums are exact while the full scale stays below 2^24 (DESIGN.md 'exactness')
-    dtype = torch.float64 if plan.full_scale >= 2**24 else torch.float32
     if noise is not None and noise.g_layout is not None:
-        partial = torch.bmm(xl.to(noise.g_layout.dtype), noise.g_layout)
+        partial = torch.bmm(as_dtype(xl, noise.g_layout.dtype), noise.g_layout)
         if noise.g_sq is not None:
             from pimsim.oracle._nonideal import read_noise_sigma
 
@@ -303,25 +343,29 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
                 + torch.randn(partial.shape, generator=noise.generator, dtype=partial.dtype) * sigma
             )
     else:
-        partial = torch.bmm(xl.to(dtype), w_layout.to(dtype))  # [M*G, C*B, P*S*N]
-    s = len(slice_weights(plan))
-    c = plan.cycles
+        dtype = plan.sum_dtype
+        partial = torch.bmm(as_dtype(xl, dtype), as_dtype(w_layout, dtype))  # [M*G, C*B, P*S*N]
+    s_weights, c_weights = plan.shift_add
+    s, c = len(s_weights), plan.cycles
     if plan.encoding == "differential_analog":
         partial = partial.view(m * g, c * b, 2, s * n)
         partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
-        stats.conversions += partial.numel()
-        _sample(partial, stats)
-        partial = _convert(plan, partial, noise)
-        _histogram(plan, partial, stats)
-        pol = torch.ones(1, dtype=torch.float64, device=partial.device)
+        signs = [1.0]
     else:
-        stats.conversions += partial.numel()
-        _sample(partial, stats)
-        partial = _convert(plan, partial, noise)
-        _histogram(plan, partial, stats)
         signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
-        pol = torch.tensor(signs, dtype=torch.float64, device=partial.device)
-    partial = partial.view(m, g, c, b, -1, s, n)
+    stats.conversions += partial.numel()
+    if stats.samples is not None:
+        _sample(partial, stats)
+    partial = _convert(plan, partial, noise)
+    if stats.codes is not None:
+        _histogram(plan, partial, stats)
+    p = len(signs)
+    if g == 1 and c == 1 and s == 1 and p == 1:  # one code per output: nothing to add up
+        y = partial.view(b, n) if m == 1 else partial.view(m, b, n).transpose(0, 1)
+        if s_weights[0] * c_weights[0] != 1.0:
+            y = y * (s_weights[0] * c_weights[0])
+        return y.reshape(b, m * n)
+    partial = partial.view(m, g, c, b, p, s, n)
     lo, hi = plan.code_range
     top = max(abs(lo), hi)
     # Integer codes: sums stay exact in float32 while below 2^24 (DESIGN.md 'exactness').
@@ -329,8 +373,6 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
         partial = partial.sum(dim=1) if g * top < 2**24 else partial.to(torch.float64).sum(1)
     else:
         partial = partial.squeeze(1)  # [M, C, B, P, S, N]
-    s_weights = slice_weights(plan)
-    c_weights = cycle_weights(plan)
     # Recombined codes stay exact in float32 while their bound is below 2^24.
     bound = g * top * sum(abs(v) for v in s_weights) * sum(abs(v) for v in c_weights) * 2
     dtype = torch.float32 if bound < 2**24 and partial.dtype == torch.float32 else torch.float64
@@ -341,12 +383,12 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
         partial = partial.squeeze(-2).to(dtype)
         if s_weights[0] != 1.0:
             partial = partial * s_weights[0]
-    if c > 1 or partial.shape[3] > 1:
+    if c > 1 or p > 1:
         y = torch.einsum(
             "mcbpn,c,p->bmn",
             partial,
             torch.tensor(c_weights, dtype=dtype, device=partial.device),
-            pol.to(dtype),
+            torch.tensor(signs, dtype=dtype, device=partial.device),
         )
     else:
         y = partial[:, 0, :, 0, :].permute(1, 0, 2)

@@ -86,6 +86,8 @@ class PimMatrixLayer(nn.Module):
         )
         self.dynamic_scale = not fixed
         self._out_scale: dict = {}
+        bound = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
+        self._exact_f32_corrections = bound < 2**24
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.partial_samples = None  # a list while calibrating the ADC range
         self.reset_counts()
@@ -150,6 +152,7 @@ class PimMatrixLayer(nn.Module):
             fs = float(candidates[int(errors.argmin())])
         self.plan = dataclasses.replace(plan, adc_full_scale=fs, step=max(1.0, fs / levels))
         self.partial_samples = None
+        self._out_scale = {}  # cached output scales include the step
 
     def reset_counts(self) -> None:
         """Zero the conversion and activity counters."""
@@ -171,13 +174,12 @@ class PimMatrixLayer(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
         """Integer inputs and the scale used."""
-        lo, hi = input_levels(self.plan.input_bits, self.plan.signed_inputs)
-        if x.device.type == "meta":  # shape-only run: no values to scale
+        plan = self.plan
+        lo, hi = input_levels(plan.input_bits, plan.signed_inputs)
+        if x.is_meta:  # shape-only run: no values to scale
             scale = 1.0
         elif self.dynamic_scale:
-            scale = scale_from_max(
-                x.detach().abs().max(), self.plan.input_bits, self.plan.signed_inputs
-            )
+            scale = scale_from_max(x.detach().abs().max(), plan.input_bits, plan.signed_inputs)
         else:
             scale = float(self.input_scale)
         x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
@@ -205,17 +207,18 @@ class PimMatrixLayer(nn.Module):
         c.conversions += stats.conversions
         c.active_bits += stats.active_bits
         c.input_bit_total += stats.input_bits
-        if x_int.device.type != "meta":
+        if not x_int.is_meta:
             if plan.cycles == 1 and not plan.signed_inputs:  # one cycle: active bits = non-zeros
                 c.zero_inputs += x_int.numel() - stats.active_bits
             else:
-                c.zero_inputs += x_int.numel() - int(torch.count_nonzero(x_int))
+                c.zero_inputs += x_int.numel() - E.count_nonzero(x_int)
             c.input_total += x_int.numel()
         return y.view(-1, plan.matrices, plan.n_cols)
 
     def _corrections(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
-        """What the digital units subtract from the column results: off x the applied inputs'
-        sum for ``offset`` weights, 2^(b-1) x the weight column sums for offset inputs."""
+        """What the digital units subtract from the column results, broadcastable to [rows, M,
+        N]: off x the applied inputs' sum for ``offset`` weights, 2^(b-1) x the weight column sums
+        for offset inputs; None when there is nothing to subtract."""
         plan = self.plan
         m, k = plan.matrices, plan.k_rows
         shifted = plan.signed_inputs and plan.dac_bits > 1  # inputs applied as x + 2^(b-1)
@@ -224,9 +227,10 @@ class PimMatrixLayer(nn.Module):
             off = 2 ** (plan.weight_bits - 1) - 1
             applied = (x_int + 2 ** (plan.input_bits - 1) if shifted else x_int).view(-1, m, k)
             if self.dense_mask:  # every cell of the matrix is used: one input sum per matrix
-                out = applied.to(dtype).sum(dim=2, keepdim=True).mul_(off)
+                out = applied.sum(dim=2, keepdim=True, dtype=dtype).mul_(off)
             else:
-                out = torch.einsum("bmk,mkn->bmn", applied.to(dtype), self.mask.to(dtype)) * off
+                mask = E.as_dtype(self.mask, dtype)
+                out = torch.einsum("bmk,mkn->bmn", E.as_dtype(applied, dtype), mask) * off
         if shifted:
             cols = (2 ** (plan.input_bits - 1) * self.col_sums).to(dtype)
             out = cols if out is None else out + cols
@@ -239,37 +243,40 @@ class PimMatrixLayer(nn.Module):
         corr = self._corrections(x_int, torch.float64)
         return y if corr is None else y - corr
 
-    def matmul(self, x_rows: torch.Tensor) -> torch.Tensor:
-        """[rows, M*K] float inputs -> [rows, M*N] float outputs (bias excluded)."""
+    def matmul(self, x_rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """[rows, M*K] float inputs -> [rows, M*N] float outputs, plus ``bias`` [M*N] if given.
+
+        Two passes over the output after the ADC: codes x step - corrections (exact integers when
+        the step is 1), then x (input scale x weight scale) + bias."""
         x_int, scale = self.quantize_input(x_rows)
         if x_int.is_cuda:  # DESIGN.md 'exactness': no TF32 in the oracle's products
             tf32 = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = False
             try:
-                y = self._codes(x_int)
+                codes = self._codes(x_int)
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = tf32
         else:
-            y = self._codes(x_int)
+            codes = self._codes(x_int)
         plan = self.plan
         # float32 suffices when corrections are exact in it (the result is a float anyway)
-        corr_bound = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
-        dtype = y.dtype if corr_bound < 2**24 else torch.float64
-        y = y.to(dtype)
-        if not y.is_contiguous():
-            y = y.contiguous()
-        if plan.step != 1.0:
-            y.mul_(plan.step)  # y is this call's own buffer
+        dtype = codes.dtype if self._exact_f32_corrections else torch.float64
+        key = (scale, dtype, codes.device, None if bias is None else bias._version)
+        scales = self._out_scale.get(key)
+        if scales is None:
+            out_scale = (scale * self.weight_scale).to(dtype).view(plan.matrices, plan.n_cols)
+            b = None if bias is None else bias.detach().to(dtype).view_as(out_scale)
+            scales = (out_scale, out_scale * plan.step, b)
+            if not self.dynamic_scale:  # fixed input scale: the same vectors for every call
+                self._out_scale = {key: scales}
+        out_scale, code_scale, b = scales
         corr = self._corrections(x_int, dtype)
-        if corr is not None:
-            y.sub_(corr)
-        out_scale = self._out_scale.get((scale, dtype))
-        if out_scale is None:
-            out_scale = (scale * self.weight_scale).to(dtype)
-            if not self.dynamic_scale:  # fixed input scale: one vector for every call
-                self._out_scale = {(scale, dtype): out_scale}
-        y = y.reshape(y.shape[0], -1).mul_(out_scale)
-        return y.to(x_rows.dtype)
+        if corr is None:  # scale the codes directly: codes x step x scale
+            y = codes * code_scale if b is None else torch.addcmul(b, codes, code_scale)
+        else:  # -corr + step x codes in one pass (exact integers when the step is 1)
+            y = torch.add(corr.neg_() if corr.dim() == 3 else -corr, codes, alpha=plan.step)
+            y = y.mul_(out_scale) if b is None else torch.addcmul(b, y, out_scale)
+        return E.as_dtype(y.reshape(y.shape[0], -1), x_rows.dtype)
 
 
 class PimLinear(PimMatrixLayer):
@@ -284,10 +291,8 @@ class PimLinear(PimMatrixLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        y = self.matmul(x.reshape(-1, x.shape[-1]))
+        y = self.matmul(x.reshape(-1, x.shape[-1]), self.bias)
         self.counters.samples += x.shape[0]
-        if self.bias is not None:
-            y = y + self.bias
         return y.reshape(*lead, -1)
 
 
@@ -326,12 +331,9 @@ class PimConv2d(PimMatrixLayer):
         b, _, h, w = x.shape
         cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
         rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        y = self.matmul(rows)
+        y = self.matmul(rows, self.bias)
         self.counters.samples += b
         k, d, p, s = (self.conv_args[a] for a in ("kernel_size", "dilation", "padding", "stride"))
         ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        y = y.view(b, ho * wo, self.out_channels).transpose(1, 2).reshape(b, -1, ho, wo)
-        if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return y
+        return y.view(b, ho * wo, self.out_channels).transpose(1, 2).reshape(b, -1, ho, wo)
