@@ -10,8 +10,9 @@
     overridden to 8-bit bit-serial with 128 rows per read, with ``chunk`` chosen so that no
     partial-sum tensor exceeds 2 GiB. Goal < 3 GiB.
 
-Each ratio comes from one series of alternating blocks (5 calls of pimsim, 5 of the reference,
-repeated), the median per-call time of each.
+Times come from one series of alternating blocks (5 calls of pimsim, 5 of the reference,
+repeated): the columns give the median per-call time of each, the ratio is the median of the
+per-round ratios (robust to slow spells of a shared machine).
 
     python bench/oracle_speed.py [--repeats 15] [--device cpu|cuda]
 """
@@ -61,10 +62,12 @@ def arch_for(**fields) -> pimsim.ArchSpec:
         os.unlink(f.name)
 
 
-def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[float, float]:
-    """Median seconds per call of ``fn`` and of ``ref``, timed in alternating blocks (``block``
-    calls of fn, ``block`` calls of ref, ``repeats`` times, after a warm-up block of each): each
-    block runs warm, as back-to-back calls do, and a slow spell of a shared machine hits both."""
+def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[float, float, float]:
+    """Time ``fn`` against ``ref`` in alternating blocks (``block`` calls of fn, then ``block``
+    calls of ref, ``repeats`` times, after a warm-up block of each): each block runs warm, as
+    back-to-back calls do. Returns the median per-call seconds of each and the median of the
+    per-round ratios (fn block / the ref block right after it), which a slow spell of a shared
+    machine lasting longer than one round leaves unchanged."""
 
     def one_block(f) -> float:
         if device == "cuda":
@@ -78,11 +81,12 @@ def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[floa
 
     one_block(fn)
     one_block(ref)
-    times: tuple[list[float], list[float]] = ([], [])
+    t_fn, t_ref = [], []
     for _ in range(repeats):
-        times[0].append(one_block(fn))
-        times[1].append(one_block(ref))
-    return statistics.median(times[0]), statistics.median(times[1])
+        t_fn.append(one_block(fn))
+        t_ref.append(one_block(ref))
+    ratios = [a / b for a, b in zip(t_fn, t_ref, strict=True)]
+    return statistics.median(t_fn), statistics.median(t_ref), statistics.median(ratios)
 
 
 def pim_linear(arch, device):
@@ -93,7 +97,7 @@ def pim_linear(arch, device):
     return linear, pim.to(device)
 
 
-def speed(repeats: int, device: str) -> list[tuple[str, float, float, str]]:
+def speed(repeats: int, device: str) -> list[tuple[str, float, float, float, str]]:
     rows = []
     x = torch.rand(256, 512, device=device)
     with torch.no_grad():
@@ -101,15 +105,15 @@ def speed(repeats: int, device: str) -> list[tuple[str, float, float, str]]:
         _, pim = pim_linear(serial, device)
         a = torch.rand(4, 256 * 8, 128, device=device)
         b = torch.rand(4, 128, 512 * 8, device=device)
-        t_pim, t_floor = timed_pair(lambda: pim(x), lambda: torch.matmul(a, b), repeats, device)
-        rows.append(("(a) bit-serial 8b, 128 rows/read", t_pim, t_floor, "<= 2.0"))
+        timing = timed_pair(lambda: pim(x), lambda: torch.matmul(a, b), repeats, device)
+        rows.append(("(a) bit-serial 8b, 128 rows/read", *timing, "<= 2.0"))
         for rpr, goal in ((512, "<= 1.5"), (128, "-")):
             native = arch_for(rows=512, cols=512, rpr=rpr, scheme="native", bits=6)
             linear, pim = pim_linear(native, device)
-            t_pim, t_lin = timed_pair(
+            timing = timed_pair(
                 lambda pim=pim: pim(x), lambda linear=linear: linear(x), repeats, device
             )
-            rows.append((f"(b) native 6b, {rpr} rows/read", t_pim, t_lin, goal))
+            rows.append((f"(b) native 6b, {rpr} rows/read", *timing, goal))
     return rows
 
 
@@ -164,8 +168,8 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, median of {args.repeats}"
     )
     print(f"{'case':<34}{'pimsim ms':>10}{'reference ms':>14}{'ratio':>8}  goal")
-    for case, t_pim, t_ref, goal in speed(args.repeats, args.device):
-        print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{t_pim / t_ref:>8.2f}  {goal}")
+    for case, t_pim, t_ref, ratio, goal in speed(args.repeats, args.device):
+        print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>8.2f}  {goal}")
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, check=True
     )
