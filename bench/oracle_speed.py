@@ -10,6 +10,9 @@
     overridden to 8-bit bit-serial with 128 rows per read, with ``chunk`` chosen so that no
     partial-sum tensor exceeds 2 GiB. Goal < 3 GiB.
 
+On CPU the speed table is printed twice: with glibc's default allocator, then (same process) after
+``pimsim.oracle.tune_cpu_allocator()``, which the ``pimsim accuracy`` and ``train`` commands use.
+
 Times come from one series of alternating blocks (5 calls of pimsim, 5 of the reference,
 repeated): the columns give the median per-call time of each, the ratio is the median of the
 per-round ratios (robust to slow spells of a shared machine).
@@ -170,6 +173,10 @@ def main() -> None:
     print(f"{'case':<34}{'pimsim ms':>10}{'reference ms':>14}{'ratio':>8}  goal")
     for case, t_pim, t_ref, ratio, goal in speed(args.repeats, args.device):
         print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>8.2f}  {goal}")
+    if args.device == "cpu" and pimsim.oracle.tune_cpu_allocator():
+        print("after pimsim.oracle.tune_cpu_allocator() (freed memory kept for reuse):")
+        for case, t_pim, t_ref, ratio, goal in speed(args.repeats, args.device):
+            print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>8.2f}  {goal}")
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, check=True
     )

@@ -53,6 +53,7 @@ def main() -> None:
         "--checkpoint", default=str(ROOT / "results/checkpoints/lenet5_mnist_qat.pt")
     )
     args = parser.parse_args()
+    pimsim.oracle.tune_cpu_allocator()  # large partial sums: reuse memory, no fresh page faults
     model, meta = load_checkpoint(args.checkpoint)
     x, y = load_mnist(split="test")
     with torch.no_grad():

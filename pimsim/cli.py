@@ -312,8 +312,10 @@ def _write(text: str, output: str | None) -> None:
 def train(workload, method, epochs, seed, weight_bits, input_bits, data_root, checkpoint) -> None:
     """Train WORKLOAD (mlp_mnist or lenet5_mnist) on the fixed MNIST split, float or QAT."""
     from pimsim.oracle._checkpoint import save_checkpoint
+    from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.oracle._train import train as run
 
+    tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     model, metrics = run(
         workload,
         method,
@@ -378,8 +380,10 @@ def accuracy(
     from pimsim.oracle import accuracy as run
     from pimsim.oracle._checkpoint import load_checkpoint
     from pimsim.oracle._data import load_dataset
+    from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
 
+    tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
     dec = spec.decomposition
     with warnings.catch_warnings(record=True) as caught:

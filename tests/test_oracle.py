@@ -2,6 +2,9 @@
 loop reference (which counts its own ADC calls), and conversions equal to the cost model's."""
 
 import itertools
+import platform
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -499,3 +502,48 @@ def test_cli_accuracy_and_train(tmp_path):
     wrong = cli("accuracy", "arch_specs/isaac.yaml", "lenet5_mnist", "--checkpoint", str(ckpt))
     assert wrong.returncode == 2 and "holds 'mlp_mnist'" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+FAULTS = """
+import resource, sys, warnings, torch
+import pimsim, pimsim.oracle
+if sys.argv[2] == "tuned":
+    assert pimsim.oracle.tune_cpu_allocator()
+arch = pimsim.load_arch(sys.argv[1], {"decomposition.scheme": "bit_serial",
+    "decomposition.input_bits": 8, "decomposition.weight_bits": 8, "adc.bits": 8,
+    "array.rows_per_adc_read": 32})
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model = torch.nn.Sequential(torch.nn.Linear(256, 256))
+    pim = pimsim.oracle.convert(model, arch, (1, 256))
+x = torch.rand(128, 256)
+with torch.no_grad():
+    for _ in range(3):
+        pim(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        pim(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="mallopt thresholds are a glibc feature",
+)
+def test_tuned_allocator_reuses_freed_memory(small_path):
+    """A bit-serial forward pass allocates partial sums of tens of MiB: with glibc's defaults
+    every call maps them afresh (a page fault per 4 KiB); after tune_cpu_allocator the freed
+    memory is reused and the steady-state calls fault several times fewer pages."""
+    runs = {}
+    for mode in ("default", "tuned"):
+        out = subprocess.run(
+            [sys.executable, "-c", FAULTS, str(small_path), mode],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        runs[mode] = int(out.stdout.split()[-1])
+    assert runs["default"] >= 4000, runs
+    assert runs["tuned"] < runs["default"] / 5, runs

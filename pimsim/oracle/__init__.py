@@ -14,6 +14,7 @@ from pimsim.oracle._convert import (
     zero_fraction,
 )
 from pimsim.oracle._layers import PimConv2d, PimLinear, quantize_weight
+from pimsim.oracle._memory import tune_cpu_allocator
 
 __all__ = [
     "AccuracyResult",
@@ -27,5 +28,6 @@ __all__ = [
     "quantize_weight",
     "record_codes",
     "reset_counts",
+    "tune_cpu_allocator",
     "zero_fraction",
 ]
