@@ -32,22 +32,45 @@ def _user_errors(func):
     return wrapper
 
 
-def format_options(func):
-    """``--format table|json|csv`` and ``--output FILE``: the convention for table output."""
-    func = click.option(
-        "--output",
-        "-o",
-        type=click.Path(dir_okay=False, writable=True),
-        help="Write to FILE instead of standard output.",
-    )(func)
+def format_options(func=None, *, choices=("table", "json", "csv")):
+    """``--format table|json|csv`` and ``--output FILE``: the convention for table output
+    (``choices`` narrows the formats a command offers)."""
+
+    def decorate(func):
+        func = click.option(
+            "--output",
+            "-o",
+            type=click.Path(dir_okay=False, writable=True),
+            help="Write to FILE instead of standard output.",
+        )(func)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(list(choices)),
+            default="table",
+            show_default=True,
+            help="Output format.",
+        )(func)
+
+    return decorate if func is None else decorate(func)
+
+
+def _set_option(func):
     return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["table", "json", "csv"]),
-        default="table",
-        show_default=True,
-        help="Output format.",
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
     )(func)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -> None:
@@ -62,11 +85,7 @@ def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -
         text = frame.to_string(index=False) + "\n"
         for key, value in (extra or {}).items():
             text += f"{key}: {value}\n"
-    if output:
-        Path(output).write_text(text)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
+    _write(text, output)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,13 +97,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="FIELD=VALUE",
-    help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
-)
+@_set_option
 def validate(files: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check arch and workload YAML files; one line per error as file:line:col: field: message."""
     from pimsim.spec._load import load_any
@@ -161,16 +174,6 @@ def show(workload: str, fmt: str, output: str | None) -> None:
     if fmt == "json":
         extra["edges"] = [list(e) for e in w.edges]
     emit_table(w.table(), fmt, output, extra if fmt != "csv" else None)
-
-
-def _set_option(func):
-    return click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="FIELD=VALUE",
-        help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
-    )(func)
 
 
 @main.command()
@@ -280,14 +283,6 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
     emit_table(pd.DataFrame(rows), fmt, output, extra if fmt == "table" else None)
 
 
-def _write(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text)
-        click.echo(f"wrote {output}", err=True)
-    else:
-        click.echo(text, nl=False)
-
-
 @main.command()
 @click.argument("workload")
 @click.option("--method", type=click.Choice(["float", "qat"]), default="qat", show_default=True)
@@ -362,10 +357,7 @@ def train(workload, method, epochs, seed, weight_bits, input_bits, data_root, ch
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, help="Evaluate only the first N test images.")
 @_set_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True))
+@format_options(choices=("table", "json"))
 @_user_errors
 def accuracy(
     arch, workload, checkpoint, data_root, chips, seed, limit, overrides, fmt, output
@@ -394,7 +386,7 @@ def accuracy(
     name = Path(workload).stem
     if meta.get("workload") != name:
         raise WorkloadError(f"checkpoint {checkpoint} holds {meta.get('workload')!r}, not {name!r}")
-    dataset = "mnist" if name.endswith("mnist") else name.rsplit("_", 1)[-1]
+    dataset = name.rsplit("_", 1)[-1]  # zoo names end in their dataset: lenet5_mnist
     x, y = load_dataset(dataset, data_root, "test")
     if limit:
         x, y = x[:limit], y[:limit]

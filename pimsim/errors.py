@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 
@@ -64,3 +65,11 @@ class WorkloadError(PimsimError):
 
 class MappingError(PimsimError):
     """A network cannot be mapped onto an accelerator (e.g. it does not fit a fixed-size chip)."""
+
+
+def did_you_mean(word, options) -> str:
+    """``"; did you mean 'x'?"`` for the option closest to ``word`` (case-insensitive), or ``""``
+    when none is close: the hint every "unknown name" error of pimsim ends with."""
+    lowered = {str(o).lower(): str(o) for o in options}
+    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""

@@ -10,7 +10,7 @@ from torch import nn
 
 from pimsim.errors import WorkloadError
 from pimsim.workload._torch import from_torch
-from pimsim.workload._zoo import ZOO, zoo_model, zoo_names
+from pimsim.workload._zoo import ZOO, zoo_model
 
 METHODS = ("fx", "record")
 
@@ -60,7 +60,7 @@ def zoo_workloads():
 
 
 def test_zoo_names_and_unknown_name():
-    assert zoo_names() == list(TOTAL_MACS)
+    assert list(ZOO) == list(TOTAL_MACS)
     with pytest.raises(WorkloadError, match="did you mean 'resnet20_cifar10'"):
         zoo_model("resnet20_cifar")
     with pytest.raises(WorkloadError, match="num_clases"):

@@ -196,15 +196,13 @@ class DacSpec(ExplicitValues):
 class DecompositionSpec(SpecModel):
     """How inputs and weights are split over cycles and cells (DESIGN.md Conventions)."""
 
-    scheme: Literal["native", "differential", "bit_serial"] = "native"
+    scheme: Literal[SCHEMES] = "native"
     """Preset that sets defaults for ``dac.bits``, ``cell.bits`` and ``signed_encoding``."""
     input_bits: PositiveInt = Field(default=8, le=32)
     """Input (activation) precision in bits."""
     weight_bits: int = Field(default=8, ge=2, le=32)
     """Weight precision in bits (signed)."""
-    signed_encoding: (
-        Literal["offset", "twos_complement", "differential_analog", "differential_digital"] | None
-    ) = None
+    signed_encoding: Literal[ENCODINGS] | None = None
     """Signed-weight encoding. Default: from ``scheme``."""
     signed_inputs: Literal["auto", "signed", "unsigned"] = "auto"
     """Signed inputs: ``auto`` treats non-negative inputs (after ReLU, pixels) as unsigned."""
@@ -369,11 +367,6 @@ def check_arch(spec: ArchSpec) -> None:
             ("decomposition", "signed_encoding"),
             f"twos_complement needs cell.bits = 1 (got {spec.cell.bits}); use "
             "offset or a differential encoding with multi-bit cells",
-        )
-    if spec.cell.bits < 1:
-        raise FieldProblem(
-            ("cell", "bits"),
-            "must be at least 1 (weight_bits too small for the differential preset?)",
         )
     var = spec.cell.variation
     if var.stuck_at_on + var.stuck_at_off > 1:

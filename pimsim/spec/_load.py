@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import typing
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from pimsim.errors import Location, SpecError, SpecErrors
+from pimsim.errors import Location, SpecError, SpecErrors, did_you_mean
 from pimsim.spec._arch import ArchSpec, FieldProblem
 from pimsim.spec._yaml import Document, apply_overrides, format_path, read_document
 
@@ -70,14 +69,6 @@ def field_names(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
-    lowered = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.6)
-    close = [lowered[c] for c in close]
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"{hint} (allowed: {', '.join(options)})" if not close else hint
-
-
 def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> SpecErrors:
     """pydantic errors -> SpecErrors with file:line:col, field path and an actionable message."""
     errors: list[SpecError] = []
@@ -93,7 +84,8 @@ def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> S
             continue
         if kind == "extra_forbidden":
             owner = _submodel(model, loc[:-1])
-            hint = _did_you_mean(loc[-1], field_names(owner)) if owner else ""
+            names = field_names(owner) if owner else []
+            hint = did_you_mean(loc[-1], names) or (f" (allowed: {', '.join(names)})" * bool(names))
             message = f"unknown field '{loc[-1]}'{hint}"
             errors.append(SpecError(message, doc.locate(loc, key=True), format_path(loc)))
             continue
@@ -103,8 +95,7 @@ def _translate(exc: ValidationError, doc: Document, model: type[BaseModel]) -> S
         elif kind in ("literal_error", "enum"):
             expected = ctx.get("expected", "")
             options = re.findall(r"'([^']*)'", expected)
-            close = difflib.get_close_matches(str(err.get("input")), options, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(err.get("input"), options)
             message = f"got {err.get('input')!r}, expected {expected}{hint}"
         elif kind in _BOUNDS:
             bound = next(iter(ctx.values()), "")
@@ -171,7 +162,12 @@ def load_arch(path: str | os.PathLike, overrides=None) -> ArchSpec:
     ``"field=value"`` strings as given to ``--set``; they pass the same validation as the file,
     and an invalid override is reported as the override. Raises :class:`~pimsim.errors.SpecError`.
     """
-    doc = read_document(Path(path), ("arch",))
+    return _arch_from_doc(read_document(Path(path), ("arch",)), overrides)
+
+
+def _arch_from_doc(doc: Document, overrides=None) -> ArchSpec:
+    """Apply ``overrides`` to ``doc``, validate it, and keep it as the spec's YAML source (what
+    :func:`with_overrides` starts from)."""
     if overrides:
         apply_overrides(doc, overrides)
     spec = validate_document(doc, ArchSpec)
@@ -187,11 +183,7 @@ def with_overrides(spec: ArchSpec, overrides) -> ArchSpec:
     doc = spec._source
     if doc is None:
         doc = Document(spec.model_dump(by_alias=True, exclude_none=True), f"<{spec.name}>")
-    doc = copy.deepcopy(doc)
-    apply_overrides(doc, overrides)
-    new = validate_document(doc, ArchSpec)
-    new._source = doc
-    return new
+    return _arch_from_doc(copy.deepcopy(doc), overrides)
 
 
 def load_any(path: str | os.PathLike, overrides=None):
@@ -208,11 +200,7 @@ def load_any(path: str | os.PathLike, overrides=None):
             "kind",
         )
     if kind == "arch":
-        if overrides:
-            apply_overrides(doc, overrides)
-        spec = validate_document(doc, ArchSpec)
-        spec._source = doc
-        return kind, spec
+        return kind, _arch_from_doc(doc, overrides)
     from pimsim.workload._yaml import build_workload
 
     return kind, build_workload(doc, str(path))

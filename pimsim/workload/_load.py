@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
-from pimsim.errors import WorkloadError
+from pimsim.errors import WorkloadError, did_you_mean
 from pimsim.workload._layer import Workload
 from pimsim.workload._yaml import load_workload_file
 
@@ -32,8 +31,7 @@ def load_workload(path_or_zoo_name: str | os.PathLike) -> Workload:
         return load_workload_file(path)
     names = zoo_names()
     if text not in names:
-        close = difflib.get_close_matches(text, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(text, names)
         raise WorkloadError(
             f"unknown workload {text!r}{hint} (zoo: {', '.join(names)}; or give "
             "a path to a kind: workload YAML file)"

@@ -36,7 +36,7 @@ class LayerEntry(SpecModel):
     name: str = Field(min_length=1)
     """Layer name (torch qualified-name style), or the instance name of a block; with
     ``repeat`` it must contain ``{i}``."""
-    kind: Literal["conv", "linear", "pool", "add", "concat", "bn", "act", "flatten"] | None = None
+    kind: Literal[L.KINDS] | None = None
     """Layer kind (omit for a block instance)."""
     block: str | None = None
     """Name of a block defined under ``blocks``."""

@@ -11,14 +11,13 @@ This module imports torch at import time; callers import it lazily.
 
 from __future__ import annotations
 
-import difflib
 from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from pimsim.errors import WorkloadError
+from pimsim.errors import WorkloadError, did_you_mean
 
 # --------------------------------------------------------------------------- small networks
 
@@ -266,18 +265,12 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
 }
 
 
-def zoo_names() -> list[str]:
-    """Names of the built-in networks, in registry order."""
-    return list(ZOO)
-
-
 def zoo_model(name: str, **kwargs) -> nn.Module:
     """A freshly initialised zoo network; ``kwargs`` go to its constructor (e.g.
     ``num_classes``). Unknown names raise :class:`~pimsim.errors.WorkloadError`."""
     if name not in ZOO:
-        close = difflib.get_close_matches(name, ZOO, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise WorkloadError(f"unknown zoo network {name!r}{hint} (known: {', '.join(zoo_names())})")
+        hint = did_you_mean(name, ZOO)
+        raise WorkloadError(f"unknown zoo network {name!r}{hint} (known: {', '.join(ZOO)})")
     ctor, _ = ZOO[name]
     try:
         return ctor(**kwargs)
