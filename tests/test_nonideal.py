@@ -206,3 +206,35 @@ def test_same_seed_same_chip_and_accuracy_distribution(small_path):
     assert a.per_chip != c.per_chip
     assert a.worst <= a.percentile(50) <= max(a.per_chip)
     assert 0 <= a.mean <= 1 and len(a.per_chip) == 5
+
+
+def test_monte_carlo_rechips_one_conversion_as_separate_conversions_would(small_path):
+    """accuracy() converts once and redraws each further chip (cells, ADC, calibrated range):
+    every chip's accuracy equals a fresh conversion with that chip's spawned seed, and a
+    one-shot generator of calibration batches serves every chip."""
+    arch = pimsim.load_arch(
+        small_path,
+        {
+            "cell.variation.within_chip": 0.3,
+            "cell.variation.between_chip": 0.2,
+            "adc.bits": 4,
+            "adc.range": "calibrated",
+        },
+    )
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x = torch.rand(128, 16)
+    data = [(x, model(x).argmax(dim=1))]
+    calib = [torch.rand(32, 16)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = pimsim.oracle.accuracy(
+            model, arch, data, n_chips=4, seed=5, calibration=(c for c in calib)
+        )
+        want = []
+        for chip in np.random.SeedSequence(5).spawn(4):
+            pim = pimsim.oracle.convert(model, arch, (1, 16), seed=chip, calibration=calib)
+            with torch.no_grad():
+                want.append(float((pim(x).argmax(1) == data[0][1]).float().mean()))
+    assert got.per_chip == pytest.approx(want, abs=1e-12)
+    assert len(set(want)) > 1  # the chips do differ

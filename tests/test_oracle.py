@@ -138,7 +138,7 @@ def loop_reference(layer, x_int):
     ib, db, wb, cb = arch_bits
     m, k, n = plan.matrices, plan.k_rows, plan.n_cols
     weights = layer._matrices(layer.weight_int.to(torch.int64))[0].tolist()  # [M][K][N]
-    mask = layer.mask.tolist()
+    mask = layer._matrices(layer.weight_int.to(torch.int64))[1].tolist()
     calls = 0
     lo, hi = plan.code_range
 
@@ -359,6 +359,32 @@ def test_qat_model_converts_and_matches_its_fake_quantized_forward(small_path):
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(pim(x), qat(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bits, sign", [(4, "signed"), (6, "unsigned"), (6, "signed")])
+def test_requantized_qat_scale_keeps_the_trained_range(small_path, bits, sign):
+    """Evaluating a QAT model under other input bits or a forced input sign keeps each layer's
+    trained range: new scale x new largest integer == trained scale x trained largest integer."""
+    from pimsim.oracle._layers import input_levels
+    from pimsim.oracle._qat import quant_layers, quantize_model
+
+    torch.manual_seed(0)
+    qat = quantize_model(pimsim.zoo_model("mlp_mnist"), 4, 4, input_shape=(1, 1, 28, 28))
+    qat.train()
+    with torch.no_grad():
+        qat(torch.rand(32, 1, 28, 28))
+    qat.eval()
+    over = {"decomposition.input_bits": bits, "decomposition.signed_inputs": sign}
+    arch = pimsim.load_arch(small_path, over)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pim = pimsim.oracle.convert(qat, arch, (1, 1, 28, 28))
+    layers = dict(pim.named_modules())
+    for name, q in quant_layers(qat).items():
+        trained = float(q.input_scale) * input_levels(q.input_bits, q.signed_input)[1]
+        layer = layers[name]
+        now = float(layer.input_scale) * input_levels(bits, layer.plan.signed_inputs)[1]
+        assert now == pytest.approx(trained, rel=1e-12), name
 
 
 def test_activity_zero_fraction_and_code_histogram(small_path):

@@ -67,9 +67,11 @@ def accuracy(
     (``numpy.random.SeedSequence(seed).spawn(n_chips)``). ``input_shape`` (batch of 1 included)
     defaults to the first batch's shape. Returns per-chip accuracies and the ADC conversions of
     the first chip per layer."""
-    from pimsim.oracle._convert import counts
+    from pimsim.oracle._convert import counts, set_chip
 
     batches = list(data)
+    if calibration is not None:
+        calibration = list(calibration)  # every chip calibrates its ADCs on the same batches
     if input_shape is None:
         input_shape = (1, *batches[0][0].shape[1:])
     results, first_counts = [], {}
@@ -79,16 +81,20 @@ def accuracy(
         from tqdm import tqdm
 
         iterator = tqdm(chips, desc="chips", unit="chip")
+    pim = None
     for i, chip_seed in enumerate(iterator):
-        pim = convert(
-            model,
-            arch,
-            input_shape,
-            seed=chip_seed,
-            mapping=mapping,
-            calibration=calibration,
-            chunk=chunk,
-        )
+        if pim is None:  # convert once; every further chip only redraws cells and ADCs
+            pim = convert(
+                model,
+                arch,
+                input_shape,
+                seed=chip_seed,
+                mapping=mapping,
+                calibration=calibration,
+                chunk=chunk,
+            )
+        else:
+            set_chip(pim, arch, chip_seed, calibration)
         correct = total = 0
         with torch.no_grad():
             for inputs, labels in batches:

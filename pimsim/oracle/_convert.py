@@ -4,6 +4,7 @@ does; ``counts``, ``reset_counts`` and ``activity`` read what the converted mode
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import torch
@@ -18,32 +19,12 @@ from pimsim.oracle._layers import (
     PimLinear,
     PimMatrixLayer,
     input_levels,
+    non_negative_inputs,
+    replace_module,
     scale_from_max,
 )
 from pimsim.oracle._nonideal import draw_chip
-from pimsim.workload import INPUT, Workload, from_torch
-
-NON_NEGATIVE_ACTS = ("relu", "relu6", "sigmoid", "softmax")
-
-
-def non_negative_inputs(workload: Workload) -> dict[str, bool]:
-    """For each layer: is its input non-negative? (DESIGN.md 'signed inputs', ``auto``): the
-    network input is taken as image pixels in [0, 1]; ReLU/ReLU6 outputs are non-negative, and so
-    are max/average pooling, flatten and concatenation of non-negative tensors. Batch-norm and
-    anything else may produce negative values."""
-    out: dict[str, bool] = {}
-    produces: dict[str, bool] = {INPUT: True}
-    for layer in workload.layers:
-        out[layer.name] = all(produces[s] for s in layer.inputs)
-        if layer.kind == "act":
-            produces[layer.name] = layer.op in NON_NEGATIVE_ACTS or (
-                layer.op == "identity" and out[layer.name]
-            )
-        elif layer.kind in ("pool", "flatten", "concat"):
-            produces[layer.name] = out[layer.name]
-        else:
-            produces[layer.name] = False
-    return out
+from pimsim.workload import from_torch
 
 
 def _signed(arch, name: str, non_negative: dict[str, bool], module) -> bool:
@@ -105,6 +86,8 @@ def convert(
             f"adc.range {arch.adc.range!r} needs calibration batches (calibration=...)",
             field="adc.range",
         )
+    if calibration is not None:
+        calibration = list(calibration)  # used twice (scales, ADC ranges): a generator would not be
     workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
     pim = copy.deepcopy(model)
@@ -127,9 +110,11 @@ def convert(
             continue
         scales[n] = float(qat)
         trained = getattr(modules[n], "input_bits", bits)
-        if trained != bits:  # keep the trained range: s_new = s_old x qmax_old / qmax_new
-            top = input_levels(trained, signed[n])[1] / input_levels(bits, signed[n])[1]
-            scales[n] *= top
+        was_signed = bool(getattr(modules[n], "signed_input", signed[n]))
+        if (trained, was_signed) != (bits, signed[n]):
+            # keep the trained range: s_new = s_old x qmax_old / qmax_new
+            old_top = input_levels(trained, was_signed)[1]
+            scales[n] *= old_top / input_levels(bits, signed[n])[1]
             warnings.warn(
                 f"{n}: trained with {trained}-bit inputs, requantized to {bits} bits", stacklevel=2
             )
@@ -145,21 +130,31 @@ def convert(
             "measured on every batch, which is optimistic",
             stacklevel=2,
         )
-    chip = draw_chip(arch, targets, seed)
     for n in targets:
         plan = make_plan(arch, mapping.layers[n], signed[n])
         old = modules[n]
         cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
-        new = cls(n, plan, old, scales[n], chunk)
-        new.set_chip(arch, chip.e_chip, chip.layer_seeds[n])
-        new.train(False)
-        _set_module(pim, n, new)
+        replace_module(pim, n, cls(n, plan, old, scales[n], chunk))
     pim.pim_mapping = mapping
-    pim.pim_seed = seed
     pim.eval()
+    set_chip(pim, arch, seed, calibration)
+    return pim
+
+
+def set_chip(pim: nn.Module, arch, seed, calibration=None) -> None:
+    """Make a converted model another chip of the same design: draw every layer's cells and
+    ADC from ``seed`` (an int or a ``numpy.random.SeedSequence``) and, for ``adc.range``
+    ``calibrated`` or ``learned``, set each ADC's range on that chip from the ``calibration``
+    batches. Quantization, tiling and weights stay as converted, so a Monte-Carlo over chips
+    converts once."""
+    layers = _pim_layers(pim)
+    names = [n for n in pim.pim_mapping.layers if n in layers]  # mapping order: stable seeds
+    chip = draw_chip(arch, names, seed)
+    for n in names:
+        layers[n].set_chip(arch, chip.e_chip, chip.layer_seeds[n])
+    pim.pim_seed = seed
     if arch.adc.range != "full_scale":
         _calibrate_adc_ranges(pim, calibration, arch.adc.range, arch.adc.range_percentile)
-    return pim
 
 
 def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: float) -> None:
@@ -168,7 +163,8 @@ def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: floa
     :meth:`PimMatrixLayer.calibrate_range`; DESIGN.md 'ADC range'). Layers are calibrated
     together, each seeing its inputs through the full-scale ADCs of the layers before it."""
     layers = _pim_layers(pim)
-    for layer in layers.values():
+    for layer in layers.values():  # record through full-scale ADCs, as at conversion
+        layer.plan = dataclasses.replace(layer.plan, adc_full_scale=layer.plan.full_scale)
         layer.partial_samples = []
     with torch.no_grad():
         for batch in batches:
@@ -176,12 +172,6 @@ def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: floa
     for layer in layers.values():
         layer.calibrate_range(policy, percentile)
         layer.reset_counts()
-
-
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, module)
 
 
 def _pim_layers(pim_model: nn.Module) -> dict[str, PimMatrixLayer]:

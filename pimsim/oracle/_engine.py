@@ -48,7 +48,6 @@ class EnginePlan:
     signed_inputs: bool
     adc_bits: int
     full_scale: float  # nominal: the largest partial sum the cells and DACs can produce
-    step: float
     bipolar: bool
     adc_full_scale: float = 0.0  # the range the ADC spans (nominal, or calibrated)
 
@@ -69,6 +68,12 @@ class EnginePlan:
             top = 2 ** (self.adc_bits - 1) - 1
             return -top, top
         return 0, 2**self.adc_bits - 1
+
+    @cached_property
+    def step(self) -> float:
+        """Partial-sum units per ADC code: max(1, ADC range / largest code) (DESIGN.md 'ADC
+        range'); an ADC never resolves finer than one unit level."""
+        return max(1.0, self.adc_full_scale / self.code_range[1])
 
     @cached_property
     def sum_dtype(self) -> torch.dtype:
@@ -94,7 +99,6 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
         start += used
     bipolar = dec.signed_encoding == "differential_analog"
     full_scale = rpr * (2**arch.cell.bits - 1) * (2**arch.dac.bits - 1)
-    levels = 2 ** (arch.adc.bits - 1) - 1 if bipolar else 2**arch.adc.bits - 1
     return EnginePlan(
         matrices=layer_mapping.matrices,
         k_rows=layer_mapping.k_rows,
@@ -108,7 +112,6 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
         signed_inputs=signed_inputs,
         adc_bits=arch.adc.bits,
         full_scale=float(full_scale),
-        step=max(1.0, full_scale / levels),
         adc_full_scale=float(full_scale),
         bipolar=bipolar,
     )
@@ -338,9 +341,8 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
             from pimsim.oracle._nonideal import read_noise_sigma
 
             sigma = read_noise_sigma(noise.arch, xl.to(noise.g_sq.dtype).square(), noise.g_sq)
-            partial = (
-                partial
-                + torch.randn(partial.shape, generator=noise.generator, dtype=partial.dtype) * sigma
+            partial = partial + sigma * torch.randn(
+                partial.shape, generator=noise.generator, dtype=partial.dtype, device=partial.device
             )
     else:
         dtype = plan.sum_dtype

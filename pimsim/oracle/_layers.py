@@ -43,12 +43,44 @@ def scale_from_max(max_abs: float, bits: int, signed: bool) -> float:
     return max(float(max_abs), 1e-12) / top
 
 
+NON_NEGATIVE_ACTS = ("relu", "relu6", "sigmoid", "softmax")
+
+
+def non_negative_inputs(workload, input_nonnegative: bool = True) -> dict[str, bool]:
+    """For each layer of ``workload``: is its input non-negative? (DESIGN.md 'signed inputs',
+    ``auto``): the network input is when ``input_nonnegative`` (image pixels in [0, 1]);
+    ReLU/ReLU6/sigmoid/softmax outputs are, and so are identity, max/average pooling, flatten and
+    concatenation of non-negative tensors. Batch-norm and anything else may produce negative
+    values. The one rule the oracle and QAT both use."""
+    from pimsim.workload import INPUT
+
+    out: dict[str, bool] = {}
+    produces: dict[str, bool] = {INPUT: bool(input_nonnegative)}
+    for layer in workload.layers:
+        out[layer.name] = all(produces[s] for s in layer.inputs)
+        if layer.kind == "act":
+            produces[layer.name] = layer.op in NON_NEGATIVE_ACTS or (
+                layer.op == "identity" and out[layer.name]
+            )
+        elif layer.kind in ("pool", "flatten", "concat"):
+            produces[layer.name] = out[layer.name]
+        else:
+            produces[layer.name] = False
+    return out
+
+
+def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the qualified ``name`` inside ``root``."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, module)
+
+
 @dataclass
 class Counters:
     """What a PIM layer did since conversion or the last reset."""
 
     conversions: int = 0
-    samples: int = 0
     active_bits: int = 0
     input_bit_total: int = 0
     zero_inputs: int = 0
@@ -73,9 +105,10 @@ class PimMatrixLayer(nn.Module):
         if plan.encoding == "offset":
             slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
         self.register_buffer("w_layout", E.layout_weights(plan, slices))
-        self.register_buffer("mask", mask.to(torch.float64))
-        # only block-diagonal packing (one matrix for several groups) leaves cells unused
-        self.dense_mask = getattr(self, "groups", 1) == 1 or plan.matrices > 1
+        # only block-diagonal packing (one matrix for several groups) leaves cells unused: the
+        # cell mask is kept for those layers alone (None: every cell of the matrices is used)
+        packed = getattr(self, "groups", 1) > 1 and plan.matrices == 1
+        self.register_buffer("mask", mask.to(torch.float64) if packed else None)
         self.register_buffer("col_sums", matrices.to(torch.float64).sum(dim=1))  # [M, N]
         self.bias = (
             None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -85,9 +118,6 @@ class PimMatrixLayer(nn.Module):
             "input_scale", torch.tensor(float(input_scale or 0.0), dtype=torch.float64)
         )
         self.dynamic_scale = not fixed
-        self._out_scale: dict = {}
-        bound = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
-        self._exact_f32_corrections = bound < 2**24
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.partial_samples = None  # a list while calibrating the ADC range
         self.reset_counts()
@@ -110,7 +140,7 @@ class PimMatrixLayer(nn.Module):
         g = self.w_layout.to(torch.float64)
         if device or arch.cell.variation.read_noise:
             g = NI.perturb_cells(arch, self.w_layout, e_chip, gen)
-        dtype = torch.float64 if self.plan.full_scale >= 2**24 else torch.float32
+        dtype = self.plan.sum_dtype
         thresholds = None
         if arch.adc.nonideal.dnl_lsb:
             thresholds = NI.dnl_thresholds(self.plan, arch.adc.nonideal.dnl_lsb, gen)
@@ -137,8 +167,7 @@ class PimMatrixLayer(nn.Module):
         seen = torch.cat(self.partial_samples)
         if seen.numel() > 2**20:  # a strided subsample keeps the search cheap
             seen = seen[:: seen.numel() // 2**20]
-        lo, hi = plan.code_range
-        levels = hi if plan.bipolar else hi - lo
+        levels = plan.code_range[1]  # the largest code
         floor, top = float(levels), plan.full_scale
         fs = min(top, max(float(torch.quantile(seen, percentile / 100.0)), floor))
         if policy == "learned":
@@ -150,9 +179,8 @@ class PimMatrixLayer(nn.Module):
             recon = (seen[None, :] / steps).round().clamp(0, levels) * steps
             errors = (recon - seen[None, :]).square().mean(dim=1)
             fs = float(candidates[int(errors.argmin())])
-        self.plan = dataclasses.replace(plan, adc_full_scale=fs, step=max(1.0, fs / levels))
+        self.plan = dataclasses.replace(plan, adc_full_scale=fs)  # the step follows the range
         self.partial_samples = None
-        self._out_scale = {}  # cached output scales include the step
 
     def reset_counts(self) -> None:
         """Zero the conversion and activity counters."""
@@ -172,8 +200,9 @@ class PimMatrixLayer(nn.Module):
     def _matrices(self, w_int):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Integer inputs and the scale used."""
+    def quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """Integer inputs and the scale used: the fixed ``input_scale`` buffer (a 0-dim tensor, so
+        no device sync), or a float measured on this batch."""
         plan = self.plan
         lo, hi = input_levels(plan.input_bits, plan.signed_inputs)
         if x.is_meta:  # shape-only run: no values to scale
@@ -181,7 +210,7 @@ class PimMatrixLayer(nn.Module):
         elif self.dynamic_scale:
             scale = scale_from_max(x.detach().abs().max(), plan.input_bits, plan.signed_inputs)
         else:
-            scale = float(self.input_scale)
+            scale = self.input_scale
         x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
         return x_int, scale
 
@@ -215,24 +244,27 @@ class PimMatrixLayer(nn.Module):
             c.input_total += x_int.numel()
         return y.view(-1, plan.matrices, plan.n_cols)
 
-    def _corrections(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
-        """What the digital units subtract from the column results, broadcastable to [rows, M,
-        N]: off x the applied inputs' sum for ``offset`` weights, 2^(b-1) x the weight column sums
-        for offset inputs; None when there is nothing to subtract."""
+    def _offsets(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
+        """What the digital units add to the column results (minus the corrections),
+        broadcastable to [rows, M, N]: -off x the applied inputs' sum for ``offset`` weights (cells
+        hold w + off), -2^(b-1) x the weight column sums for offset inputs (applied as x +
+        2^(b-1)); None when there is nothing to correct."""
         plan = self.plan
         m, k = plan.matrices, plan.k_rows
-        shifted = plan.signed_inputs and plan.dac_bits > 1  # inputs applied as x + 2^(b-1)
+        shift = 2 ** (plan.input_bits - 1) if plan.signed_inputs and plan.dac_bits > 1 else 0
         out = None
-        if plan.encoding == "offset":  # cells hold w + off
-            off = 2 ** (plan.weight_bits - 1) - 1
-            applied = (x_int + 2 ** (plan.input_bits - 1) if shifted else x_int).view(-1, m, k)
-            if self.dense_mask:  # every cell of the matrix is used: one input sum per matrix
-                out = applied.sum(dim=2, keepdim=True, dtype=dtype).mul_(off)
+        if plan.encoding == "offset":
+            x = x_int.view(-1, m, k)
+            if self.mask is None:  # every cell is used: one input sum per matrix
+                out = x.sum(dim=2, keepdim=True, dtype=dtype)
+                if shift:
+                    out += shift * k
             else:
-                mask = E.as_dtype(self.mask, dtype)
-                out = torch.einsum("bmk,mkn->bmn", E.as_dtype(applied, dtype), mask) * off
-        if shifted:
-            cols = (2 ** (plan.input_bits - 1) * self.col_sums).to(dtype)
+                applied = E.as_dtype(x + shift, dtype)
+                out = torch.einsum("bmk,mkn->bmn", applied, self.mask.to(dtype))
+            out.mul_(-(2 ** (plan.weight_bits - 1) - 1))
+        if shift:
+            cols = self.col_sums.to(dtype) * -shift
             out = cols if out is None else out + cols
         return out
 
@@ -240,14 +272,14 @@ class PimMatrixLayer(nn.Module):
         """[rows, M*K] integer inputs -> [rows, M, N] results (float64, exact where the hardware
         is), with the digital corrections applied: what the hardware hands to the digital units."""
         y = self._codes(x_int).to(torch.float64) * self.plan.step
-        corr = self._corrections(x_int, torch.float64)
-        return y if corr is None else y - corr
+        offsets = self._offsets(x_int, torch.float64)
+        return y if offsets is None else y + offsets
 
     def matmul(self, x_rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """[rows, M*K] float inputs -> [rows, M*N] float outputs, plus ``bias`` [M*N] if given.
 
-        Two passes over the output after the ADC: codes x step - corrections (exact integers when
-        the step is 1), then x (input scale x weight scale) + bias."""
+        Two passes over the output after the ADC: step x codes + offsets (exact integers when the
+        step is 1), then x (input scale x weight scale) + bias."""
         x_int, scale = self.quantize_input(x_rows)
         if x_int.is_cuda:  # DESIGN.md 'exactness': no TF32 in the oracle's products
             tf32 = torch.backends.cuda.matmul.allow_tf32
@@ -259,22 +291,17 @@ class PimMatrixLayer(nn.Module):
         else:
             codes = self._codes(x_int)
         plan = self.plan
-        # float32 suffices when corrections are exact in it (the result is a float anyway)
-        dtype = codes.dtype if self._exact_f32_corrections else torch.float64
-        key = (scale, dtype, codes.device, None if bias is None else bias._version)
-        scales = self._out_scale.get(key)
-        if scales is None:
-            out_scale = (scale * self.weight_scale).to(dtype).view(plan.matrices, plan.n_cols)
-            b = None if bias is None else bias.detach().to(dtype).view_as(out_scale)
-            scales = (out_scale, out_scale * plan.step, b)
-            if not self.dynamic_scale:  # fixed input scale: the same vectors for every call
-                self._out_scale = {key: scales}
-        out_scale, code_scale, b = scales
-        corr = self._corrections(x_int, dtype)
-        if corr is None:  # scale the codes directly: codes x step x scale
+        # float32 suffices while the corrections are exact in it (the result is a float anyway)
+        exact = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
+        dtype = codes.dtype if exact < 2**24 else torch.float64
+        out_scale = (scale * self.weight_scale).to(dtype).view(plan.matrices, plan.n_cols)
+        b = None if bias is None else bias.detach().to(dtype).view_as(out_scale)
+        offsets = self._offsets(x_int, dtype)
+        if offsets is None:  # scale the codes directly: codes x (step x scale)
+            code_scale = out_scale * plan.step
             y = codes * code_scale if b is None else torch.addcmul(b, codes, code_scale)
-        else:  # -corr + step x codes in one pass (exact integers when the step is 1)
-            y = torch.add(corr.neg_() if corr.dim() == 3 else -corr, codes, alpha=plan.step)
+        else:
+            y = torch.add(offsets, codes, alpha=plan.step)
             y = y.mul_(out_scale) if b is None else torch.addcmul(b, y, out_scale)
         return E.as_dtype(y.reshape(y.shape[0], -1), x_rows.dtype)
 
@@ -292,7 +319,6 @@ class PimLinear(PimMatrixLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         y = self.matmul(x.reshape(-1, x.shape[-1]), self.bias)
-        self.counters.samples += x.shape[0]
         return y.reshape(*lead, -1)
 
 
@@ -332,7 +358,6 @@ class PimConv2d(PimMatrixLayer):
         cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
         rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
         y = self.matmul(rows, self.bias)
-        self.counters.samples += b
         k, d, p, s = (self.conv_args[a] for a in ("kernel_size", "dilation", "padding", "stride"))
         ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1

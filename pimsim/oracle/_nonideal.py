@@ -77,7 +77,7 @@ def perturb_cells(arch, levels: torch.Tensor, e_chip: float, gen: torch.Generato
     g_off = top / (ratio - 1) if ratio and v.off_current else 0.0
     g = levels.to(torch.float64) + g_off
     if v.stuck_at_on or v.stuck_at_off:
-        u = torch.rand(levels.shape, generator=gen, dtype=torch.float64)
+        u = torch.rand(levels.shape, generator=gen, dtype=torch.float64, device=levels.device)
         g = torch.where(u < v.stuck_at_on, torch.full_like(g, top + g_off), g)
         g = torch.where(
             (u >= v.stuck_at_on) & (u < v.stuck_at_on + v.stuck_at_off),
@@ -85,7 +85,8 @@ def perturb_cells(arch, levels: torch.Tensor, e_chip: float, gen: torch.Generato
             g,
         )
     if v.within_chip or e_chip:
-        e_dev = torch.randn(levels.shape, generator=gen, dtype=torch.float64) * v.within_chip
+        e_dev = torch.randn(levels.shape, generator=gen, dtype=torch.float64, device=levels.device)
+        e_dev = e_dev * v.within_chip
         g = g * torch.exp(e_chip + e_dev)
     if v.drift_nu and v.drift_time_s > v.drift_t0_s:
         g = g * (v.drift_time_s / v.drift_t0_s) ** (-v.drift_nu)
@@ -99,10 +100,12 @@ def read_noise_sigma(arch, x_cycles_sq: torch.Tensor, g_sq: torch.Tensor) -> tor
 
 
 def dnl_thresholds(plan, sigma_lsb: float, gen: torch.Generator) -> torch.Tensor:
-    """Decision thresholds (in steps) between consecutive codes, shifted per chip by DNL."""
+    """Decision thresholds (in steps) between consecutive codes, shifted per chip by DNL (on
+    the generator's device)."""
     lo, hi = plan.code_range
-    centres = torch.arange(lo, hi, dtype=torch.float64) + 0.5
-    return centres + torch.randn(centres.shape, generator=gen, dtype=torch.float64) * sigma_lsb
+    centres = torch.arange(lo, hi, dtype=torch.float64, device=gen.device) + 0.5
+    shifts = torch.randn(centres.shape, generator=gen, dtype=torch.float64, device=gen.device)
+    return centres + shifts * sigma_lsb
 
 
 def adc_convert(arch, plan, partial: torch.Tensor, thresholds, gen) -> torch.Tensor:
@@ -117,9 +120,8 @@ def adc_convert(arch, plan, partial: torch.Tensor, thresholds, gen) -> torch.Ten
     if a.gain_error or a.offset_lsb:
         p = p * (1 + a.gain_error) + a.offset_lsb * plan.step
     if a.thermal_noise_lsb:
-        p = p + torch.randn(p.shape, generator=gen, dtype=torch.float64) * (
-            a.thermal_noise_lsb * plan.step
-        )
+        noise = torch.randn(p.shape, generator=gen, dtype=torch.float64, device=p.device)
+        p = p + noise * (a.thermal_noise_lsb * plan.step)
     lo, hi = plan.code_range
     scaled = p / plan.step
     if thresholds is not None:

@@ -31,46 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pimsim.oracle._layers import input_levels, non_negative_inputs, quantize_weight, replace_module
+
 #: Momentum of the exponential moving average of the input scale during training.
 SCALE_MOMENTUM = 0.1
 
-#: Activation ops whose output is never negative (DESIGN's 'signed inputs' convention).
-NONNEGATIVE_ACTS = ("relu", "relu6")
-
-#: Layer kinds that move values without changing their sign (non-negative in, non-negative out).
-SIGN_PRESERVING = ("pool", "flatten", "concat")
-
-
-def weight_qmax(bits: int) -> int:
-    """Largest weight integer for ``bits``: 2^(b-1) - 1 (symmetric range)."""
-    return 2 ** (bits - 1) - 1
-
-
-def input_range(bits: int, signed: bool) -> tuple[int, int]:
-    """Integer range (lo, hi) of a quantized input: (0, 2^b - 1) unsigned,
-    (-(2^(b-1) - 1), 2^(b-1) - 1) signed."""
-    if signed:
-        return -weight_qmax(bits), weight_qmax(bits)
-    return 0, 2**bits - 1
-
-
-def weight_scale(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-output-channel scale t = max|w| / (2^(b-1) - 1), shape ``[Cout]``.
-
-    An all-zero channel gets t = 1 (any scale maps its zeros to the integer 0).
-    """
-    t = weight.detach().abs().flatten(1).amax(dim=1) / weight_qmax(bits)
-    return torch.where(t > 0, t, torch.ones_like(t))
-
 
 def integer_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w_q, t)``: the weight integers (as a float tensor shaped like ``weight``) and the
+    """``(w_q, t)``: the weight integers (as a tensor shaped and typed like ``weight``) and the
     per-output-channel scale, so that ``w_q * t`` (broadcast over channel 0) is the fake-quantized
-    weight."""
-    t = weight_scale(weight, bits)
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    q = torch.round(weight.detach() / t.view(shape)).clamp_(-weight_qmax(bits), weight_qmax(bits))
-    return q, t
+    weight. The integers are the oracle's own (:func:`~pimsim.oracle._layers.quantize_weight`,
+    in float64), so the QAT model and the oracle agree on every one."""
+    q, t = quantize_weight(weight, bits)
+    return q.to(weight.dtype), t.to(weight.dtype)
 
 
 def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
@@ -81,8 +54,9 @@ def fake_quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def integer_input(x: torch.Tensor, scale: torch.Tensor | float, bits: int, signed: bool):
-    """x_q = clip(round_half_even(x / s), lo, hi) as a float tensor (see :func:`input_range`)."""
-    lo, hi = input_range(bits, signed)
+    """x_q = clip(round_half_even(x / s), lo, hi) as a float tensor (see
+    :func:`~pimsim.oracle._layers.input_levels`)."""
+    lo, hi = input_levels(bits, signed)
     return torch.round(x / scale).clamp_(lo, hi)
 
 
@@ -90,7 +64,7 @@ def fake_quantize_input(
     x: torch.Tensor, scale: torch.Tensor | float, bits: int, signed: bool
 ) -> torch.Tensor:
     """``x`` quantized to ``integer_input(x) * s``; gradient 1 inside [lo s, hi s], 0 outside."""
-    lo, hi = input_range(bits, signed)
+    lo, hi = input_levels(bits, signed)
     clipped = x.clamp(lo * scale, hi * scale)
     q = integer_input(x.detach(), scale, bits, signed) * scale
     return q + (clipped - clipped.detach())
@@ -128,7 +102,7 @@ class _QuantMixin:
 
     def input_qmax(self) -> int:
         """Largest input integer: 2^b - 1 unsigned, 2^(b-1) - 1 signed."""
-        return input_range(self.input_bits, self.signed_input)[1]
+        return input_levels(self.input_bits, self.signed_input)[1]
 
     def _batch_scale(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach().abs().amax().to(self.input_scale.dtype) / self.input_qmax()
@@ -247,30 +221,22 @@ def input_signedness(
 ) -> dict[str, bool]:
     """``{qualified name: signed}`` for every Conv2d/Linear module of ``model``.
 
-    The layer graph comes from :func:`pimsim.from_torch` (``input_shape`` includes a batch of 1).
-    A layer's input is unsigned when every predecessor is non-negative: the network input when
-    ``input_nonnegative`` (images in [0, 1]), a ReLU/ReLU6, or a pool/flatten/concat of
-    non-negative values. A module called several times is signed if any call is. A module the
-    trace never reaches is signed (the safe choice).
+    The layer graph comes from :func:`pimsim.from_torch` (``input_shape`` includes a batch of 1);
+    a layer's input is unsigned when the oracle's rule says it is non-negative
+    (:func:`~pimsim.oracle._layers.non_negative_inputs`). A module called several times is signed
+    if any call is. A module the trace never reaches is signed (the safe choice).
     """
     from pimsim.workload import from_torch
 
     # Trace a float twin so that quantized models trace exactly like the network they came from.
     graph = from_torch(dequantize_model(model), input_shape)
-    nonneg: dict[str, bool] = {"input": bool(input_nonnegative)}
+    nonneg = non_negative_inputs(graph, input_nonnegative)
     signed: dict[str, bool] = {}
     modules = dict(model.named_modules())
     for layer in graph.layers:
-        inputs_nonneg = all(nonneg.get(src, False) for src in layer.inputs)
-        if layer.kind == "act":
-            nonneg[layer.name] = layer.op in NONNEGATIVE_ACTS
-        elif layer.kind in SIGN_PRESERVING:
-            nonneg[layer.name] = inputs_nonneg
-        else:
-            nonneg[layer.name] = False
         if layer.kind in ("conv", "linear"):
             name = layer.name if layer.name in modules else re.sub(r"_\d+$", "", layer.name)
-            signed[name] = signed.get(name, False) or not inputs_nonneg
+            signed[name] = signed.get(name, False) or not nonneg[layer.name]
     return {
         name: signed.get(name, True)
         for name, module in model.named_modules()
@@ -288,13 +254,8 @@ def dequantize_model(model: nn.Module) -> nn.Module:
     plain = copy.deepcopy(model)
     for name, module in list(plain.named_modules()):
         if isinstance(module, QUANT_MODULES):
-            _replace(plain, name, _plain_copy(module))
+            replace_module(plain, name, _plain_copy(module))
     return plain
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, new)
 
 
 def quantize_model(
@@ -317,7 +278,8 @@ def quantize_model(
     quantized = copy.deepcopy(model)
     for name, module in list(quantized.named_modules()):
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _replace(quantized, name, _quant_copy(module, weight_bits, input_bits, signs[name]))
+            new = _quant_copy(module, weight_bits, input_bits, signs[name])
+            replace_module(quantized, name, new)
     return quantized
 
 
