@@ -13,31 +13,6 @@ from pimsim.workload import _layer as L
 
 ROOT = Path(__file__).resolve().parents[1]
 
-UNIT_ARCH = """\
-kind: arch
-name: unit
-technology: {node_nm: 32, clock_hz: 1.0e9}
-cell: {device: rram}
-array: {model: unit, rows: 128, cols: 64, rows_per_adc_read: 32, read_time_ns: 10}
-adc: {model: unit, bits: 8, cols_per_adc: 8, sample_rate_hz: 1.0e9}
-dac: {model: unit}
-decomposition: {scheme: bit_serial, input_bits: 8, weight_bits: 8}
-pe:
-  arrays: 4
-  components:
-    - {name: sh, class: sample_hold, model: unit}
-    - {name: sa, class: shift_add, model: unit}
-    - {name: acc, class: accumulator, model: unit}
-    - {name: buf, class: buffer, model: unit, width_bits: 1}
-tile:
-  pes: 2
-  components:
-    - {name: noc, class: interconnect, model: unit, width_bits: 1}
-    - {name: act, class: activation, model: unit}
-    - {name: pool, class: pooling, model: unit}
-    - {name: dig, class: digital, model: unit}
-chip: {tiles: auto}
-"""
 
 SCHEMES = [
     {"decomposition.scheme": "bit_serial"},
@@ -51,13 +26,6 @@ SCHEMES = [
     {"decomposition.scheme": "native", "cell.bits": 2, "dac.bits": 2},
     {"decomposition.scheme": "bit_serial", "decomposition.signed_encoding": "offset"},
 ]
-
-
-@pytest.fixture(scope="module")
-def unit_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("arch") / "unit.yaml"
-    path.write_text(UNIT_ARCH)
-    return path
 
 
 def small_layers():

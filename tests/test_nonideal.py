@@ -12,14 +12,6 @@ from torch import nn  # noqa: E402
 import pimsim  # noqa: E402
 import pimsim.oracle  # noqa: E402
 from pimsim.oracle import _nonideal as NI  # noqa: E402
-from tests.test_oracle import SMALL_ARCH  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def small_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("arch") / "small.yaml"
-    path.write_text(SMALL_ARCH)
-    return path
 
 
 def gen(seed=0):
@@ -31,7 +23,7 @@ def test_within_chip_variation_is_lognormal_with_the_spec_sigma(small_path):
     levels = torch.full((100_000,), 5.0)
     g = NI.perturb_cells(arch, levels, 0.0, gen())
     log_ratio = torch.log(g / 5.0)
-    assert abs(float(log_ratio.std()) / 0.1 - 1) < 0.05
+    assert abs(float(log_ratio.std()) / 0.1 - 1) < 0.01  # standard error 0.22%
     assert abs(float(log_ratio.mean())) < 0.005
 
 
@@ -95,7 +87,7 @@ def test_read_noise_column_equivalent_matches_per_cell_reference(small_path):
     # per-cell reference: every read draws each cell's noise independently
     cells = torch.randn(100_000, 16, dtype=torch.float64, generator=gen(3)) * 0.05 * g.view(16)
     per_cell = (cells * x.view(16)).sum(dim=1)
-    assert abs(float(per_cell.std()) / sigma - 1) < 0.05
+    assert abs(float(per_cell.std()) / sigma - 1) < 0.01
 
 
 def test_read_noise_reaches_the_outputs_with_the_spec_sigma(small_path):
@@ -133,7 +125,7 @@ def test_read_noise_reaches_the_outputs_with_the_spec_sigma(small_path):
     )
     ideal = float(x_int[0].to(torch.int64) @ w)
     assert abs(float(y.mean()) - ideal) < 4 * math.sqrt(var / y.numel())
-    assert abs(float(y.std()) / math.sqrt(var) - 1) < 0.05
+    assert abs(float(y.std()) / math.sqrt(var) - 1) < 0.015  # standard error 0.5%
 
 
 def test_adc_gain_offset_inl_and_thermal_noise(small_path):
@@ -171,21 +163,37 @@ def test_adc_gain_offset_inl_and_thermal_noise(small_path):
     centre = torch.full((100_000,), plan.full_scale / 2, dtype=torch.float64)
     codes = NI.adc_convert(noisy, plan, centre, None, gen(5))
     # rounding adds 1/12 LSB^2 of variance to the 9 LSB^2 of noise
-    assert abs(float(codes.std()) / math.sqrt(9 + 1 / 12) - 1) < 0.05
+    assert abs(float(codes.std()) / math.sqrt(9 + 1 / 12) - 1) < 0.01
 
 
 def test_dnl_shifts_thresholds_per_chip(small_path):
-    arch = pimsim.load_arch(small_path, {"adc.bits": 4, "adc.nonideal.dnl_lsb": 0.1})
+    """DNL: each decision threshold moves by a Normal(0, dnl_lsb) draw, fixed per chip (seed),
+    and the conversion follows the moved thresholds."""
+    arch = pimsim.load_arch(small_path, {"adc.bits": 10, "adc.nonideal.dnl_lsb": 0.1})
     model = nn.Sequential(nn.Linear(16, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan = pimsim.oracle.convert(model, arch, (1, 16))[0].plan
-    t1 = NI.dnl_thresholds(plan, 0.1, gen(1))
-    t2 = NI.dnl_thresholds(plan, 0.1, gen(1))
-    assert torch.equal(t1, t2)  # fixed per chip (same seed)
     lo, hi = plan.code_range
-    assert t1.numel() == hi - lo
-    assert float((t1 - (torch.arange(lo, hi) + 0.5)).abs().max()) < 0.6
+    centres = torch.arange(lo, hi, dtype=torch.float64) + 0.5
+    t1 = NI.dnl_thresholds(plan, 0.1, gen(1))
+    assert torch.equal(t1, NI.dnl_thresholds(plan, 0.1, gen(1)))  # fixed per chip (same seed)
+    assert not torch.equal(t1, NI.dnl_thresholds(plan, 0.1, gen(2)))  # another chip differs
+    shifts = t1 - centres
+    assert t1.numel() == hi - lo == 1023
+    assert abs(float(shifts.std()) / 0.1 - 1) < 0.1  # standard error of the std: 2.2%
+    assert abs(float(shifts.mean())) < 0.01
+    # the conversion uses the thresholds: every threshold moved up by 0.4 LSB turns a partial
+    # sum at k + 0.7 steps into code k (the ideal ADC gives k + 1)
+    arch4 = pimsim.load_arch(small_path, {"adc.bits": 4, "adc.nonideal.dnl_lsb": 0.1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan4 = pimsim.oracle.convert(model, arch4, (1, 16))[0].plan
+    lo4, hi4 = plan4.code_range
+    moved = torch.arange(lo4, hi4, dtype=torch.float64) + 0.9
+    k = torch.arange(lo4, hi4 - 1, dtype=torch.float64)
+    codes = NI.adc_convert(arch4, plan4, (k + 0.7) * plan4.step, moved, gen())
+    assert torch.equal(codes, k)
 
 
 def test_same_seed_same_chip_and_accuracy_distribution(small_path):
@@ -204,8 +212,7 @@ def test_same_seed_same_chip_and_accuracy_distribution(small_path):
         c = pimsim.oracle.accuracy(model, arch, data, n_chips=5, seed=4)
     assert a.per_chip == b.per_chip
     assert a.per_chip != c.per_chip
-    assert a.worst <= a.percentile(50) <= max(a.per_chip)
-    assert 0 <= a.mean <= 1 and len(a.per_chip) == 5
+    assert len(a.per_chip) == 5 and len(set(a.per_chip)) > 1  # the chips do differ
 
 
 def test_monte_carlo_rechips_one_conversion_as_separate_conversions_would(small_path):

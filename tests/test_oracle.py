@@ -19,18 +19,6 @@ from pimsim.errors import MappingError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL_ARCH = """\
-kind: arch
-name: small
-technology: {node_nm: 32, clock_hz: 1.0e9}
-cell: {device: rram}
-array: {rows: 32, cols: 64, rows_per_adc_read: 16}
-adc: {model: survey, bits: 16, cols_per_adc: 1}
-decomposition: {scheme: native, input_bits: 4, weight_bits: 4}
-pe: {arrays: 4}
-tile: {pes: 4}
-chip: {tiles: auto}
-"""
 
 CONFIGS = {
     "native": {},
@@ -65,13 +53,6 @@ class TinyConvNet(nn.Module):
     def forward(self, x):
         x = self.depthwise(self.grouped(self.conv(x)))
         return self.fc(torch.flatten(x, 1))
-
-
-@pytest.fixture(scope="module")
-def small_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("arch") / "small.yaml"
-    path.write_text(SMALL_ARCH)
-    return path
 
 
 def convert(model, arch, shape, **kw):
@@ -114,7 +95,9 @@ def run_tiny(arch, config: str, seed: int, batch: int):
     pim = convert(TinyConvNet(), arch, (1, 6, 8, 8))
     seen = capture_inputs(pim)
     pim(torch.rand(batch, 6, 8, 8) - (0.3 if "signed" in config else 0.0))
-    return [(n, m, seen[n]) for n, m in pim.named_modules() if n in seen]
+    out = [(n, m, seen[n]) for n, m in pim.named_modules() if n in seen]
+    assert len(out) == 4, "every PIM layer of TinyConvNet must be captured"
+    return out
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
@@ -241,10 +224,9 @@ def test_forward_is_the_integer_result_rescaled(small_path, config, adc_bits):
         want = exact * (scale * layer.weight_scale)
         if layer.bias is not None:
             want = want + layer.bias.to(torch.float64)
-        for _ in range(2):  # the second call uses the cached scale vectors
-            got = layer.matmul(rows, layer.bias).to(torch.float64)
-            tol = 1e-5 * want.abs().max() + 1e-6
-            assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
+        got = layer.matmul(rows, layer.bias).to(torch.float64)
+        tol = 1e-5 * want.abs().max() + 1e-6
+        assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
 
 
 @pytest.mark.parametrize("scheme", ["native", "differential"])
@@ -259,6 +241,7 @@ def test_forward_with_fixed_scales_after_calibration(small_path, adc_range, sche
     pim = convert(TinyConvNet(), arch, (1, 6, 8, 8), calibration=calib)
     seen = capture_inputs(pim)
     pim(torch.rand(2, 6, 8, 8))
+    assert len(seen) == 4
     for name, layer in pim.named_modules():
         if name not in seen:
             continue
@@ -398,13 +381,12 @@ def test_activity_zero_fraction_and_code_histogram(small_path):
     layer = pim[0]
     hist = pimsim.oracle.code_histograms(pim)["0"]
     assert len(hist) == 2**4 and sum(hist) == layer.conversions == pimsim.oracle.counts(pim)["0"]
-    assert pimsim.oracle.zero_fraction(pim)["0"] >= 0.5
     x_int, _ = layer.quantize_input(x)
-    ones = sum(bin(int(v)).count("1") for v in x_int.reshape(-1).tolist())
+    zeros = float((x_int == 0).double().mean())
+    assert zeros >= 0.5  # the zeroed half, plus any that round to 0
+    assert pimsim.oracle.zero_fraction(pim)["0"] == pytest.approx(zeros)
     # native preset, one 4-bit input cycle: an input counts as active when non-zero
-    nonzero = int((x_int != 0).sum())
-    assert pimsim.oracle.activity(pim).for_layer("0") == pytest.approx(nonzero / x_int.numel())
-    assert ones >= nonzero
+    assert pimsim.oracle.activity(pim).for_layer("0") == pytest.approx(1 - zeros)
     pimsim.oracle.reset_counts(pim)
     assert pimsim.oracle.counts(pim)["0"] == 0 and pimsim.oracle.code_histograms(pim) == {}
 
@@ -475,7 +457,7 @@ def test_calibrated_adc_range_covers_the_percentile(small_path):
     x64 = x_int.to(torch.int64)
     partial = torch.cat([x64[:, g : g + 32] @ stored[g : g + 32] for g in (0, 32)])  # 2 row groups
     above = float((partial.abs() > layer.plan.adc_full_scale).double().mean())
-    assert 0.05 < above < 0.15
+    assert abs(above - 0.10) < 0.005  # all 16,384 partial sums were sampled
     assert pimsim.oracle.counts(pim)["0"] == 0  # calibration passes are not counted
 
 
