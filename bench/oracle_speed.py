@@ -11,11 +11,12 @@
     partial-sum tensor exceeds 2 GiB. Goal < 3 GiB.
 
 On CPU the speed table is printed twice: with glibc's default allocator, then (same process) after
-``pimsim.oracle.tune_cpu_allocator()``, which the ``pimsim accuracy`` and ``train`` commands use.
+``pimsim.oracle.tune_cpu_allocator()``, which the ``pimsim accuracy`` and ``train`` commands use;
+the setting is process-wide, so the references run with it too.
 
-Times come from one series of alternating blocks (5 calls of pimsim, 5 of the reference,
-repeated): the columns give the median per-call time of each, the ratio is the median of the
-per-round ratios (robust to slow spells of a shared machine).
+Times come from one series of alternating blocks (5 calls of pimsim, 5 of the reference, the
+order flipped every round): the columns give the median per-call time of each, "median ratio"
+the median of the per-round ratios (robust to slow spells of a shared machine).
 
     python bench/oracle_speed.py [--repeats 15] [--device cpu|cuda]
 """
@@ -66,11 +67,12 @@ def arch_for(**fields) -> pimsim.ArchSpec:
 
 
 def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[float, float, float]:
-    """Time ``fn`` against ``ref`` in alternating blocks (``block`` calls of fn, then ``block``
-    calls of ref, ``repeats`` times, after a warm-up block of each): each block runs warm, as
-    back-to-back calls do. Returns the median per-call seconds of each and the median of the
-    per-round ratios (fn block / the ref block right after it), which a slow spell of a shared
-    machine lasting longer than one round leaves unchanged."""
+    """Time ``fn`` against ``ref`` in alternating blocks of ``block`` calls, ``repeats`` rounds
+    after a warm-up block of each; the order flips every round (fn then ref, ref then fn) so that
+    neither always runs after the other's memory traffic. Each block runs warm, as back-to-back
+    calls do. Returns the median per-call seconds of each and the median of the per-round
+    ratios (fn block / ref block of the same round), which a slow spell of a shared machine
+    lasting longer than one round leaves unchanged."""
 
     def one_block(f) -> float:
         if device == "cuda":
@@ -85,9 +87,13 @@ def timed_pair(fn, ref, repeats: int, device: str, block: int = 5) -> tuple[floa
     one_block(fn)
     one_block(ref)
     t_fn, t_ref = [], []
-    for _ in range(repeats):
-        t_fn.append(one_block(fn))
-        t_ref.append(one_block(ref))
+    for i in range(repeats):
+        if i % 2:
+            t_ref.append(one_block(ref))
+            t_fn.append(one_block(fn))
+        else:
+            t_fn.append(one_block(fn))
+            t_ref.append(one_block(ref))
     ratios = [a / b for a, b in zip(t_fn, t_ref, strict=True)]
     return statistics.median(t_fn), statistics.median(t_ref), statistics.median(ratios)
 
@@ -170,13 +176,16 @@ def main() -> None:
         f"device: {args.device} ({name}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, median of {args.repeats}"
     )
-    print(f"{'case':<34}{'pimsim ms':>10}{'reference ms':>14}{'ratio':>8}  goal")
+    print(f"{'case':<34}{'pimsim ms':>10}{'reference ms':>14}{'median ratio':>14}  goal")
     for case, t_pim, t_ref, ratio, goal in speed(args.repeats, args.device):
-        print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>8.2f}  {goal}")
+        print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>14.2f}  {goal}")
     if args.device == "cpu" and pimsim.oracle.tune_cpu_allocator():
-        print("after pimsim.oracle.tune_cpu_allocator() (freed memory kept for reuse):")
+        print(
+            "after pimsim.oracle.tune_cpu_allocator() (freed memory kept for reuse; it is "
+            "process-wide, so the references get it too):"
+        )
         for case, t_pim, t_ref, ratio, goal in speed(args.repeats, args.device):
-            print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>8.2f}  {goal}")
+            print(f"{case:<34}{t_pim * 1e3:>10.2f}{t_ref * 1e3:>14.2f}{ratio:>14.2f}  {goal}")
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child"], capture_output=True, text=True, check=True
     )

@@ -17,21 +17,8 @@ from __future__ import annotations
 import math
 
 from pimsim.mapping import Mapping
+from pimsim.spec._fields import ACTION_CLASSES
 from pimsim.workload import Layer
-
-ACTION_CLASSES = (
-    "adc",
-    "sample_hold",
-    "dac",
-    "array",
-    "shift_add",
-    "accumulator",
-    "buffer",
-    "interconnect",
-    "activation",
-    "pooling",
-    "digital",
-)
 
 
 def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:

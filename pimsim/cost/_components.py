@@ -52,9 +52,12 @@ def _rate(arch, block) -> float:
     )
 
 
-def _explicit(arch, block, scale_e: float = 1.0, scale_a: float = 1.0) -> ComponentEstimate:
-    """Published values, rescaled by ``scale_*`` (1 for ``fixed``)."""
-    rate = _rate(arch, block)
+def _explicit(
+    arch, block, scale_e: float = 1.0, scale_a: float = 1.0, rate: float | None = None
+) -> ComponentEstimate:
+    """Published values, rescaled by ``scale_*`` (1 for ``fixed``); a published power becomes
+    energy per action at ``rate`` actions per second (default: the component's own rate)."""
+    rate = rate or _rate(arch, block)
     energy = block.energy_pj
     if energy is None and block.power_mw is not None:
         energy = block.power_mw / (rate * 1e-9)
@@ -169,10 +172,8 @@ def shift_add(arch, comp) -> ComponentEstimate:
     return _generic(arch, comp, _per_op(0.05), 60.0)
 
 
-@register("component", "adder_tree")
-def adder_tree(arch, comp) -> ComponentEstimate:
-    """Accumulation of partial sums: modelled as a shift-add unit per operation (ISAAC Table I)."""
-    return _generic(arch, comp, _per_op(0.05), 60.0)
+# Accumulation of partial sums: modelled as a shift-add unit per operation (ISAAC Table I).
+register("component", "adder_tree")(shift_add)
 
 
 @register("component", "relu")
@@ -214,10 +215,8 @@ def bus(arch, comp) -> ComponentEstimate:
     return _generic(arch, comp, _per_op(7.0) * width, 90000.0 * width)
 
 
-@register("component", "htree")
-def htree(arch, comp) -> ComponentEstimate:
-    """H-tree between PEs: modelled as ISAAC's tile bus."""
-    return bus(arch, comp)
+# H-tree between PEs: modelled as ISAAC's tile bus.
+register("component", "htree")(bus)
 
 
 @register("component", "router")
@@ -252,12 +251,7 @@ def _array_rate(arch) -> float:
 @register("array", "fixed")
 def array_fixed(arch, array) -> ComponentEstimate:
     """Published values; the action is one cell read."""
-    est = _explicit(arch, array)
-    rate = _array_rate(arch)
-    energy = (
-        array.energy_pj if array.energy_pj is not None else (array.power_mw or 0) / (rate * 1e-9)
-    )
-    return ComponentEstimate(energy, est.area_um2, rate, est.leakage_mw, accuracy="published")
+    return _explicit(arch, array, rate=_array_rate(arch))
 
 
 def _cell_area_um2(arch, default_f2: float) -> float:
@@ -291,10 +285,7 @@ def array_sram(arch, array) -> ComponentEstimate:
 @register("dac", "fixed")
 def dac_fixed(arch, dac) -> ComponentEstimate:
     """Published values; the action is one row activation per input cycle."""
-    est = _explicit(arch, dac)
-    rate = 1.0 / (read_time_ns(arch) * 1e-9)
-    energy = dac.energy_pj if dac.energy_pj is not None else (dac.power_mw or 0) / (rate * 1e-9)
-    return ComponentEstimate(energy, est.area_um2, rate, est.leakage_mw, accuracy="published")
+    return _explicit(arch, dac, rate=1.0 / (read_time_ns(arch) * 1e-9))
 
 
 @register("dac", "drive")

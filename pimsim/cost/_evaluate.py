@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pimsim.cost._actions import ACTION_CLASSES, layer_actions
 from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
-from pimsim.cost._hierarchy import estimate, instances, level_reports
+from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
 from pimsim.cost._registry import ComponentEstimate, lookup
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
@@ -120,14 +120,10 @@ def evaluate(
     units: dict[str, float] = {}
     tiles = mapping.chip_tiles
     on_chip = []
-    for inst in instances(arch):
-        level_count = {
-            "array": arch.pe.arrays * arch.tile.pes * tiles,
-            "pe": arch.tile.pes * tiles,
-            "tile": tiles,
-            "chip": 1,
-        }[inst.level]
-        n = math.ceil(level_count / inst.shared_by) * inst.count
+    parts = instances(arch)
+    per_level = level_counts(arch, tiles)
+    for inst in parts:
+        n = math.ceil(per_level[inst.level] / inst.shared_by) * inst.count
         on_chip.append((inst, n))
         units[inst.component_class] = units.get(inst.component_class, 0) + n
     rows = []
@@ -178,7 +174,7 @@ def evaluate(
         row["energy_pj"] = sum(energy.values())
         rows.append(row)
     frame = pd.DataFrame(rows)
-    levels = level_reports(arch, tiles)
+    levels = level_reports(arch, tiles, parts)
     chip = levels[-1]
     latency = float(frame["latency_ns"].sum())
     slowest = float(frame["latency_ns"].max()) if len(frame) else 0.0

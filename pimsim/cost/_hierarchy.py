@@ -94,23 +94,31 @@ class LevelReport:
         }
 
 
-def level_reports(arch: ArchSpec, chip_tiles: int | None) -> list[LevelReport]:
-    """Per-instance area/peak power of array, PE, tile and (when ``chip_tiles`` is known) chip.
-
-    Multiplicities: arrays per PE, PEs per tile, tiles per chip. At the chip level a shared
-    component is counted ceil(tiles / shared_by) times; below it, as its share.
-    """
-    parts = instances(arch)
-    mult = {"array": arch.pe.arrays, "pe": arch.tile.pes}
-    acc: dict[str, list[float]] = {}
-    reports = []
-    tiles = chip_tiles or 1
-    counts = {
+def level_counts(arch: ArchSpec, tiles: int) -> dict[str, int]:
+    """How many arrays, PEs, tiles and chips a chip of ``tiles`` tiles has."""
+    return {
         "array": arch.pe.arrays * arch.tile.pes * tiles,
         "pe": arch.tile.pes * tiles,
         "tile": tiles,
         "chip": 1,
     }
+
+
+def level_reports(
+    arch: ArchSpec, chip_tiles: int | None, parts: list[Instance] | None = None
+) -> list[LevelReport]:
+    """Per-instance area/peak power of array, PE, tile and (when ``chip_tiles`` is known) chip.
+
+    Multiplicities: arrays per PE, PEs per tile, tiles per chip. At the chip level a shared
+    component is counted ceil(tiles / shared_by) times; below it, as its share. ``parts`` are
+    :func:`instances` of ``arch`` when the caller already has them.
+    """
+    parts = instances(arch) if parts is None else parts
+    mult = {"array": arch.pe.arrays, "pe": arch.tile.pes}
+    acc: dict[str, list[float]] = {}
+    reports = []
+    tiles = chip_tiles or 1
+    counts = level_counts(arch, tiles)
     for level in LEVELS:
         if level == "chip" and chip_tiles is None:
             break

@@ -46,8 +46,8 @@ from pimsim.cost._neurosim_area import (
     tg_width,
 )
 
-INPUT_ACTIVITY = 0.18  # Param.cpp inputtoggle (VGG-8/CIFAR-10 default)
-INPUT_TOGGLE = 0.18  # Param.cpp inputtoggle: interconnect bits carrying inputs
+INPUT_TOGGLE = 0.18  # Param.cpp inputtoggle (VGG-8/CIFAR-10 default)
+INPUT_ACTIVITY = INPUT_TOGGLE  # the same statistic, read as the fraction of active input rows
 WEIGHT_ONES = 0.5
 DELTA = 0.15  # Param.cpp delta: adder switching activity
 GAMMA = 0.5  # Param.cpp gamma: DFF switching activity (shift-add, accumulator, buffers)

@@ -15,8 +15,6 @@ from pimsim.errors import MappingError
 from pimsim.spec import ArchSpec
 from pimsim.workload import Layer
 
-DIFFERENTIAL = ("differential_analog", "differential_digital")
-
 
 @dataclass(frozen=True)
 class LayerMapping:
@@ -106,17 +104,6 @@ class LayerMapping:
             * self.matrices
         )
 
-    @property
-    def array_reads(self) -> int:
-        """Row-group reads of all arrays for one sample (one per row group, cycle, position)."""
-        return (
-            self.output_positions
-            * self.input_cycles
-            * sum(self.row_groups)
-            * len(self.col_tiles)
-            * self.matrices
-        )
-
 
 def _tiles(total: int, size: int) -> tuple[int, ...]:
     full, rest = divmod(total, size)
@@ -129,7 +116,7 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         raise MappingError(f"layer {layer.name!r} ({layer.kind}) is not mapped onto arrays")
     dec = arch.decomposition
     slices = arch.weight_slices
-    cpw = slices * (2 if dec.signed_encoding in DIFFERENTIAL else 1)
+    cpw = slices * (2 if dec.differential else 1)
     rows, cols = arch.array.rows, arch.array.cols
     if cpw > cols:
         raise MappingError(

@@ -73,11 +73,6 @@ class Mapping:
         return sum(m.arrays_total for m in self.layers.values())
 
     @property
-    def arrays_allocated(self) -> int:
-        """Arrays of the allocated PEs (a PE's unused arrays included)."""
-        return sum(self.pes.values()) * self.arch.pe.arrays
-
-    @property
     def utilization(self) -> float:
         """Used cells / cells of the arrays holding weights (duplicates counted as used)."""
         cells = self.arch.array.rows * self.arch.array.cols

@@ -29,7 +29,7 @@ from functools import cached_property
 
 import torch
 
-DIFFERENTIAL = ("differential_analog", "differential_digital")
+from pimsim.spec._arch import DIFFERENTIAL
 
 
 @dataclass(frozen=True)

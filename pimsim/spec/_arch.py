@@ -46,6 +46,7 @@ COMPONENT_MODELS = (
 
 SCHEMES = ("native", "differential", "bit_serial")
 ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
+DIFFERENTIAL = ENCODINGS[2:]  # a weight's two polarities in two cells
 
 
 Components = Annotated[
@@ -208,11 +209,14 @@ class DecompositionSpec(SpecModel):
     """Signed inputs: ``auto`` treats non-negative inputs (after ReLU, pixels) as unsigned."""
 
     @property
+    def differential(self) -> bool:
+        """Whether each weight takes a positive and a negative cell (differential encodings)."""
+        return self.signed_encoding in DIFFERENTIAL
+
+    @property
     def magnitude_bits(self) -> int:
         """m of DESIGN.md's Counting: weight_bits - 1 if differential, else weight_bits."""
-        if self.signed_encoding in ("differential_analog", "differential_digital"):
-            return self.weight_bits - 1
-        return self.weight_bits
+        return self.weight_bits - self.differential
 
 
 class MappingSpec(SpecModel):

@@ -83,11 +83,12 @@ class ExplicitValues(SpecModel):
         )
 
 
-ComponentClass = Literal[
+#: Component classes whose actions the cost model counts (the energy breakdown's classes).
+ACTION_CLASSES = (
     "adc",
+    "sample_hold",
     "dac",
     "array",
-    "sample_hold",
     "shift_add",
     "accumulator",
     "buffer",
@@ -95,10 +96,12 @@ ComponentClass = Literal[
     "activation",
     "pooling",
     "digital",
-    "level_shifter",
-    "io",
-    "other",
-]
+)
+
+#: Component classes with area (and leakage) only: no action of inference uses them.
+AREA_ONLY_CLASSES = ("level_shifter", "io", "other")
+
+ComponentClass = Literal[ACTION_CLASSES + AREA_ONLY_CLASSES]
 
 
 class ComponentSpec(ExplicitValues):
