@@ -11,6 +11,7 @@ from pimsim.oracle._convert import (
     counts,
     record_codes,
     reset_counts,
+    set_chip,
     zero_fraction,
 )
 from pimsim.oracle._layers import PimConv2d, PimLinear, quantize_weight
@@ -28,6 +29,7 @@ __all__ = [
     "quantize_weight",
     "record_codes",
     "reset_counts",
+    "set_chip",
     "tune_cpu_allocator",
     "zero_fraction",
 ]
