@@ -22,7 +22,7 @@ from pimsim.cost._actions import ACTION_CLASSES, layer_actions
 from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
-from pimsim.cost._registry import ComponentEstimate, lookup
+from pimsim.cost._registry import BUFFER_ACCESS_BITS, ComponentEstimate, lookup
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
@@ -36,7 +36,6 @@ FALLBACK_MODELS = {
     "pooling": "max_pool",
     "digital": "shift_add",
 }
-BUFFER_ACCESS_BITS = 256  # bits per buffer access when the spec gives no width
 
 
 @dataclass(frozen=True)

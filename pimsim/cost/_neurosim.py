@@ -54,10 +54,9 @@ from pimsim.cost._neurosim_energy import (
     shift_add_energy,
     wire_energy_per_m,
 )
-from pimsim.cost._registry import ComponentEstimate, lookup, register
+from pimsim.cost._registry import BUFFER_ACCESS_BITS, ComponentEstimate, lookup, register
 from pimsim.errors import SpecError
 
-ACCESS_BITS = 256  # _evaluate.BUFFER_ACCESS_BITS: bits per access when width_bits is not given
 GLOBAL_BUS_BITS = 1024  # Param.cpp maxGlobalBusWidth 2048, halved: default X-Y bus width
 GLOBAL_ACCUMULATION_INPUTS = 8  # Chip.cpp maxTileAdded (tile rows of the largest layer)
 DEFAULT_BUFFER_BYTES = 1024  # a buffer entry without size_bytes: one 32 x 32-bit tile core
@@ -208,7 +207,7 @@ def _buffer(arch, comp, level):
     bits = (comp.size_bytes or DEFAULT_BUFFER_BYTES) * 8
     area = _dff_um2(arch, bits)
     per_bit = dff_energy(t, 1, 1.0 if level == "pe" else GAMMA)
-    return area, per_bit * (comp.width_bits or ACCESS_BITS) * PJ
+    return area, per_bit * (comp.width_bits or BUFFER_ACCESS_BITS) * PJ
 
 
 def _interconnect(arch, comp, level):
@@ -238,7 +237,8 @@ def _interconnect(arch, comp, level):
         span = comp.hops if comp.hops is not None else _side(tiles)
         area = xy_bus_area(t, span, unit, unit, comp.width_bits or GLOBAL_BUS_BITS)
         length_um = span * unit
-    return area / comp.count, per_bit_m * length_um * 1e-6 * (comp.width_bits or ACCESS_BITS) * PJ
+    bits = comp.width_bits or BUFFER_ACCESS_BITS
+    return area / comp.count, per_bit_m * length_um * 1e-6 * bits * PJ
 
 
 def _activation(arch, comp, level):

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from pimsim.errors import SpecError
 
+#: Bits per buffer or interconnect access when the spec gives no ``width_bits``.
+BUFFER_ACCESS_BITS = 256
+
 _MODELS: dict[tuple[str, str], Callable] = {}
 
 
