@@ -211,6 +211,19 @@ def test_finite_adc_matches_loop_reference(small_path, config, adc_bits):
         assert layer.conversions == calls
 
 
+def assert_forward_is_integer_rescaled(name, layer, inputs):
+    """The layer's float forward on ``inputs`` equals its exact integer result x input scale x
+    weight scale + bias, to float32 rounding."""
+    rows = layer_rows(layer, inputs)
+    x_int, scale = layer.quantize_input(rows)
+    want = layer.integer_matmul(x_int).reshape(rows.shape[0], -1) * (scale * layer.weight_scale)
+    if layer.bias is not None:
+        want = want + layer.bias.to(torch.float64)
+    got = layer.matmul(rows, layer.bias).to(torch.float64)
+    tol = 1e-5 * want.abs().max() + 1e-6
+    assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
+
+
 @pytest.mark.parametrize("adc_bits", [4, 16])
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_forward_is_the_integer_result_rescaled(small_path, config, adc_bits):
@@ -218,22 +231,14 @@ def test_forward_is_the_integer_result_rescaled(small_path, config, adc_bits):
     in two passes) equals the exact integer path rescaled, to float32 rounding."""
     arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
     for name, layer, inputs in run_tiny(arch, config, seed=3, batch=2):
-        rows = layer_rows(layer, inputs)
-        x_int, scale = layer.quantize_input(rows)
-        exact = layer.integer_matmul(x_int).reshape(rows.shape[0], -1)
-        want = exact * (scale * layer.weight_scale)
-        if layer.bias is not None:
-            want = want + layer.bias.to(torch.float64)
-        got = layer.matmul(rows, layer.bias).to(torch.float64)
-        tol = 1e-5 * want.abs().max() + 1e-6
-        assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
+        assert_forward_is_integer_rescaled(name, layer, inputs)
 
 
 @pytest.mark.parametrize("scheme", ["native", "differential"])
 @pytest.mark.parametrize("adc_range", ["full_scale", "calibrated"])
 def test_forward_with_fixed_scales_after_calibration(small_path, adc_range, scheme):
-    """With input scales fixed from calibration batches (the cached-scale path) and an ADC range
-    set from them, the forward still equals the integer result rescaled."""
+    """With input scales fixed from calibration batches (a tensor scale, no per-batch measure) and
+    an ADC range set from them, the forward still equals the integer result rescaled."""
     over = {"adc.bits": 5, "adc.range": adc_range, "decomposition.scheme": scheme}
     arch = pimsim.load_arch(small_path, over)
     torch.manual_seed(4)
@@ -246,14 +251,7 @@ def test_forward_with_fixed_scales_after_calibration(small_path, adc_range, sche
         if name not in seen:
             continue
         assert not layer.dynamic_scale
-        rows = layer_rows(layer, seen[name])
-        x_int, scale = layer.quantize_input(rows)
-        want = layer.integer_matmul(x_int).reshape(rows.shape[0], -1)
-        want = want * (scale * layer.weight_scale)
-        if layer.bias is not None:
-            want = want + layer.bias.to(torch.float64)
-        got = layer.matmul(rows, layer.bias).to(torch.float64)
-        assert (got - want).abs().max() <= 1e-5 * want.abs().max() + 1e-6, name
+        assert_forward_is_integer_rescaled(name, layer, seen[name])
 
 
 def test_in_range_adc_shortcut_is_exact(small_path):
