@@ -82,6 +82,20 @@ class EnginePlan:
         return torch.float64 if self.full_scale >= 2**24 else torch.float32
 
     @cached_property
+    def direct(self) -> bool:
+        """Whether each output is one ADC conversion of one dense product: one matrix, one row
+        group (its rows in order, then any padding), one input cycle of unsigned inputs, one cell
+        slice of weight 1, one polarity (the layers' CPU fast path)."""
+        return (
+            self.matrices == 1
+            and self.row_groups == 1
+            and self.cycles == 1
+            and not self.signed_inputs
+            and self.shift_add == ((1.0,), (1.0,))
+            and self.encoding not in DIFFERENTIAL
+        )
+
+    @cached_property
     def shift_add(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(:func:`slice_weights`, :func:`cycle_weights`), computed once."""
         return tuple(slice_weights(self)), tuple(cycle_weights(self))
@@ -224,14 +238,35 @@ def adc_quantize_(plan: EnginePlan, partial: torch.Tensor, in_range: bool = Fals
     cells and DACs, ADC spanning that full scale): then no code can fall outside the code range,
     and the clip (and, with a step of 1, the rounding) are skipped as the no-ops they are."""
     lo, hi = plan.code_range
+    if plan.step == 1.0 and in_range:
+        return partial
+    if use_kernels(partial) and partial.is_contiguous():  # one fused pass on CPU
+        return kernels().adc_codes_(partial, plan.step, lo, hi)
     if plan.step != 1.0:  # DESIGN.md: p / step in float64, so ties round the same everywhere
         codes = partial.to(torch.float64).div_(plan.step).round_()
         partial = codes.to(partial.dtype)  # codes are small integers: exact in either dtype
-    elif in_range:
-        return partial
     else:
         partial = partial.round_()
     return partial if in_range else partial.clamp_(lo, hi)
+
+
+_KERNELS = None
+
+
+def kernels():
+    """The fused CPU kernels, :mod:`pimsim.oracle._kernels` (imported on first use: numba loads
+    only where a CPU pass needs it)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from pimsim.oracle import _kernels
+
+        _KERNELS = _kernels
+    return _KERNELS
+
+
+def use_kernels(t: torch.Tensor) -> bool:
+    """Whether the fused CPU kernels can process ``t`` (a CPU float tensor, kernels enabled)."""
+    return t.is_cpu and kernels().usable(t)
 
 
 SAMPLE_LIMIT = 1 << 18  # partial sums kept per call for range calibration
@@ -272,23 +307,28 @@ def pim_matmul(
     noise=None,
     record_codes: bool = False,
     record_partials: bool = False,
+    active_bits: int | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Recombined ADC codes [B, M * N] of the mapped layer on integer inputs [B, M * K] (float32
     where exact, else float64; times ``plan.step`` they are the column results), and the
     :class:`Stats` of the pass. ``chunk`` bounds the rows processed at once (peak memory).
-    ``noise`` (a :class:`Noise`) replaces ideal cells and conversions by non-ideal ones."""
+    ``noise`` (a :class:`Noise`) replaces ideal cells and conversions by non-ideal ones.
+    ``active_bits``: the number of non-zero input bits over all cycles, when the caller already
+    knows it (then it is not counted again)."""
     b = x_int.shape[0]
     chunk = chunk or b
-    outs, stats = [], Stats()
+    outs, stats = [], Stats(active_bits=active_bits or 0)
+    count = active_bits is None
     if record_partials:
         stats.samples = []
     if record_codes:
         lo, hi = plan.code_range
         stats.codes = torch.zeros(hi - lo + 1, dtype=torch.int64)
     if chunk >= b:
-        return _pim_chunk(plan, x_int, w_layout, stats, noise), stats
+        return _pim_chunk(plan, x_int, w_layout, stats, noise, count), stats
     for start in range(0, b, chunk):
-        outs.append(_pim_chunk(plan, x_int[start : start + chunk], w_layout, stats, noise))
+        rows = x_int[start : start + chunk]
+        outs.append(_pim_chunk(plan, rows, w_layout, stats, noise, count))
     return torch.cat(outs), stats
 
 
@@ -326,13 +366,14 @@ def count_nonzero(t: torch.Tensor, nonnegative: bool = False) -> int:
     return int(rows.sum(dim=1).sum(dtype=torch.float64))
 
 
-def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None):
+def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bool = True):
     b = x_int.shape[0]
     m, n = plan.matrices, plan.n_cols
     g = plan.row_groups
     cycles = input_cycles(plan, x_int)
     if not cycles.is_meta:
-        stats.active_bits += count_nonzero(cycles, nonnegative=True)
+        if count_active:
+            stats.active_bits += count_nonzero(cycles, nonnegative=True)
         stats.input_bits += cycles.numel()
     xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
     if noise is not None and noise.g_layout is not None:

@@ -201,8 +201,14 @@ class PimMatrixLayer(nn.Module):
         raise NotImplementedError
 
     def quantize_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        """Integer inputs and the scale used: the fixed ``input_scale`` buffer (a 0-dim tensor, so
-        no device sync), or a float measured on this batch."""
+        """Integer inputs [rows, M*K] of float rows ``x`` and the scale used: the fixed
+        ``input_scale`` buffer (a 0-dim tensor, so no device sync), or a float measured on this
+        batch."""
+        return self._quantize(x)[:2]
+
+    def _quantize(self, x: torch.Tensor):
+        """:meth:`quantize_input`, plus what the fused CPU kernel measures on the way (else None):
+        the integer inputs' sums [rows, M] per matrix and their number of non-zeros."""
         plan = self.plan
         lo, hi = input_levels(plan.input_bits, plan.signed_inputs)
         if x.is_meta:  # shape-only run: no values to scale
@@ -211,12 +217,19 @@ class PimMatrixLayer(nn.Module):
             scale = scale_from_max(x.detach().abs().max(), plan.input_bits, plan.signed_inputs)
         else:
             scale = self.input_scale
+        if x.dtype == torch.float32 and E.use_kernels(x):
+            x_int, sums, nonzeros = E.kernels().quantize_rows(
+                x.detach(), float(scale), lo, hi, plan.k_rows
+            )
+            return x_int, scale, sums, nonzeros
         x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
-        return x_int, scale
+        return x_int, scale, None, None
 
-    def _codes(self, x_int: torch.Tensor) -> torch.Tensor:
-        """Recombined ADC codes [rows, M, N] for integer inputs, updating the counters."""
+    def _codes(self, x_int: torch.Tensor, nonzeros: int | None = None) -> torch.Tensor:
+        """Recombined ADC codes [rows, M, N] for integer inputs, updating the counters.
+        ``nonzeros``: the number of non-zero integer inputs, when already counted."""
         plan = self.plan
+        single = plan.cycles == 1 and not plan.signed_inputs  # active bits = non-zero inputs
         y, stats = E.pim_matmul(
             plan,
             x_int,
@@ -225,6 +238,7 @@ class PimMatrixLayer(nn.Module):
             self.noise,
             self.record_codes,
             self.partial_samples is not None,
+            active_bits=nonzeros if single else None,
         )
         if stats.samples is not None:
             self.partial_samples.extend(stats.samples)
@@ -237,7 +251,9 @@ class PimMatrixLayer(nn.Module):
         c.active_bits += stats.active_bits
         c.input_bit_total += stats.input_bits
         if not x_int.is_meta:
-            if plan.cycles == 1 and not plan.signed_inputs:  # one cycle: active bits = non-zeros
+            if nonzeros is not None:
+                c.zero_inputs += x_int.numel() - nonzeros
+            elif single:
                 c.zero_inputs += x_int.numel() - stats.active_bits
             else:
                 c.zero_inputs += x_int.numel() - E.count_nonzero(x_int)
@@ -251,7 +267,7 @@ class PimMatrixLayer(nn.Module):
         2^(b-1)); None when there is nothing to correct."""
         plan = self.plan
         m, k = plan.matrices, plan.k_rows
-        shift = 2 ** (plan.input_bits - 1) if plan.signed_inputs and plan.dac_bits > 1 else 0
+        shift = self._input_shift
         out = None
         if plan.encoding == "offset":
             x = x_int.view(-1, m, k)
@@ -262,11 +278,67 @@ class PimMatrixLayer(nn.Module):
             else:
                 applied = E.as_dtype(x + shift, dtype)
                 out = torch.einsum("bmk,mkn->bmn", applied, self.mask.to(dtype))
-            out.mul_(-(2 ** (plan.weight_bits - 1) - 1))
+            out.mul_(self._weight_offset)
         if shift:
             cols = self.col_sums.to(dtype) * -shift
             out = cols if out is None else out + cols
         return out
+
+    @property
+    def _input_shift(self) -> int:
+        """The offset added to signed inputs applied by a multi-bit DAC (x + 2^(b-1)), else 0."""
+        plan = self.plan
+        return 2 ** (plan.input_bits - 1) if plan.signed_inputs and plan.dac_bits > 1 else 0
+
+    @property
+    def _weight_offset(self) -> int:
+        """Minus the offset stored with ``offset`` weights (cells hold w + 2^(b-1) - 1), else 0."""
+        plan = self.plan
+        return -(2 ** (plan.weight_bits - 1) - 1) if plan.encoding == "offset" else 0
+
+    def _direct(self, x_rows: torch.Tensor, bias) -> torch.Tensor | None:
+        """:meth:`matmul` on CPU for a plan whose every output is one ADC conversion of one
+        dense product (``plan.direct``, ideal cells, nothing recorded, no chunking): quantize
+        (one kernel), one product, then ADC, corrections, scales and bias (one kernel). The same
+        numbers as the general path, with less in between. None where it does not apply."""
+        if not (
+            self.plan.direct
+            and x_rows.dtype == torch.float32
+            and self.noise is None
+            and self.mask is None
+            and not self.record_codes
+            and self.partial_samples is None
+            and (self.chunk is None or self.chunk >= x_rows.shape[0])
+            and E.use_kernels(x_rows)
+        ):
+            return None
+        x_int, scale, sums, nonzeros = self._quantize(x_rows)
+        partial = torch.mm(x_int, self.w_layout[0, : self.plan.k_rows])  # padding rows: zero
+        c, n = self.counters, x_int.numel()
+        c.conversions += partial.numel()
+        c.active_bits += nonzeros  # one cycle of unsigned inputs: active bits = non-zeros
+        c.input_bit_total += n
+        c.zero_inputs += n - nonzeros
+        c.input_total += n
+        return self._finish(partial.unsqueeze(1), True, sums, scale, bias, x_rows.dtype)
+
+    def _finish(self, values, convert, sums, scale, bias, dtype) -> torch.Tensor:
+        """The digital units' work on CPU, one kernel pass over [rows, M, N] ``values``: their
+        ADC codes (if ``convert``; else they are codes already) x step - corrections, x (input
+        scale x weight scale) + bias; ``sums``: the integer inputs' sums [rows, M] per matrix."""
+        plan = self.plan
+        shift = self._input_shift
+        return E.kernels().finish(
+            values,
+            plan.code_range if convert else None,
+            plan.step,
+            (sums, self._weight_offset, shift * plan.k_rows) if self._weight_offset else None,
+            self.col_sums * -shift if shift else None,
+            float(scale),
+            self.weight_scale,
+            None if bias is None else bias.data,  # .data: no parameter dispatch
+            dtype,
+        )
 
     def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
         """[rows, M*K] integer inputs -> [rows, M, N] results (float64, exact where the hardware
@@ -278,19 +350,27 @@ class PimMatrixLayer(nn.Module):
     def matmul(self, x_rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """[rows, M*K] float inputs -> [rows, M*N] float outputs, plus ``bias`` [M*N] if given.
 
-        Two passes over the output after the ADC: step x codes + offsets (exact integers when the
-        step is 1), then x (input scale x weight scale) + bias."""
-        x_int, scale = self.quantize_input(x_rows)
+        On CPU one fused kernel computes (step x codes + corrections) x (input scale x weight
+        scale) + bias in float64; elsewhere two passes over the output after the ADC do: step x
+        codes + offsets (exact integers when the step is 1), then x scales + bias."""
+        direct = self._direct(x_rows, bias)
+        if direct is not None:
+            return direct
+        x_int, scale, sums, nonzeros = self._quantize(x_rows)
         if x_int.is_cuda:  # DESIGN.md 'exactness': no TF32 in the oracle's products
             tf32 = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = False
             try:
-                codes = self._codes(x_int)
+                codes = self._codes(x_int, nonzeros)
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = tf32
         else:
-            codes = self._codes(x_int)
+            codes = self._codes(x_int, nonzeros)
         plan = self.plan
+        if self.mask is None and E.use_kernels(codes) and E.use_kernels(x_rows):
+            if self._weight_offset and sums is None:
+                sums = x_int.view(-1, plan.matrices, plan.k_rows).sum(2, dtype=torch.float64)
+            return self._finish(codes, False, sums, scale, bias, x_rows.dtype)
         # float32 suffices while the corrections are exact in it (the result is a float anyway)
         exact = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
         dtype = codes.dtype if exact < 2**24 else torch.float64

@@ -1,0 +1,148 @@
+"""The fused CPU kernels give the numbers of the torch expressions they replace (which remain the
+implementation on other devices): exactly for integers and ADC codes, to float rounding for the
+rescaled outputs; and the layers count the same conversions and activity either way."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import pimsim  # noqa: E402
+import pimsim.oracle  # noqa: E402
+from pimsim.oracle import _engine as E  # noqa: E402
+from pimsim.oracle import _kernels as K  # noqa: E402
+from tests.test_oracle import CONFIGS, layer_rows, run_tiny  # noqa: E402
+
+
+def torch_quantize(x, scale, lo, hi):
+    return torch.div(x, scale).round_().clamp_(lo, hi)
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 63), (-127, 127)])
+def test_quantize_rows_matches_torch_with_ties(lo, hi):
+    """Exact halves (x / s = j + 1/2 with s a power of two) round to even like torch.round;
+    values beyond the range clip; the sums per matrix and the non-zeros are exact."""
+    s, m, k = 0.25, 3, 40
+    j = torch.arange(-2 * hi - 20, 2 * hi + 20, dtype=torch.float32)
+    x = (j * 0.125)[torch.randperm(j.numel(), generator=torch.Generator().manual_seed(0))]
+    x = x.repeat(5 * m * k // x.numel() + 1)[: 5 * m * k].view(5, m * k)
+    got, sums, nonzeros = K.quantize_rows(x, s, lo, hi, k)
+    want = torch_quantize(x, s, lo, hi)
+    assert ((x / s) % 1 == 0.5).any(), "some inputs must be exact halves"
+    assert torch.equal(got, want)
+    assert torch.equal(sums, want.view(5, m, k).sum(2))
+    assert nonzeros == int(torch.count_nonzero(want))
+
+
+def test_quantize_rows_with_an_arbitrary_scale_and_float64_sums():
+    """A scale that is not a power of two is rounded to float32 and divided by, as torch.div
+    does (inputs next to ties tell division from a reciprocal multiplication); a matrix too wide
+    for exact float32 sums (k x top >= 2^24) is summed in float64."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 2 * 70_000, generator=gen) * 1.3
+    scale = 1.0 / 255  # a float64 whose float32 rounding matters
+    s32 = torch.tensor(scale, dtype=torch.float32)
+    ties = (torch.arange(256.0) + 0.5) * s32  # x / s at or next to a tie...
+    near = torch.cat([ties.nextafter(torch.zeros(1)), ties, ties.nextafter(torch.full((1,), 2.0))])
+    x[0, : near.numel()] = near
+    # ... where a reciprocal multiplication would round otherwise than the division
+    assert not torch.equal((near * (1 / s32)).round(), (near / s32).round())
+    got, sums, nonzeros = K.quantize_rows(x, scale, 0, 255, 70_000)
+    want = torch_quantize(x, torch.tensor(scale, dtype=torch.float64), 0, 255)
+    assert torch.equal(got, want)
+    assert sums.dtype == torch.float64
+    assert torch.equal(sums, want.view(4, 2, -1).sum(2, dtype=torch.float64))
+    assert nonzeros == int(torch.count_nonzero(want))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_adc_codes_equal_float64_division_over_every_partial_sum(dtype):
+    """Every integer partial sum of a 512-row, 6-bit native array (full scale 2,032,128, step
+    7969.13...) gets the code of round_half_even(p / step) in float64, ties included, and
+    out-of-range values clip."""
+    fs = 512 * 63 * 63
+    step = fs / 255
+    p = torch.arange(-1000, fs + 9000, dtype=torch.float64)
+    exact = p / step
+    assert ((exact % 1) == 0.5).any(), "the range must contain exact ties"
+    want = exact.round().clamp(0, 255)
+    got = K.adc_codes_(p.to(dtype).view(-1, 16), step, 0, 255).reshape(-1)
+    assert got.dtype == dtype
+    assert torch.equal(got.to(torch.float64), want)
+
+
+def test_finish_equals_the_formula_in_float64():
+    gen = torch.Generator().manual_seed(2)
+    values = torch.randint(-300, 300, (6, 2, 5), generator=gen).float()
+    sums = torch.randint(0, 100, (6, 2), generator=gen).float()
+    cols = torch.randn(2, 5, dtype=torch.float64, generator=gen)
+    w = torch.rand(10, dtype=torch.float64, generator=gen)
+    bias = torch.randn(10, generator=gen)
+    step, coef, shift, scale = 3.7, -7, 16, 0.031
+    got = K.finish(
+        values, (-100, 100), step, (sums, coef, shift), cols, scale, w, bias, torch.float64
+    )
+    codes = (values.double() / step).round().clamp(-100, 100)
+    want = (codes * step + coef * (sums.double()[:, :, None] + shift) + cols) * (
+        scale * w.view(2, 5)
+    ) + bias.double().view(2, 5)
+    assert torch.equal(got, want.view(6, 10))
+    plain = K.finish(values, None, step, None, None, scale, w, None, torch.float32)
+    assert torch.equal(plain, (values.double() * step * (scale * w.view(2, 5))).float().view(6, 10))
+
+
+def layer_results(arch, config):
+    """For each layer of the tiny network: integer results, float outputs and counters."""
+    out = {}
+    for name, layer, inputs in run_tiny(arch, config, seed=4, batch=3):
+        rows = layer_rows(layer, inputs)
+        x_int, _ = layer.quantize_input(rows)
+        layer.reset_counts()
+        exact = layer.integer_matmul(x_int)
+        y = layer.matmul(rows, layer.bias)
+        c = layer.counters
+        counts = (c.conversions, c.active_bits, c.input_bit_total, c.zero_inputs, c.input_total)
+        out[name] = x_int, exact, y, counts
+    return out
+
+
+@pytest.mark.parametrize("adc_bits", [4, 16])
+@pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
+def test_layers_compute_the_same_with_and_without_kernels(
+    small_path, config, adc_bits, monkeypatch
+):
+    """Every preset and encoding, conv (grouped, depthwise, packed) and linear: the same integer
+    inputs and integer results (exact), the same float outputs to float32 rounding, the same
+    conversions and activity, with the kernels and with the torch expressions alone."""
+    arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
+    fused = layer_results(arch, config)
+    monkeypatch.setattr(K, "ENABLED", False)
+    plain = layer_results(arch, config)
+    for name, (x_int, exact, y, counts) in fused.items():
+        x_ref, exact_ref, y_ref, counts_ref = plain[name]
+        assert torch.equal(x_int, x_ref), name
+        assert torch.equal(exact, exact_ref), name
+        assert counts == counts_ref, name
+        tol = 2e-6 * y_ref.abs().max() + 1e-7
+        assert (y - y_ref).abs().max() <= tol, (name, (y - y_ref).abs().max())
+
+
+def test_direct_path_equals_the_general_path(small_path, monkeypatch):
+    """A native layer whose every output is one conversion (K = 24 rows in one 32-row read)
+    takes the short path (one product between two kernels); the general path computes the same
+    outputs and counts."""
+    arch = pimsim.load_arch(small_path, {"adc.bits": 5, "array.rows_per_adc_read": 32})
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(24, 7))
+    pim = pimsim.oracle.convert(model, arch, (1, 24), calibration=[torch.rand(16, 24)])
+    layer = pim[0]
+    assert layer.plan.direct
+    x = torch.rand(9, 24)
+    direct = layer._direct(x, layer.bias)
+    assert direct is not None
+    counts = layer.counters
+    layer.reset_counts()
+    monkeypatch.setattr(E.EnginePlan, "direct", property(lambda self: False))
+    assert layer._direct(x, layer.bias) is None
+    general = layer.matmul(x, layer.bias)
+    assert torch.equal(direct, general)
+    assert counts == layer.counters
