@@ -111,8 +111,8 @@ def test_layers_compute_the_same_with_and_without_kernels(
     small_path, config, adc_bits, monkeypatch
 ):
     """Every preset and encoding, conv (grouped, depthwise, packed) and linear: the same integer
-    inputs and integer results (exact), the same float outputs to float32 rounding, the same
-    conversions and activity, with the kernels and with the torch expressions alone."""
+    inputs and integer results (exact), the same float outputs to one float32 rounding step, the
+    same conversions and activity, with the kernels and with the torch expressions alone."""
     arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
     fused = layer_results(arch, config)
     monkeypatch.setattr(K, "ENABLED", False)
@@ -122,8 +122,11 @@ def test_layers_compute_the_same_with_and_without_kernels(
         assert torch.equal(x_int, x_ref), name
         assert torch.equal(exact, exact_ref), name
         assert counts == counts_ref, name
-        tol = 2e-6 * y_ref.abs().max() + 1e-7
-        assert (y - y_ref).abs().max() <= tol, (name, (y - y_ref).abs().max())
+        # both compute in float64 and round once: at most one float32 step apart (the order of
+        # the float64 additions differs), most outputs identical
+        tol = y_ref.abs() * 2**-23 + 1e-9 * y_ref.abs().max()
+        assert ((y - y_ref).abs() <= tol).all(), (name, (y - y_ref).abs().max())
+        assert (y == y_ref).float().mean() > 0.99, name
 
 
 def test_direct_path_equals_the_general_path(small_path, monkeypatch):

@@ -350,9 +350,9 @@ class PimMatrixLayer(nn.Module):
     def matmul(self, x_rows: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """[rows, M*K] float inputs -> [rows, M*N] float outputs, plus ``bias`` [M*N] if given.
 
-        On CPU one fused kernel computes (step x codes + corrections) x (input scale x weight
-        scale) + bias in float64; elsewhere two passes over the output after the ADC do: step x
-        codes + offsets (exact integers when the step is 1), then x scales + bias."""
+        After the ADC: (step x codes + corrections) x (input scale x weight scale) + bias, in
+        float64, rounded once to the input's dtype; on CPU one fused kernel pass, elsewhere torch
+        operations."""
         direct = self._direct(x_rows, bias)
         if direct is not None:
             return direct
@@ -371,19 +371,19 @@ class PimMatrixLayer(nn.Module):
             if self._weight_offset and sums is None:
                 sums = x_int.view(-1, plan.matrices, plan.k_rows).sum(2, dtype=torch.float64)
             return self._finish(codes, False, sums, scale, bias, x_rows.dtype)
-        # float32 suffices while the corrections are exact in it (the result is a float anyway)
-        exact = (2**plan.weight_bits + 2**plan.input_bits) * plan.k_rows * 2**plan.input_bits
-        dtype = codes.dtype if exact < 2**24 else torch.float64
-        out_scale = (scale * self.weight_scale).to(dtype).view(plan.matrices, plan.n_cols)
-        b = None if bias is None else bias.detach().to(dtype).view_as(out_scale)
-        offsets = self._offsets(x_int, dtype)
-        if offsets is None:  # scale the codes directly: codes x (step x scale)
-            code_scale = out_scale * plan.step
-            y = codes * code_scale if b is None else torch.addcmul(b, codes, code_scale)
+        # The kernel's arithmetic with torch operations: float64, rounded once at the end, so
+        # that every device gives the same outputs (to the order of float64 additions).
+        f64 = torch.float64
+        y = codes.to(f64) * plan.step
+        offsets = self._offsets(x_int, f64)
+        if offsets is not None:
+            y += offsets
+        out_scale = (self.weight_scale * scale).view(plan.matrices, plan.n_cols)
+        if bias is None:
+            y *= out_scale
         else:
-            y = torch.add(offsets, codes, alpha=plan.step)
-            y = y.mul_(out_scale) if b is None else torch.addcmul(b, y, out_scale)
-        return E.as_dtype(y.reshape(y.shape[0], -1), x_rows.dtype)
+            y = torch.addcmul(bias.detach().to(f64).view_as(out_scale), y, out_scale)
+        return y.to(x_rows.dtype).reshape(y.shape[0], -1)
 
 
 class PimLinear(PimMatrixLayer):
