@@ -65,13 +65,15 @@ def _parallel(elements: int) -> bool:
 @numba.njit(inline="always", **_JIT)
 def _quantize_row(x, r, k, scale, lo, hi, out, sums, zero):
     s, low, high, one = np.float32(scale), np.float32(lo), np.float32(hi), np.float32(1.0)
+    xr, outr = x[r], out[r]  # 1-D rows: simple indexing that the compiler vectorizes
     nonzeros = 0
     for m in range(sums.shape[1]):
+        base = m * k
         total = zero
         active = np.float32(0.0)
-        for i in range(m * k, (m + 1) * k):
-            v = min(max(np.rint(x[r, i] / s), low), high)
-            out[r, i] = v
+        for i in range(k):
+            v = min(max(np.rint(xr[base + i] / s), low), high)
+            outr[base + i] = v
             total += v
             active += min(abs(v), one)
         sums[r, m] = total
@@ -113,8 +115,9 @@ def quantize_rows(
 
 @numba.njit(inline="always", **_JIT)
 def _adc_row(p, r, step, lo, hi):
-    for c in range(p.shape[1]):
-        p[r, c] = min(max(np.rint(np.float64(p[r, c]) / step), lo), hi)
+    pr = p[r]
+    for c in range(pr.shape[0]):
+        pr[c] = min(max(np.rint(np.float64(pr[c]) / step), lo), hi)
 
 
 @numba.njit(**_JIT)
@@ -139,23 +142,22 @@ def adc_codes_(partial: torch.Tensor, step: float, lo: int, hi: int) -> torch.Te
 
 
 # The digital units after the ADC, per output (row r, matrix m, column n):
-#   out = (code x step + coef x (sums[r, m] + shift) + cols[m, n]) x scale x wscale[m, n]
-#         + bias[m, n]
-# with code = clip(round_half_even(value / step)) when ``adc``, else the value itself; an empty
-# ``sums``, ``cols`` or ``bias`` stands for zero.
+#   out = (code x step + coef x (sums[r, m] + shift) + cols[m, n]) x s x w[m, n] + bias[m, n]
+# with code = clip(round_half_even(value / step)) when ``adc``, else the value itself.
 
 
 @numba.njit(inline="always", **_JIT)
 def _finish_row(v, r, adc, lo, hi, step, sums, coef, shift, cols, s, w, bias, out):
     for m in range(v.shape[1]):
-        row = coef * (np.float64(sums[r, m]) + shift) if sums.size else 0.0
-        for n in range(v.shape[2]):
-            code = np.float64(v[r, m, n])
-            if adc:
-                code = min(max(np.rint(code / step), lo), hi)
-            col = np.float64(cols[m, n]) if cols.size else 0.0
-            add = np.float64(bias[m, n]) if bias.size else 0.0
-            out[r, m, n] = (code * step + row + col) * (s * np.float64(w[m, n])) + add
+        row = coef * (np.float64(sums[r, m]) + shift)
+        vm, om, cm, wm, bm = v[r, m], out[r, m], cols[m], w[m], bias[m]
+        if adc:
+            for n in range(vm.shape[0]):
+                code = min(max(np.rint(np.float64(vm[n]) / step), lo), hi)
+                om[n] = (code * step + row + cm[n]) * (s * wm[n]) + bm[n]
+        else:
+            for n in range(vm.shape[0]):
+                om[n] = (np.float64(vm[n]) * step + row + cm[n]) * (s * wm[n]) + bm[n]
 
 
 @numba.njit(**_JIT)
@@ -168,9 +170,6 @@ def _finish_serial(v, adc, lo, hi, step, sums, coef, shift, cols, s, w, bias, ou
 def _finish_parallel(v, adc, lo, hi, step, sums, coef, shift, cols, s, w, bias, out):
     for r in numba.prange(v.shape[0]):
         _finish_row(v, r, adc, lo, hi, step, sums, coef, shift, cols, s, w, bias, out)
-
-
-_EMPTY = np.zeros((0, 0))
 
 
 def finish(
@@ -190,19 +189,21 @@ def finish(
     [R, M] + shift) + col_terms [M, N]) x (``scale`` x weight_scale [M, N]) + bias [M, N], with
     ``row_terms`` = (sums, coef, shift); a missing term counts as zero."""
     rows, m, n = values.shape
-    sums, coef, shift = row_terms or (None, 0, 0)
+    if row_terms is None:
+        sums, coef, shift = np.zeros((rows, m), np.float32), 0, 0
+    else:
+        sums, coef, shift = row_terms[0].numpy().reshape(rows, m), *row_terms[1:]
     out = torch.empty(rows, m * n, dtype=dtype)
     lo, hi = code_range or (0, 0)
     kernel = _finish_parallel if _parallel(rows * m * n) else _finish_serial
     kernel(
-        values.numpy(), code_range is not None, float(lo), float(hi), step,
-        _EMPTY if sums is None else sums.numpy().reshape(rows, m), float(coef), float(shift),
-        _matrix(col_terms, m, n), float(scale), _matrix(weight_scale, m, n),
+        values.numpy(), code_range is not None, float(lo), float(hi), step, sums, float(coef),
+        float(shift), _matrix(col_terms, m, n), float(scale), _matrix(weight_scale, m, n),
         _matrix(bias, m, n), out.numpy().reshape(rows, m, n),
     )  # fmt: skip
     return out
 
 
 def _matrix(t: torch.Tensor | None, m: int, n: int) -> np.ndarray:
-    """``t`` as an [m, n] array (a missing term: an empty one); the kernel reads it in float64."""
-    return _EMPTY if t is None else t.numpy().reshape(m, n)
+    """``t`` as an [m, n] array (a missing term: zeros); the kernel reads it in float64."""
+    return np.zeros((m, n)) if t is None else t.numpy().reshape(m, n)
