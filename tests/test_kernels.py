@@ -105,6 +105,30 @@ def layer_results(arch, config):
     return out
 
 
+def spy(monkeypatch, names=("quantize_rows", "finish")) -> dict:
+    """Count the calls of the named kernels."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(K, name)
+
+        def counted(*args, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(K, name, counted)
+    return calls
+
+
+def assert_same_outputs(y, y_ref, name):
+    """Both paths compute in float64 and round once: at most one float32 step apart (the order
+    of the float64 additions differs), most outputs identical, NaN where the other has NaN."""
+    assert torch.equal(y.isnan(), y_ref.isnan()), name
+    y, y_ref = y.nan_to_num(), y_ref.nan_to_num()
+    tol = y_ref.abs() * 2**-23 + 1e-9 * y_ref.abs().max()
+    assert ((y - y_ref).abs() <= tol).all(), (name, (y - y_ref).abs().max())
+    assert (y == y_ref).float().mean() > 0.99, name
+
+
 @pytest.mark.parametrize("adc_bits", [4, 16])
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
 def test_layers_compute_the_same_with_and_without_kernels(
@@ -114,30 +138,45 @@ def test_layers_compute_the_same_with_and_without_kernels(
     inputs and integer results (exact), the same float outputs to one float32 rounding step, the
     same conversions and activity, with the kernels and with the torch expressions alone."""
     arch = pimsim.load_arch(small_path, {**CONFIGS[config], "adc.bits": adc_bits})
+    calls = spy(monkeypatch)
     fused = layer_results(arch, config)
+    assert calls["quantize_rows"] >= 4 and calls["finish"] >= 4, calls  # the kernels ran
     monkeypatch.setattr(K, "ENABLED", False)
+    calls.update(quantize_rows=0, finish=0)
     plain = layer_results(arch, config)
+    assert calls == {"quantize_rows": 0, "finish": 0}  # and here they did not
     for name, (x_int, exact, y, counts) in fused.items():
         x_ref, exact_ref, y_ref, counts_ref = plain[name]
         assert torch.equal(x_int, x_ref), name
         assert torch.equal(exact, exact_ref), name
         assert counts == counts_ref, name
-        # both compute in float64 and round once: at most one float32 step apart (the order of
-        # the float64 additions differs), most outputs identical
-        tol = y_ref.abs() * 2**-23 + 1e-9 * y_ref.abs().max()
-        assert ((y - y_ref).abs() <= tol).all(), (name, (y - y_ref).abs().max())
-        assert (y == y_ref).float().mean() > 0.99, name
+        assert_same_outputs(y, y_ref, name)
 
 
-def test_direct_path_equals_the_general_path(small_path, monkeypatch):
+def linear_pim(arch, k, n, dtype=None):
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(k, n))
+    pim = pimsim.oracle.convert(model, arch, (1, k), calibration=[torch.rand(16, k)])
+    return pim if dtype is None else pim.to(dtype)
+
+
+def forward_both_ways(pim, x, monkeypatch):
+    """Outputs and counters of ``pim`` on ``x`` with the kernels, then with torch alone."""
+    out = []
+    for enabled in (True, False):
+        monkeypatch.setattr(K, "ENABLED", enabled)
+        pimsim.oracle.reset_counts(pim)
+        y = pim(x)
+        out.append((y, pim[0].counters))
+    return out
+
+
+def test_direct_path_equals_the_general_and_torch_paths(small_path, monkeypatch):
     """A native layer whose every output is one conversion (K = 24 rows in one 32-row read)
     takes the short path (one product between two kernels); the general path computes the same
-    outputs and counts."""
+    outputs and counts, and so do the torch operations."""
     arch = pimsim.load_arch(small_path, {"adc.bits": 5, "array.rows_per_adc_read": 32})
-    torch.manual_seed(5)
-    model = torch.nn.Sequential(torch.nn.Linear(24, 7))
-    pim = pimsim.oracle.convert(model, arch, (1, 24), calibration=[torch.rand(16, 24)])
-    layer = pim[0]
+    layer = linear_pim(arch, 24, 7)[0]
     assert layer.plan.direct
     x = torch.rand(9, 24)
     direct = layer._direct(x, layer.bias)
@@ -149,3 +188,109 @@ def test_direct_path_equals_the_general_path(small_path, monkeypatch):
     general = layer.matmul(x, layer.bias)
     assert torch.equal(direct, general)
     assert counts == layer.counters
+    layer.reset_counts()
+    monkeypatch.setattr(K, "ENABLED", False)
+    assert_same_outputs(direct, layer.matmul(x, layer.bias), "torch")
+    assert counts == layer.counters
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_kernels_take_models_cast_to_other_dtypes(small_path, dtype, monkeypatch):
+    """A converted model cast with .float(), .double() or .half() and fed float32 inputs: the
+    kernels read its buffers in float64 (or leave the direct path) and match torch."""
+    arch = pimsim.load_arch(small_path, {"adc.bits": 5, "array.rows_per_adc_read": 32})
+    pim = linear_pim(arch, 24, 7, dtype)
+    (y, counts), (y_ref, counts_ref) = forward_both_ways(pim, torch.rand(9, 24), monkeypatch)
+    assert y.dtype == y_ref.dtype == torch.float32
+    assert counts == counts_ref
+    assert_same_outputs(y, y_ref, str(dtype))
+
+
+def test_nan_inputs_count_and_propagate_as_in_torch(small_path, monkeypatch):
+    """NaN inputs stay NaN through the kernels (as through torch's clamp) and count as zero
+    inputs (as torch's sign does), on the direct and on the general path."""
+    for rows in (32, 16):  # one row group (direct path), two (general path)
+        arch = pimsim.load_arch(small_path, {"adc.bits": 5, "array.rows_per_adc_read": rows})
+        pim = linear_pim(arch, 24, 7)
+        x = torch.rand(4, 24)
+        x[1, 3] = float("nan")
+        (y, counts), (y_ref, counts_ref) = forward_both_ways(pim, x, monkeypatch)
+        assert y[1].isnan().all() and not y[[0, 2, 3]].isnan().any()
+        assert counts == counts_ref, rows
+        assert_same_outputs(y, y_ref, rows)
+
+
+WIDE_ARCH = """\
+kind: arch
+name: wide
+technology: {node_nm: 32, clock_hz: 1.0e9}
+cell: {device: rram}
+array: {rows: 512, cols: 64, rows_per_adc_read: 512}
+adc: {model: survey, bits: 16, cols_per_adc: 1}
+decomposition: {scheme: native, input_bits: 8, weight_bits: 8}
+pe: {arrays: 8}
+tile: {pes: 8}
+chip: {tiles: auto}
+"""
+
+
+def test_full_scale_beyond_float32_leaves_the_direct_path(tmp_path, monkeypatch):
+    """A native 8-bit layer with 500 rows in one read has a full scale of 2^24 or more: its
+    partial sums are float64 (DESIGN.md 'exactness'), so it takes the general path, and the
+    kernels and torch give the same results."""
+    (tmp_path / "wide.yaml").write_text(WIDE_ARCH)
+    pim = linear_pim(pimsim.load_arch(tmp_path / "wide.yaml"), 500, 64)
+    assert pim[0].plan.full_scale >= 2**24 and not pim[0].plan.direct
+    (y, counts), (y_ref, counts_ref) = forward_both_ways(pim, torch.rand(64, 500), monkeypatch)
+    assert counts == counts_ref
+    assert_same_outputs(y, y_ref, "wide")
+
+
+@pytest.mark.parametrize("kernel", ["quantize", "adc", "finish"])
+def test_parallel_loops_equal_serial_loops(kernel):
+    """The parallel loop of each kernel (taken from 2^20 elements) gives the serial results."""
+    gen = torch.Generator().manual_seed(6)
+    if kernel == "quantize":
+        x = torch.rand(300, 2 * 64, generator=gen).numpy()
+        outs = []
+        for fn in (K._quantize_serial, K._quantize_parallel):
+            out, sums = x.copy(), x[:, :2].copy()
+            outs.append((fn(x, 64, 0.01, 0, 63, out, sums, K.np.float32(0)), out, sums))
+        assert outs[0][0] == outs[1][0]
+        assert all((a == b).all() for a, b in zip(outs[0][1:], outs[1][1:], strict=True))
+    elif kernel == "adc":
+        p = (torch.rand(300, 128, generator=gen) * 5000).numpy()
+        a, b = p.copy(), p.copy()
+        K._adc_serial(a, 19.6, 0.0, 255.0)
+        K._adc_parallel(b, 19.6, 0.0, 255.0)
+        assert (a == b).all()
+    else:
+        v = (torch.rand(300, 2, 64, generator=gen) * 5000).numpy()
+        sums = torch.rand(300, 2, generator=gen).numpy()
+        mats = [torch.rand(2, 64, generator=gen).double().numpy() for _ in range(3)]
+        outs = []
+        for fn in (K._finish_serial, K._finish_parallel):
+            out = v.copy()
+            fn(v, True, 0.0, 255.0, 19.6, sums, -7.0, 3.0, mats[0], 0.1, mats[1], mats[2], out)
+            outs.append(out)
+        assert (outs[0] == outs[1]).all()
+
+
+def test_without_numba_the_oracle_falls_back_to_torch(small_path, monkeypatch):
+    """Where the kernels cannot load (here: their import fails), a warning says so once and the
+    layers compute with torch operations; PIMSIM_KERNELS=0 does not even try."""
+    import sys
+
+    arch = pimsim.load_arch(small_path, {"adc.bits": 5, "array.rows_per_adc_read": 32})
+    pim = linear_pim(arch, 24, 7)
+    x = torch.rand(5, 24)
+    want = pim(x)
+    monkeypatch.setattr(E, "_KERNELS", None)
+    monkeypatch.delattr(pimsim.oracle, "_kernels")
+    monkeypatch.setitem(sys.modules, "pimsim.oracle._kernels", None)  # import raises
+    with pytest.warns(RuntimeWarning, match="kernels are unavailable"):
+        assert E.kernels() is None
+    assert_same_outputs(pim(x), want, "fallback")
+    monkeypatch.setattr(E, "_KERNELS", None)
+    monkeypatch.setenv("PIMSIM_KERNELS", "0")
+    assert E.kernels() is None  # no import attempted, no warning (warnings are errors here)

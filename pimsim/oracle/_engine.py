@@ -24,6 +24,8 @@ columns]), one fused in-place step quantizes them all, and one contraction recom
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -83,11 +85,13 @@ class EnginePlan:
 
     @cached_property
     def direct(self) -> bool:
-        """Whether each output is one ADC conversion of one dense product: one matrix, one row
-        group (its rows in order, then any padding), one input cycle of unsigned inputs, one cell
-        slice of weight 1, one polarity (the layers' CPU fast path)."""
+        """Whether each output is one ADC conversion of one dense float32 product (full scale
+        below 2^24): one matrix, one row group (its rows in order, then any padding), one input
+        cycle of unsigned inputs, one cell slice of weight 1, one polarity (the layers' CPU fast
+        path)."""
         return (
-            self.matrices == 1
+            self.sum_dtype == torch.float32
+            and self.matrices == 1
             and self.row_groups == 1
             and self.cycles == 1
             and not self.signed_inputs
@@ -243,30 +247,47 @@ def adc_quantize_(plan: EnginePlan, partial: torch.Tensor, in_range: bool = Fals
     if use_kernels(partial) and partial.is_contiguous():  # one fused pass on CPU
         return kernels().adc_codes_(partial, plan.step, lo, hi)
     if plan.step != 1.0:  # DESIGN.md: p / step in float64, so ties round the same everywhere
-        codes = partial.to(torch.float64).div_(plan.step).round_()
+        # a divisor tensor on the partial sums' device: CUDA multiplies by the reciprocal of a
+        # CPU scalar, which can round a tie otherwise than the division
+        step = torch.tensor(plan.step, dtype=torch.float64, device=partial.device)
+        codes = partial.to(torch.float64).div_(step).round_()
         partial = codes.to(partial.dtype)  # codes are small integers: exact in either dtype
     else:
         partial = partial.round_()
     return partial if in_range else partial.clamp_(lo, hi)
 
 
-_KERNELS = None
+_KERNELS: object = None  # the kernels module once loaded, False where they are off
 
 
 def kernels():
-    """The fused CPU kernels, :mod:`pimsim.oracle._kernels` (imported on first use: numba loads
-    only where a CPU pass needs it)."""
+    """The fused CPU kernels, :mod:`pimsim.oracle._kernels`, imported on first use (numba loads
+    only where a CPU pass needs it); None where ``PIMSIM_KERNELS=0`` turns them off or numba
+    cannot load (a warning says why; the torch operations compute the same numbers)."""
     global _KERNELS
     if _KERNELS is None:
-        from pimsim.oracle import _kernels
+        _KERNELS = False
+        if os.environ.get("PIMSIM_KERNELS", "1") != "0":
+            try:
+                from pimsim.oracle import _kernels
 
-        _KERNELS = _kernels
-    return _KERNELS
+                _KERNELS = _kernels
+            except (ImportError, RuntimeError, OSError) as err:
+                warnings.warn(
+                    f"pimsim: the fused CPU kernels are unavailable ({err}); the oracle uses "
+                    "torch operations on CPU (slower, same results)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    return _KERNELS or None
 
 
 def use_kernels(t: torch.Tensor) -> bool:
     """Whether the fused CPU kernels can process ``t`` (a CPU float tensor, kernels enabled)."""
-    return t.is_cpu and kernels().usable(t)
+    if not t.is_cpu:
+        return False
+    k = kernels()
+    return k is not None and k.usable(t)
 
 
 SAMPLE_LIMIT = 1 << 18  # partial sums kept per call for range calibration

@@ -23,26 +23,39 @@ fused multiply-add, so the rounding is the one the conventions fix.
 Each kernel is a row function inlined into two loops over the rows: serial, and parallel on numba's
 threads (as many as torch uses) for tensors of :data:`PARALLEL_MIN` elements or more; below that,
 waking the threads costs more than it saves. The kernels are compiled on first use (about a second
-each) and cached on disk by numba. ``PIMSIM_KERNELS=0`` in the environment (or :data:`ENABLED` set
-to False) runs the torch expressions on CPU too.
+each) and cached on disk by numba where it finds a writable place. ``PIMSIM_KERNELS=0`` in the
+environment (or :data:`ENABLED` set to False) runs the torch expressions on CPU too.
 """
 
 from __future__ import annotations
-
-import os
 
 import numba
 import numpy as np
 import torch
 
-ENABLED = os.environ.get("PIMSIM_KERNELS", "1") != "0"
+ENABLED = True  # False: the torch operations on CPU too (PIMSIM_KERNELS=0 never imports this)
 
 EXACT_FLOAT32 = 2**24  # integers below this are exact in float32
 PARALLEL_MIN = 1 << 20  # elements from which a kernel runs its parallel loop
 FLOATS = (torch.float32, torch.float64)
 
+
+def _cache_probe():
+    return 0
+
+
+def _can_cache() -> bool:
+    """Whether numba finds a writable place for its on-disk cache (beside this file, or the
+    user's cache folder); without one (a read-only install) the kernels compile in each process."""
+    try:
+        numba.njit(cache=True)(_cache_probe)
+    except RuntimeError:
+        return False
+    return True
+
+
 # Only reassociation is allowed (vectorized sums of integers, exact below 2^24 in any order).
-_JIT = dict(cache=True, fastmath={"reassoc"})
+_JIT = dict(cache=_can_cache(), fastmath={"reassoc"})
 
 
 def usable(t: torch.Tensor) -> bool:
@@ -64,7 +77,7 @@ def _parallel(elements: int) -> bool:
 
 @numba.njit(inline="always", **_JIT)
 def _quantize_row(x, r, k, scale, lo, hi, out, sums, zero):
-    s, low, high, one = np.float32(scale), np.float32(lo), np.float32(hi), np.float32(1.0)
+    s, low, high = np.float32(scale), np.float32(lo), np.float32(hi)
     xr, outr = x[r], out[r]  # 1-D rows: simple indexing that the compiler vectorizes
     nonzeros = 0
     for m in range(sums.shape[1]):
@@ -72,10 +85,11 @@ def _quantize_row(x, r, k, scale, lo, hi, out, sums, zero):
         total = zero
         active = np.float32(0.0)
         for i in range(k):
-            v = min(max(np.rint(xr[base + i] / s), low), high)
+            v = np.rint(xr[base + i] / s)
+            v = low if v < low else (high if v > high else v)  # NaN stays NaN, as in torch
             outr[base + i] = v
             total += v
-            active += min(abs(v), one)
+            active += np.float32(v > 0) + np.float32(v < 0)  # NaN counts as zero, as sign()
         sums[r, m] = total
         nonzeros += int(active)
     return nonzeros
@@ -117,7 +131,8 @@ def quantize_rows(
 def _adc_row(p, r, step, lo, hi):
     pr = p[r]
     for c in range(pr.shape[0]):
-        pr[c] = min(max(np.rint(np.float64(pr[c]) / step), lo), hi)
+        code = np.rint(np.float64(pr[c]) / step)
+        pr[c] = lo if code < lo else (hi if code > hi else code)
 
 
 @numba.njit(**_JIT)
@@ -153,7 +168,8 @@ def _finish_row(v, r, adc, lo, hi, step, sums, coef, shift, cols, s, w, bias, ou
         vm, om, cm, wm, bm = v[r, m], out[r, m], cols[m], w[m], bias[m]
         if adc:
             for n in range(vm.shape[0]):
-                code = min(max(np.rint(np.float64(vm[n]) / step), lo), hi)
+                code = np.rint(np.float64(vm[n]) / step)
+                code = lo if code < lo else (hi if code > hi else code)
                 om[n] = (code * step + row + cm[n]) * (s * wm[n]) + bm[n]
         else:
             for n in range(vm.shape[0]):
@@ -205,5 +221,8 @@ def finish(
 
 
 def _matrix(t: torch.Tensor | None, m: int, n: int) -> np.ndarray:
-    """``t`` as an [m, n] array (a missing term: zeros); the kernel reads it in float64."""
-    return np.zeros((m, n)) if t is None else t.numpy().reshape(m, n)
+    """``t`` as an [m, n] float32 or float64 array (a missing term: zeros); the kernel reads it in
+    float64."""
+    if t is None:
+        return np.zeros((m, n))
+    return (t if t.dtype in FLOATS else t.to(torch.float64)).numpy().reshape(m, n)

@@ -222,7 +222,9 @@ class PimMatrixLayer(nn.Module):
                 x.detach(), float(scale), lo, hi, plan.k_rows
             )
             return x_int, scale, sums, nonzeros
-        x_int = torch.div(x.detach(), scale).round_().clamp_(lo, hi)
+        # a divisor tensor on x's device: CUDA multiplies by the reciprocal of a CPU scalar
+        divisor = torch.as_tensor(scale, dtype=torch.float64, device=x.device)
+        x_int = torch.div(x.detach(), divisor).round_().clamp_(lo, hi)
         return x_int, scale, None, None
 
     def _codes(self, x_int: torch.Tensor, nonzeros: int | None = None) -> torch.Tensor:
@@ -309,6 +311,7 @@ class PimMatrixLayer(nn.Module):
             and not self.record_codes
             and self.partial_samples is None
             and (self.chunk is None or self.chunk >= x_rows.shape[0])
+            and self.w_layout.dtype == torch.float32
             and E.use_kernels(x_rows)
         ):
             return None
@@ -378,7 +381,7 @@ class PimMatrixLayer(nn.Module):
         offsets = self._offsets(x_int, f64)
         if offsets is not None:
             y += offsets
-        out_scale = (self.weight_scale * scale).view(plan.matrices, plan.n_cols)
+        out_scale = (self.weight_scale.to(f64) * scale).view(plan.matrices, plan.n_cols)
         if bias is None:
             y *= out_scale
         else:
