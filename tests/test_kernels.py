@@ -220,28 +220,24 @@ def test_nan_inputs_count_and_propagate_as_in_torch(small_path, monkeypatch):
         assert_same_outputs(y, y_ref, rows)
 
 
-WIDE_ARCH = """\
-kind: arch
-name: wide
-technology: {node_nm: 32, clock_hz: 1.0e9}
-cell: {device: rram}
-array: {rows: 512, cols: 64, rows_per_adc_read: 512}
-adc: {model: survey, bits: 16, cols_per_adc: 1}
-decomposition: {scheme: native, input_bits: 8, weight_bits: 8}
-pe: {arrays: 8}
-tile: {pes: 8}
-chip: {tiles: auto}
-"""
-
-
-def test_full_scale_beyond_float32_leaves_the_direct_path(tmp_path, monkeypatch):
+def test_full_scale_beyond_float32_leaves_the_direct_path(small_path, monkeypatch):
     """A native 8-bit layer with 500 rows in one read has a full scale of 2^24 or more: its
     partial sums are float64 (DESIGN.md 'exactness'), so it takes the general path, and the
-    kernels and torch give the same results."""
-    (tmp_path / "wide.yaml").write_text(WIDE_ARCH)
-    pim = linear_pim(pimsim.load_arch(tmp_path / "wide.yaml"), 500, 64)
+    kernels and torch give the same results. Positive weights and large inputs put the partial
+    sums above 2^24, where a float32 product would round them and move some codes."""
+    wide = {"array.rows": 512, "array.rows_per_adc_read": 512, "adc.bits": 16}
+    bits = {"decomposition.input_bits": 8, "decomposition.weight_bits": 8}
+    arch = pimsim.load_arch(small_path, {**wide, **bits})
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(500, 64))
+    model[0].weight.data.abs_()
+    pim = pimsim.oracle.convert(model, arch, (1, 500), calibration=[torch.rand(16, 500)])
     assert pim[0].plan.full_scale >= 2**24 and not pim[0].plan.direct
-    (y, counts), (y_ref, counts_ref) = forward_both_ways(pim, torch.rand(64, 500), monkeypatch)
+    x = 0.8 + 0.2 * torch.rand(256, 500)
+    x_int = pim[0].quantize_input(x)[0].double()
+    stored = pim[0].weight_int.t().double() + 127  # offset encoding: cells hold w + 127
+    assert (x_int @ stored).max() > 2**24  # the partial sums the ADC sees
+    (y, counts), (y_ref, counts_ref) = forward_both_ways(pim, x, monkeypatch)
     assert counts == counts_ref
     assert_same_outputs(y, y_ref, "wide")
 
