@@ -33,6 +33,8 @@ import torch
 
 from pimsim.spec._arch import DIFFERENTIAL
 
+EXACT_FLOAT32 = 2**24  # integers below this are exact in float32 (DESIGN.md 'exactness')
+
 
 @dataclass(frozen=True)
 class EnginePlan:
@@ -81,7 +83,7 @@ class EnginePlan:
     def sum_dtype(self) -> torch.dtype:
         """dtype of the partial sums: float32 is exact while the full scale stays below 2^24
         (DESIGN.md 'exactness'), float64 above."""
-        return torch.float64 if self.full_scale >= 2**24 else torch.float32
+        return torch.float64 if self.full_scale >= EXACT_FLOAT32 else torch.float32
 
     @cached_property
     def direct(self) -> bool:
@@ -316,7 +318,7 @@ def _convert(plan, partial, noise):
         from pimsim.oracle._nonideal import adc_convert
 
         codes = adc_convert(noise.arch, plan, partial, noise.thresholds, noise.generator)
-        return codes.to(torch.float32) if plan.full_scale < 2**24 else codes
+        return as_dtype(codes, plan.sum_dtype)
     return adc_quantize_(plan, partial)
 
 
@@ -381,9 +383,10 @@ def count_nonzero(t: torch.Tensor, nonnegative: bool = False) -> int:
     while the count stays below 2^24, so larger tensors are summed per row, then in float64) is
     several times faster than ``torch.count_nonzero`` on CPU."""
     ones = t.sign() if nonnegative else t.sign().abs_()
-    if ones.numel() < 2**24:
+    if ones.numel() < EXACT_FLOAT32:
         return int(ones.sum())
-    rows = ones.reshape(-1, ones.shape[-1]) if ones.shape[-1] < 2**24 else ones.reshape(-1, 1)
+    width = ones.shape[-1] if ones.shape[-1] < EXACT_FLOAT32 else 1
+    rows = ones.reshape(-1, width)
     return int(rows.sum(dim=1).sum(dtype=torch.float64))
 
 
@@ -434,12 +437,14 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bo
     top = max(abs(lo), hi)
     # Integer codes: sums stay exact in float32 while below 2^24 (DESIGN.md 'exactness').
     if g > 1:
-        partial = partial.sum(dim=1) if g * top < 2**24 else partial.to(torch.float64).sum(1)
+        exact = g * top < EXACT_FLOAT32
+        partial = partial.sum(dim=1) if exact else partial.to(torch.float64).sum(1)
     else:
         partial = partial.squeeze(1)  # [M, C, B, P, S, N]
     # Recombined codes stay exact in float32 while their bound is below 2^24.
     bound = g * top * sum(abs(v) for v in s_weights) * sum(abs(v) for v in c_weights) * 2
-    dtype = torch.float32 if bound < 2**24 and partial.dtype == torch.float32 else torch.float64
+    exact = bound < EXACT_FLOAT32 and partial.dtype == torch.float32
+    dtype = torch.float32 if exact else torch.float64
     if s > 1:  # slices: one batched vector product over S
         coef = torch.tensor(s_weights, dtype=dtype, device=partial.device)
         partial = torch.matmul(coef, partial.to(dtype))  # [M, C, B, P, N]

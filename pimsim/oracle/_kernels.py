@@ -33,9 +33,10 @@ import numba
 import numpy as np
 import torch
 
+from pimsim.oracle._engine import EXACT_FLOAT32
+
 ENABLED = True  # False: the torch operations on CPU too (PIMSIM_KERNELS=0 never imports this)
 
-EXACT_FLOAT32 = 2**24  # integers below this are exact in float32
 PARALLEL_MIN = 1 << 20  # elements from which a kernel runs its parallel loop
 FLOATS = (torch.float32, torch.float64)
 

@@ -244,23 +244,28 @@ class PimMatrixLayer(nn.Module):
         )
         if stats.samples is not None:
             self.partial_samples.extend(stats.samples)
-        c = self.counters  # a plain object: cheaper to update than module attributes
+        c = self.counters
         if stats.codes is not None:
             c.code_histogram = stats.codes + (
                 c.code_histogram if c.code_histogram is not None else 0
             )
-        c.conversions += stats.conversions
-        c.active_bits += stats.active_bits
-        c.input_bit_total += stats.input_bits
-        if not x_int.is_meta:
-            if nonzeros is not None:
-                c.zero_inputs += x_int.numel() - nonzeros
-            elif single:
-                c.zero_inputs += x_int.numel() - stats.active_bits
-            else:
-                c.zero_inputs += x_int.numel() - E.count_nonzero(x_int)
-            c.input_total += x_int.numel()
+        if nonzeros is None and single:
+            nonzeros = stats.active_bits
+        self._tally(x_int, stats.conversions, stats.active_bits, stats.input_bits, nonzeros)
         return y.view(-1, plan.matrices, plan.n_cols)
+
+    def _tally(self, x_int, conversions: int, active_bits: int, input_bits: int, nonzeros):
+        """Add one pass to the counters (a plain object: cheaper to update than module
+        attributes); ``nonzeros``: the non-zero integer inputs, counted here when None."""
+        c = self.counters
+        c.conversions += conversions
+        c.active_bits += active_bits
+        c.input_bit_total += input_bits
+        if not x_int.is_meta:
+            if nonzeros is None:
+                nonzeros = E.count_nonzero(x_int)
+            c.zero_inputs += x_int.numel() - nonzeros
+            c.input_total += x_int.numel()
 
     def _offsets(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
         """What the digital units add to the column results (minus the corrections),
@@ -317,12 +322,8 @@ class PimMatrixLayer(nn.Module):
             return None
         x_int, scale, sums, nonzeros = self._quantize(x_rows)
         partial = torch.mm(x_int, self.w_layout[0, : self.plan.k_rows])  # padding rows: zero
-        c, n = self.counters, x_int.numel()
-        c.conversions += partial.numel()
-        c.active_bits += nonzeros  # one cycle of unsigned inputs: active bits = non-zeros
-        c.input_bit_total += n
-        c.zero_inputs += n - nonzeros
-        c.input_total += n
+        # one cycle of unsigned inputs: the active bits are the non-zero inputs
+        self._tally(x_int, partial.numel(), nonzeros, x_int.numel(), nonzeros)
         return self._finish(partial.unsqueeze(1), True, sums, scale, bias, x_rows.dtype)
 
     def _finish(self, values, convert, sums, scale, bias, dtype) -> torch.Tensor:
