@@ -1,6 +1,16 @@
 """Specs: the only place YAML is read. Produces frozen, validated objects."""
 
-from pimsim.spec._arch import ArchSpec, preset_defaults
+from pimsim.spec._arch import ORACLE_FIELDS, ArchSpec, oracle_fields, preset_defaults
 from pimsim.spec._load import load_arch, with_overrides
+from pimsim.spec._sweep import SweepSpec, load_sweep
 
-__all__ = ["ArchSpec", "load_arch", "preset_defaults", "with_overrides"]
+__all__ = [
+    "ORACLE_FIELDS",
+    "ArchSpec",
+    "SweepSpec",
+    "load_arch",
+    "load_sweep",
+    "oracle_fields",
+    "preset_defaults",
+    "with_overrides",
+]

@@ -44,6 +44,28 @@ COMPONENT_MODELS = (
     "unit",
 )
 
+#: Spec fields that can change what the accuracy oracle computes (field paths; a path covers the
+#: fields under it). Every other field (technology, component models and sizes, buffers, the
+#: clock, duplication, chip size) changes only cost, so a sweep over it never re-runs the oracle
+#: (:func:`oracle_fields`). ``pimsim/oracle`` reads the arch only through these fields and the
+#: mapping's row/column tiling, which they determine; ``tests/test_explore.py`` holds the oracle's
+#: output fixed while every other field changes.
+ORACLE_FIELDS = (
+    "cell.bits",
+    "cell.on_off_ratio",
+    "cell.variation",
+    "array.rows",
+    "array.cols",
+    "array.rows_per_adc_read",
+    "adc.bits",
+    "adc.range",
+    "adc.range_percentile",
+    "adc.nonideal",
+    "dac.bits",
+    "decomposition",
+    "mapping.pack_groups",
+)
+
 SCHEMES = ("native", "differential", "bit_serial")
 ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
 DIFFERENTIAL = ENCODINGS[2:]  # a weight's two polarities in two cells
@@ -311,6 +333,19 @@ class ArchSpec(SpecModel):
     def input_cycles(self) -> int:
         """ceil(input_bits / dac.bits)."""
         return math.ceil(self.decomposition.input_bits / self.dac.bits)
+
+
+def oracle_fields(spec: ArchSpec) -> dict[str, Any]:
+    """The values of :data:`ORACLE_FIELDS` in ``spec`` (JSON-able, by field path): two specs with
+    equal values get the same accuracy from the oracle for the same model, data and seed."""
+    data = spec.model_dump(mode="json", by_alias=True)
+    out = {}
+    for path in ORACLE_FIELDS:
+        value: Any = data
+        for part in path.split("."):
+            value = value[part]
+        out[path] = value
+    return out
 
 
 def preset_defaults(scheme: str, input_bits: int, weight_bits: int) -> dict[tuple, Any]:

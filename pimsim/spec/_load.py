@@ -189,16 +189,16 @@ def with_overrides(spec: ArchSpec, overrides) -> ArchSpec:
 def load_any(path: str | os.PathLike, overrides=None):
     """Load an arch or workload file by its ``kind``; returns ``(kind, object)``.
 
-    ``overrides`` apply to arch files only. ``kind: sweep`` is recognised but not yet supported.
+    ``overrides`` apply to arch files only; a sweep file is validated with the files it names.
     """
     doc = read_document(Path(path), ("arch", "workload", "sweep"))
     kind = doc.data["kind"]
     if kind == "sweep":
-        raise SpecError(
-            "kind 'sweep' is not yet supported by this version of pimsim",
-            doc.locate(("kind",)),
-            "kind",
-        )
+        from pimsim.spec._sweep import load_sweep
+
+        if overrides:
+            raise SpecError("--set applies to arch files, not to a sweep", Location(str(path)))
+        return kind, load_sweep(path)
     if kind == "arch":
         return kind, _arch_from_doc(doc, overrides)
     from pimsim.workload._yaml import build_workload

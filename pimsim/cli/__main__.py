@@ -1,0 +1,5 @@
+"""``python -m pimsim.cli``."""
+
+from pimsim.cli import main
+
+main()

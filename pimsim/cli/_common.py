@@ -1,0 +1,96 @@
+"""Conventions shared by every command: user errors as one line and exit status 2,
+``--format``/``--output`` for tables, ``--set`` for arch overrides, and the ``main`` group."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pimsim.errors import PimsimError
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors(func):
+    """Turn pimsim's error types into one clear line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PimsimError as exc:
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as exc:
+            click.echo(f"error: {exc.filename or ''}: {exc.strerror}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+def format_options(func=None, *, choices=("table", "json", "csv")):
+    """``--format table|json|csv`` and ``--output FILE``: the convention for table output
+    (``choices`` narrows the formats a command offers)."""
+
+    def decorate(func):
+        func = click.option(
+            "--output",
+            "-o",
+            type=click.Path(dir_okay=False, writable=True),
+            help="Write to FILE instead of standard output.",
+        )(func)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(list(choices)),
+            default="table",
+            show_default=True,
+            help="Output format.",
+        )(func)
+
+    return decorate if func is None else decorate(func)
+
+
+def set_option(func):
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Override an arch field, e.g. --set adc.bits=5 (repeatable).",
+    )(func)
+
+
+def write(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -> None:
+    """Print or write a pandas DataFrame as an aligned table, JSON (records) or CSV."""
+    if fmt == "json":
+        payload = {"rows": json.loads(frame.to_json(orient="records"))}
+        payload.update(extra or {})
+        text = json.dumps(payload, indent=2) + "\n"
+    elif fmt == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = frame.to_string(index=False) + "\n"
+        for key, value in (extra or {}).items():
+            text += f"{key}: {value}\n"
+    write(text, output)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pimsim")
+def main() -> None:
+    """pimsim: energy, area, latency and accuracy of neural networks on processing-in-memory
+    accelerators described in YAML."""

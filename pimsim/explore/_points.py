@@ -1,0 +1,128 @@
+"""Design points: the designs a sweep asks for, as overrides of a base spec, and their keys.
+
+A point is (base arch, workload, field values). Its *request key* hashes exactly that, with the
+base spec's YAML content, so a re-run can tell finished requests from new ones without resolving
+any spec; its *design key* (made where the point is evaluated) hashes the fully resolved spec, the
+workload and the oracle budget, and is the results store's primary key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pimsim.spec._sweep import SweepSpec, workload_digest
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One design of a sweep: ``values`` maps field paths to values (applied with ``--set``
+    semantics to base arch ``arch`` of the sweep), evaluated on workload ``workload``."""
+
+    index: int
+    arch: int
+    workload: int
+    values: tuple  # ((path, value), ...)
+    request: str = ""
+
+    @property
+    def overrides(self) -> dict:
+        """``{path: value}``."""
+        return dict(self.values)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyMaker:
+    """Request and design keys for one sweep (digests of its bases and workloads made once)."""
+
+    arch_digests: tuple[str, ...]
+    workload_digests: tuple[str, ...]
+    budget: dict | None
+
+    @classmethod
+    def of(cls, sweep: SweepSpec) -> KeyMaker:
+        """Digest the sweep's base specs (their YAML after ``set:``) and workloads."""
+        archs = tuple(
+            _digest(
+                [
+                    a._source.data if a._source is not None else a.model_dump(mode="json"),
+                    sweep.fixed,
+                ]
+            )
+            for a in sweep.archs
+        )
+        works = tuple(workload_digest(w) for w in sweep.workloads)
+        return cls(archs, works, sweep.accuracy.key() if sweep.accuracy else None)
+
+    def request(self, arch: int, workload: int, values: tuple) -> str:
+        """Key of a request: base content + workload + overrides + oracle budget."""
+        return _digest(
+            [self.arch_digests[arch], self.workload_digests[workload], list(values), self.budget]
+        )[:32]
+
+    def design(self, resolved: dict, workload: int) -> str:
+        """Key of a resolved design: the spec's every field + workload + oracle budget."""
+        return _digest([resolved, self.workload_digests[workload], self.budget])[:32]
+
+    def point(self, index: int, arch: int, workload: int, values: tuple) -> DesignPoint:
+        """A :class:`DesignPoint` with its request key."""
+        return DesignPoint(index, arch, workload, values, self.request(arch, workload, values))
+
+
+def grid_points(sweep: SweepSpec, keys: KeyMaker) -> list[DesignPoint]:
+    """Every combination: archs x workloads x each dimension's choices (linked groups zipped),
+    in file order with the last parameter varying fastest."""
+    axes = [range(len(sweep.archs)), range(len(sweep.workloads))]
+    axes += [d.values for d in sweep.dimensions]
+    points = []
+    for i, combo in enumerate(itertools.product(*axes)):
+        arch, work, *choices = combo
+        values = tuple(
+            (p, v)
+            for d, c in zip(sweep.dimensions, choices, strict=True)
+            for p, v in zip(d.paths, c, strict=True)
+        )
+        points.append(keys.point(i, arch, work, values))
+    return points
+
+
+def random_points(sweep: SweepSpec, keys: KeyMaker, n: int, seed: int) -> list[DesignPoint]:
+    """``n`` distinct designs drawn uniformly (log-uniformly on log ranges) with ``seed``; the
+    whole grid when it has ``n`` designs or fewer."""
+    if sweep.grid_size <= n:
+        return grid_points(sweep, keys)
+    rng = np.random.default_rng(seed)
+    sizes = [len(sweep.archs), len(sweep.workloads)]
+    seen, points = set(), []
+    attempts = 0
+    while len(points) < n and attempts < 100 * n:
+        attempts += 1
+        arch, work = (int(rng.integers(s)) for s in sizes)
+        values = []
+        for d in sweep.dimensions:
+            if d.values is None:
+                u = rng.random()
+                v = (
+                    math.exp(math.log(d.low) + u * math.log(d.high / d.low))
+                    if d.log
+                    else (d.low + u * (d.high - d.low))
+                )
+                values.append((d.paths[0], float(f"{v:.12g}")))
+            else:
+                choice = d.values[int(rng.integers(len(d.values)))]
+                values += list(zip(d.paths, choice, strict=True))
+        ident = (arch, work, json.dumps(values, default=str))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        points.append(keys.point(len(points), arch, work, tuple(values)))
+    return points

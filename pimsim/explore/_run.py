@@ -1,0 +1,213 @@
+"""``sweep()``: a sweep file -> design points -> executor -> results store, with progress.
+
+Cost-only sweeps send points to the workers in batches (a cost evaluation takes milliseconds, so
+one task per point would be mostly overhead). Sweeps with the oracle first resolve each point's
+spec here and group the points by accuracy key, so that one task runs the oracle once for all the
+designs it cannot tell apart (a sweep over the clock or the node runs it once); a key already in
+the store's accuracy cache is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pimsim.errors import PimsimError
+from pimsim.explore._executor import default_workers, make_executor
+from pimsim.explore._points import DesignPoint, KeyMaker, grid_points, random_points
+from pimsim.explore._store import ResultStore
+from pimsim.explore._worker import Context, Task, accuracy_key, resolve
+from pimsim.spec._sweep import SweepSpec, load_sweep
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` did: the store, the points it evaluated and skipped, oracle runs."""
+
+    store: Path
+    sweep: SweepSpec = field(repr=False)
+    evaluated: int = 0
+    skipped: int = 0
+    infeasible: int = 0
+    failed: int = 0
+    oracle_runs: int = 0
+    wall_s: float = 0.0
+    errors: list = field(default_factory=list)
+
+    @property
+    def rate_per_min(self) -> float:
+        """Points evaluated per minute of wall time."""
+        return self.evaluated / self.wall_s * 60 if self.wall_s else math.inf
+
+    def frame(self):
+        """This sweep's rows of the store as a DataFrame."""
+        with ResultStore(self.store) as store:
+            return store.frame(self.sweep.name)
+
+    def pareto(self, objectives=None, constraints=None):
+        """The front of this sweep's rows for its objectives and constraints (or those given)."""
+        from pimsim.explore._pareto import pareto
+
+        objectives = objectives or self.sweep.objectives
+        if not objectives:
+            raise PimsimError(f"sweep {self.sweep.name!r} has no objectives: give some")
+        constraints = self.sweep.constraints if constraints is None else constraints
+        return pareto(self.frame(), objectives, constraints)
+
+
+def default_store(sweep: SweepSpec) -> Path:
+    """``results/<sweep name>.sqlite`` (relative to the working directory)."""
+    return Path("results") / f"{sweep.name}.sqlite"
+
+
+def _batch_size(pending: int, workers: int) -> int:
+    return max(1, min(64, math.ceil(pending / (max(1, workers) * 16))))
+
+
+def _tasks(ctx: Context, points: list[DesignPoint], cache: dict, workers: int) -> list[Task]:
+    if ctx.accuracy is None:
+        size = _batch_size(len(points), workers)
+        return [Task(points[i : i + size]) for i in range(0, len(points), size)]
+    groups: dict[str, list[DesignPoint]] = {}
+    singles = []
+    for point in points:
+        try:
+            key = accuracy_key(ctx, resolve(ctx, point), point.workload)
+        except PimsimError:  # the worker records the error
+            singles.append(Task([point]))
+            continue
+        groups.setdefault(key, []).append(point)
+    return [Task(pts, key, cache.get(key)) for key, pts in groups.items()] + singles
+
+
+class _Runner:
+    """Sends points to the executor and commits what comes back, with a progress bar."""
+
+    def __init__(self, sweep, store, executor, workers, ctx, result, progress, total):
+        self.sweep, self.store, self.executor = sweep, store, executor
+        self.workers, self.ctx, self.result = workers, ctx, result
+        self.roles = {p: "parameter" for p in sweep.parameters}
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=sweep.name, unit="pt", dynamic_ncols=True)
+
+    def run(self, points: list[DesignPoint]) -> None:
+        answered = self.store.answered()
+        pending, seen = [], set()
+        for p in points:
+            if p.request in answered or p.request in seen:
+                self.result.skipped += 1
+                continue
+            seen.add(p.request)
+            pending.append(p)
+        if self.bar is not None:
+            self.bar.update(len(points) - len(pending))
+        if not pending:
+            return
+        tasks = _tasks(self.ctx, pending, self.store.accuracy_cache(), self.workers)
+        for out in self.executor.run(tasks):
+            self.store.commit(out.rows, out.accuracy, self.roles)
+            self.result.evaluated += len(out.rows)
+            self.result.oracle_runs += out.oracle_runs
+            for row in out.rows:
+                if row["status"] == "infeasible":
+                    self.result.infeasible += 1
+                elif row["status"] == "failed":
+                    self.result.failed += 1
+                    self.result.errors.append(row["error"])
+            if self.bar is not None:
+                self.bar.update(len(out.rows))
+                if self.ctx.accuracy is not None:
+                    self.bar.set_postfix(oracle_runs=self.result.oracle_runs, refresh=False)
+
+    def evaluate_batch(self, points: list[DesignPoint]) -> dict:
+        self.run(points)
+        return self.store.rows_for(p.request for p in points)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def sweep(
+    spec,
+    store=None,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    progress: bool = True,
+    fresh: bool = False,
+) -> SweepResult:
+    """Run a sweep (a ``kind: sweep`` file path or a loaded :class:`SweepSpec`) into the results
+    store ``store`` (default ``results/<name>.sqlite``), skipping designs already stored.
+
+    ``workers`` processes (default: every core; 0 runs in this process) on the local pool, or on
+    Dask with ``executor="dask"`` (``scheduler`` is a scheduler address; without one a
+    ``LocalCluster`` of ``workers`` processes is started). ``fresh=True`` deletes the store first.
+    Returns a :class:`SweepResult`; ``.frame()`` and ``.pareto()`` read the store.
+    """
+    if not isinstance(spec, SweepSpec):
+        spec = load_sweep(spec)
+    path = Path(store) if store is not None else default_store(spec)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    workers = default_workers() if workers is None else workers
+    if workers < 0:
+        raise PimsimError(f"workers must be >= 0, got {workers}")
+    keys = KeyMaker.of(spec)
+    cores = default_workers()
+    ctx = Context(
+        spec.name,
+        spec.archs,
+        spec.arch_labels,
+        spec.workloads,
+        keys,
+        spec.accuracy,
+        spec.fixed,
+        threads=max(1, cores // max(1, workers)),
+    )
+    strategy = spec.strategy
+    if strategy.kind == "grid":
+        points = grid_points(spec, keys)
+    elif strategy.kind == "random":
+        points = random_points(spec, keys, strategy.n, strategy.seed)
+    else:
+        points = None
+    result = SweepResult(path, spec)
+    start = time.perf_counter()
+    with ResultStore(path) as db:
+        db.record_sweep(
+            spec.name,
+            {
+                "source": os.path.abspath(spec.source),
+                "digest": spec.digest,
+                "objectives": [str(o) for o in spec.objectives],
+                "constraints": [str(c) for c in spec.constraints],
+                "parameters": list(spec.parameters),
+                "strategy": strategy.model_dump(),
+            },
+        )
+        total = len(points) if points is not None else strategy.n
+        runner = None
+        pool = make_executor(ctx, executor, workers, scheduler)
+        try:
+            runner = _Runner(spec, db, pool, workers, ctx, result, progress, total)
+            if points is not None:
+                runner.run(points)
+            else:
+                from pimsim.explore._search import run_search
+
+                run_search(spec, keys, runner.evaluate_batch)
+        finally:
+            if runner is not None:
+                runner.close()
+            pool.close()
+    result.wall_s = time.perf_counter() - start
+    return result

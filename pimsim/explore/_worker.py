@@ -1,0 +1,186 @@
+"""Evaluating design points, in whatever process the executor chose: resolve the spec, run the
+cost model, and (once per task, which holds designs with one accuracy key) the accuracy oracle.
+
+Nothing here raises for a bad design: spec and mapping errors make the point ``infeasible`` with
+the error's message, anything unexpected makes it ``failed`` with the exception's text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from pimsim.errors import PimsimError
+from pimsim.explore._points import DesignPoint, KeyMaker
+from pimsim.spec import oracle_fields, with_overrides
+from pimsim.spec._sweep import AccuracyBudget
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every worker needs, sent once: base specs, workloads, keys, oracle budget."""
+
+    sweep: str
+    archs: tuple
+    arch_labels: tuple
+    workloads: tuple
+    keys: KeyMaker
+    accuracy: AccuracyBudget | None
+    fixed: dict = field(default_factory=dict)
+    threads: int = 1
+
+
+@dataclass
+class Task:
+    """Points evaluated together; with an oracle, they share ``accuracy_key`` and ``cached``
+    holds the oracle's stored result for it when there is one."""
+
+    points: list[DesignPoint]
+    accuracy_key: str | None = None
+    cached: dict | None = None
+
+
+@dataclass
+class TaskResult:
+    """Rows for the store, new oracle results by accuracy key, and the oracle runs made."""
+
+    rows: list[dict]
+    accuracy: dict = field(default_factory=dict)
+    oracle_runs: int = 0
+
+
+def accuracy_key(ctx: Context, spec, workload: int) -> str:
+    """The key of the oracle's result: the spec's oracle fields, the checkpoint's weights and
+    the budget (the technology, the clock or buffer sizes never enter it)."""
+    name = ctx.workloads[workload].name
+    ref = ctx.accuracy.checkpoints[name]
+    return ctx.keys.design({"oracle": oracle_fields(spec), "weights": ref.sha256}, workload)
+
+
+def resolve(ctx: Context, point: DesignPoint):
+    """The point's spec: its base with the sweep's fixed overrides, then its own values
+    (``with_overrides``); raises the spec's error."""
+    overrides = {**ctx.fixed, **point.overrides}
+    return with_overrides(ctx.archs[point.arch], overrides) if overrides else ctx.archs[point.arch]
+
+
+_PROCESS: dict = {}  # per-process memo of loaded checkpoints and datasets (read-only objects)
+
+
+def init_process(ctx: Context) -> None:
+    """Worker start-up: remember the context, limit threads to this worker's share of cores."""
+    _PROCESS["ctx"] = ctx
+    if ctx.accuracy is not None:
+        import torch
+
+        from pimsim.oracle._memory import tune_cpu_allocator
+
+        torch.set_num_threads(max(1, ctx.threads))
+        tune_cpu_allocator()
+
+
+def run_in_process(task: Task) -> TaskResult:
+    """:func:`run_task` with the context given to :func:`init_process` (process pools)."""
+    return run_task(_PROCESS["ctx"], task)
+
+
+def _base_row(ctx: Context, point: DesignPoint) -> dict:
+    row = {
+        "point": point.index,
+        "sweep": ctx.sweep,
+        "arch": ctx.arch_labels[point.arch],
+        "workload": ctx.workloads[point.workload].name,
+        "request": point.request,
+    }
+    row.update({path: value for path, value in point.values})
+    return row
+
+
+def _cost(spec, workload) -> dict:
+    from pimsim.cost import evaluate
+
+    totals = dict(evaluate(spec, workload).totals)
+    totals["edp"] = totals["energy_pj"] * totals["latency_ns"]
+    return totals
+
+
+def _oracle(ctx: Context, spec, workload_name: str) -> dict:
+    import torch
+
+    from pimsim.oracle import accuracy
+    from pimsim.oracle._checkpoint import load_checkpoint
+    from pimsim.oracle._data import load_dataset
+
+    budget = ctx.accuracy
+    ref = budget.checkpoints[workload_name]
+    dec = spec.decomposition
+    model_key = ("model", str(ref.path), dec.weight_bits, dec.input_bits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if model_key not in _PROCESS:
+            _PROCESS[model_key] = load_checkpoint(ref.path, dec.weight_bits, dec.input_bits)[0]
+        data_key = ("data", workload_name, str(budget.data), budget.images, budget.batch)
+        if data_key not in _PROCESS:
+            x, y = load_dataset(workload_name.rsplit("_", 1)[-1], budget.data, "test")
+            if budget.images:
+                x, y = x[: budget.images], y[: budget.images]
+            _PROCESS[data_key] = list(
+                zip(torch.split(x, budget.batch), torch.split(y, budget.batch), strict=True)
+            )
+        start = time.perf_counter()
+        result = accuracy(
+            _PROCESS[model_key], spec, _PROCESS[data_key], n_chips=budget.chips, seed=budget.seed
+        )
+    return {
+        "accuracy": result.mean,
+        "accuracy_worst": result.worst,
+        "accuracy_std": result.std,
+        "per_chip": json.dumps(list(result.per_chip)),
+        "eval_s": time.perf_counter() - start,
+    }
+
+
+def run_task(ctx: Context, task: Task) -> TaskResult:
+    """Evaluate every point of ``task``; the oracle runs at most once (when some point is
+    feasible and no cached result was sent)."""
+    out = TaskResult([])
+    acc = task.cached
+    for point in task.points:
+        start = time.perf_counter()
+        row = _base_row(ctx, point)
+        try:
+            spec = resolve(ctx, point)
+            row["key"] = ctx.keys.design(spec.model_dump(mode="json"), point.workload)
+            row.update(_cost(spec, ctx.workloads[point.workload]))
+            if ctx.accuracy is not None:
+                key = task.accuracy_key or accuracy_key(ctx, spec, point.workload)
+                row["accuracy_key"] = key
+                if acc is None:
+                    acc = _oracle(ctx, spec, ctx.workloads[point.workload].name)
+                    out.accuracy[key] = acc
+                    out.oracle_runs += 1
+                row.update({k: acc[k] for k in ("accuracy", "accuracy_worst", "accuracy_std")})
+            row["status"] = "ok"
+        except PimsimError as exc:
+            row.setdefault("key", point.request)
+            row.update(status="infeasible", error=_one_line(exc))
+        except Exception as exc:  # an internal error must not stop the sweep: record it
+            row.setdefault("key", point.request)
+            row.update(status="failed", error=f"{type(exc).__name__}: {_one_line(exc)}")
+        row["eval_ms"] = (time.perf_counter() - start) * 1e3
+        row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        out.rows.append(row)
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+def is_number(value) -> bool:
+    """Whether ``value`` is a finite real number (for reading metrics back)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
