@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pimsim.cli._common import emit_table, main, user_errors
+from pimsim.cli._common import emit_table, format_options, main, user_errors
 from pimsim.errors import PimsimError
 
 #: Columns the ``results`` and ``pareto`` tables show by default (with the parameters).
@@ -167,15 +167,7 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
 @main.command()
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--sweep", "sweep_name", help="Only this sweep's rows (a store may hold several).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "parquet"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE.")
+@format_options(choices=("table", "csv", "json", "parquet"))
 @click.option("--all-columns", is_flag=True, help="Every column in the table format too.")
 @user_errors
 def results(store, sweep_name, fmt, output, all_columns) -> None:
@@ -202,15 +194,7 @@ def results(store, sweep_name, fmt, output, all_columns) -> None:
     type=click.Path(dir_okay=False),
     help="Draw parallel coordinates of the objectives to FILE.png.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "parquet"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE.")
+@format_options(choices=("table", "csv", "json", "parquet"))
 @user_errors
 def pareto(store, objectives, constraints, sweep_name, plot, parallel, fmt, output) -> None:
     """The non-dominated designs of STORE for the given objectives and constraints."""
