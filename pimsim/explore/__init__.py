@@ -7,6 +7,8 @@ or Dask) into a crash-safe sqlite store; ``read_results(store)`` reads it back a
 ``plot_parallel`` and ``plot_sensitivity`` draw them. Nothing below this package imports it.
 """
 
+from pimsim.explore._pareto import feasible, non_dominated, pareto
+from pimsim.explore._plot import plot_parallel, plot_pareto, plot_sensitivity
 from pimsim.explore._run import SweepResult, default_store, sweep
 from pimsim.explore._store import ResultStore, read_results
 
@@ -14,6 +16,12 @@ __all__ = [
     "ResultStore",
     "SweepResult",
     "default_store",
+    "feasible",
+    "non_dominated",
+    "pareto",
+    "plot_parallel",
+    "plot_pareto",
+    "plot_sensitivity",
     "read_results",
     "sweep",
 ]
