@@ -142,7 +142,7 @@ def plot_pareto(
                 _text(row, columns),
                 (row[objectives[0].metric], row[objectives[1].metric]),
                 fontsize=7,
-                xytext=(4, 4),
+                xytext=(5, 4) if n % 2 == 0 else (5, -11),  # alternate: less overlap
                 textcoords="offset points",
             )
         if columns:
