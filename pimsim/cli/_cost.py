@@ -19,14 +19,50 @@ from pimsim.cli._common import emit_table, format_options, main, set_option, use
     type=click.Path(dir_okay=False),
     help="Save per-layer energy and the area breakdown as a PNG.",
 )
+@click.option(
+    "--latency-model",
+    type=click.Choice(["event", "analytical"]),
+    default="event",
+    show_default=True,
+    help="Latency from the event-driven dataflow model, or from per-layer sums.",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(["row", "layer"]),
+    default="row",
+    show_default=True,
+    help="Chunks of the event model: one per output row, or one per layer.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Inputs streamed back to back by the event model (throughput needs >= 2).",
+)
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    help="Save a Gantt chart of layers and resource utilisation over time (event model).",
+)
 @user_errors
-def evaluate(arch, workload, overrides, fmt, output, plot) -> None:
+def evaluate(
+    arch, workload, overrides, fmt, output, plot, latency_model, granularity, samples, timeline
+) -> None:
     """Energy, latency and area of WORKLOAD (zoo name or YAML) on ARCH, per layer and in total."""
     from pimsim.cost import evaluate as run
     from pimsim.spec import load_arch
     from pimsim.workload import load_workload
 
-    report = run(load_arch(arch, overrides), load_workload(workload))
+    if timeline and latency_model != "event":
+        raise click.UsageError("--timeline needs --latency-model event")
+    report = run(
+        load_arch(arch, overrides),
+        load_workload(workload),
+        latency_model=latency_model,
+        granularity=granularity,
+        samples=samples,
+    )
     if fmt == "json":
         write(report.to_json() + "\n", output)
     else:
@@ -40,7 +76,24 @@ def evaluate(arch, workload, overrides, fmt, output, plot) -> None:
             "energy_pj",
             "latency_ns",
         ]
-        emit_table(report.layers[cols], fmt, output, report.totals if fmt == "table" else None)
+        extra = dict(report.totals)
+        flow = report.dataflow
+        if flow is not None:
+            extra["latency_model"] = f"event ({flow.granularity} granularity, {flow.samples} samples)"
+            extra["bottleneck"] = (
+                f"{flow.bottleneck['resource']} ({flow.bottleneck['class']}, "
+                f"{flow.bottleneck['busy_ns']:.6g} ns per input)"
+            )
+            extra["events"] = flow.events
+        else:
+            extra["latency_model"] = "analytical"
+        emit_table(report.layers[cols], fmt, output, extra if fmt == "table" else None)
+    if timeline:
+        from pimsim.dataflow import plot_timeline
+
+        plot_timeline(report.dataflow, timeline, title=f"{report.mapping.workload.name} on "
+                      f"{report.mapping.arch.name}")
+        click.echo(f"wrote {timeline}", err=True)
     if plot:
         from pimsim.cost._plot import plot_report
 

@@ -2,17 +2,19 @@
 
 from pimsim.cost import _components, _neurosim  # noqa: F401  (they register the component models)
 from pimsim.cost._activity import Activity
-from pimsim.cost._evaluate import Report, evaluate
+from pimsim.cost._evaluate import LATENCY_MODELS, Report, chip_timing, evaluate
 from pimsim.cost._hierarchy import LEVELS, Instance, LevelReport, instances, level_reports
 from pimsim.cost._registry import ComponentEstimate, lookup, models, register
 
 __all__ = [
     "Activity",
+    "LATENCY_MODELS",
     "LEVELS",
     "ComponentEstimate",
     "Instance",
     "LevelReport",
     "Report",
+    "chip_timing",
     "evaluate",
     "instances",
     "level_reports",

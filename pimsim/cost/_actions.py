@@ -5,7 +5,8 @@ Classes of actions (the keys of energy breakdowns):
 used row per input cycle per array read); ``array`` cell reads; ``shift_add`` one per conversion
 (recombining slices and cycles); ``accumulator`` partial-sum additions across row tiles and the
 digital offset correction of ``offset``/``differential_digital`` encodings; ``buffer`` bits
-read and written (inputs read once per output position, outputs written once); ``interconnect``
+read and written (:func:`pimsim.mapping.layer_traffic`: inputs read once per output position,
+outputs written once, as partial sums where activation units sit at chip level); ``interconnect``
 bit-transfers: each consumer of a layer's output receives it over one local transfer plus the
 mesh hops between the two layers' tiles (``Mapping.hops``); ``activation`` / ``pooling`` /
 ``digital`` element operations of non-MVM layers (activation functions; pooling window operations;
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from pimsim.mapping import Mapping
+from pimsim.mapping import Mapping, layer_traffic
 from pimsim.spec._fields import ACTION_CLASSES
 from pimsim.workload import Layer
 
@@ -42,7 +43,8 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
             else 0
         )
         counts["accumulator"] = outputs * (len(m.row_tiles) - 1) + corrections
-        counts["buffer"] = (m.output_positions * m.k_rows * m.matrices + out_elems) * in_bits
+        traffic = layer_traffic(mapping, layer)
+        counts["buffer"] = traffic.input_bits + traffic.output_bits
     elif layer.kind == "act":
         counts["activation"] = out_elems
     elif layer.kind == "pool":

@@ -23,6 +23,7 @@ from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
 from pimsim.cost._registry import BUFFER_ACCESS_BITS, ComponentEstimate, lookup
+from pimsim.dataflow import ChipTiming, Port
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
@@ -49,6 +50,8 @@ class Report:
     area_breakdown_mm2: dict
     mapping: Mapping
     notes: tuple = field(default=())
+    dataflow: object = None
+    """The :class:`~pimsim.dataflow.DataflowResult` behind the latency (event model), or None."""
 
     def to_dict(self) -> dict:
         """The stable JSON structure: totals, breakdowns and per-layer records."""
@@ -59,9 +62,14 @@ class Report:
             rec["energy_breakdown_pj"] = {
                 c: row[f"energy_{c}_pj"] for c in ACTION_CLASSES if row[f"energy_{c}_pj"]
             }
+            if self.dataflow is not None:
+                rec["latency_breakdown_ns"] = self.dataflow.layers[rec["name"]][
+                    "latency_breakdown_ns"
+                ]
             layers.append(rec)
-        return {
+        out = {
             "arch": self.mapping.arch.name,
+            "latency_model": "event" if self.dataflow is not None else "analytical",
             "workload": self.mapping.workload.name,
             "totals": self.totals,
             "energy_breakdown_pj": self.energy_breakdown_pj,
@@ -69,6 +77,11 @@ class Report:
             "layers": layers,
             "notes": list(self.notes),
         }
+        if self.dataflow is not None:
+            flow = self.dataflow.to_dict()
+            flow.pop("layers")
+            out["dataflow"] = flow
+        return out
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text."""
@@ -98,33 +111,142 @@ def _class_estimates(arch: ArchSpec) -> tuple[dict[str, ComponentEstimate], dict
     return per_class, widths, notes
 
 
+def _read_ns(arch: ArchSpec) -> float:
+    """Array read time of one step. The ``neurosim`` array reads inside the sensing cycle of
+    each conversion (SubArray.cpp, conventional parallel read: the bit-line delay is not added to
+    the cycle), so unless the spec gives ``array.read_time_ns`` it adds nothing."""
+    if arch.array.model == "neurosim" and arch.array.read_time_ns is None:
+        return 0.0
+    return read_time_ns(arch)
+
+
 def _step_ns(arch: ArchSpec, mapping_layer, adc_rate_hz: float) -> float:
     convert = arch.adc.cols_per_adc * mapping_layer.conversions_per_column_read / adc_rate_hz
-    return max(read_time_ns(arch), convert * 1e9)
+    return max(_read_ns(arch), convert * 1e9)
 
 
-def evaluate(
-    arch: ArchSpec, workload: Workload, mapping: Mapping | None = None, activity=None
-) -> Report:
-    """Cost of one input sample of ``workload`` on ``arch`` (see the module docstring).
+def period_ns(arch: ArchSpec, adc_rate_hz: float) -> float:
+    """The digital clock period: 1 / ``clock_hz``, or with ``technology.clocking:
+    synchronous`` the longer of that and one ADC conversion."""
+    period = 1e9 / arch.technology.clock_hz
+    if arch.technology.clocking == "synchronous":
+        period = max(period, 1e9 / adc_rate_hz)
+    return period
 
-    ``activity`` (an :class:`Activity`, a number in [0, 1] or None for 1) scales the energy of
-    row drivers and cell reads by the fraction of input bits that are 1.
-    """
-    import pandas as pd
 
-    mapping = mapping or map_network(arch, workload)
-    activity = as_activity(activity)
-    per_class, widths, notes = _class_estimates(arch)
+def _units(arch: ArchSpec, mapping: Mapping):
     units: dict[str, float] = {}
-    tiles = mapping.chip_tiles
     on_chip = []
     parts = instances(arch)
-    per_level = level_counts(arch, tiles)
+    per_level = level_counts(arch, mapping.chip_tiles)
     for inst in parts:
         n = math.ceil(per_level[inst.level] / inst.shared_by) * inst.count
         on_chip.append((inst, n))
         units[inst.component_class] = units.get(inst.component_class, 0) + n
+    return units, on_chip, parts
+
+
+def _digital_class(layer) -> str:
+    return {"act": "activation", "pool": "pooling"}.get(layer.kind, "digital")
+
+
+def _digital_ns(arch, layer, counts, units, period) -> float:
+    ops = max(counts["activation"], counts["pooling"], counts["digital"])
+    return ops * period / max(1, units.get(_digital_class(layer), 1))
+
+
+def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
+    """The times and bandwidths the dataflow model simulates, from the spec's components:
+    array steps per output position, digital layer times, and every tile/chip buffer and
+    interconnect as a :class:`~pimsim.dataflow.Port` (bandwidth = width x count x rate, rate =
+    the component's ``rate_hz`` or the digital clock; a component without ``width_bits`` moves
+    ``BUFFER_ACCESS_BITS`` per cycle, as the energy model assumes)."""
+    per_class, _, notes = _cache or _class_estimates(arch)
+    units = _units(arch, mapping)[0]
+    adc_rate = per_class["adc"].rate_hz
+    period = period_ns(arch, adc_rate)
+    position, adc_bound, digital, digital_class = {}, {}, {}, {}
+    for layer in mapping.workload.layers:
+        m = mapping.layers.get(layer.name)
+        if m is not None:
+            step = _step_ns(arch, m, adc_rate)
+            position[layer.name] = step * m.input_cycles * max(m.row_groups)
+            adc_bound[layer.name] = step > _read_ns(arch)
+        else:
+            counts = layer_actions(mapping, layer)
+            digital[layer.name] = _digital_ns(arch, layer, counts, units, period)
+            digital_class[layer.name] = _digital_class(layer)
+    ports = []
+    for level in ("tile", "chip"):
+        for comp in getattr(arch, level).components:
+            if comp.component_class not in ("buffer", "interconnect"):
+                continue
+            rate = comp.rate_hz or 1e9 / period
+            width = comp.width_bits or BUFFER_ACCESS_BITS
+            if comp.component_class == "buffer":
+                name = comp.name.lower()
+                role = "input" if "in" in name.split("_")[0] else (
+                    "output" if "out" in name.split("_")[0] else "both")
+                cap = comp.size_bytes * 8 * comp.count if comp.size_bytes else None
+            else:
+                network = level == "chip" or comp.shared_by > 1 or comp.topology in (
+                    "mesh", "crossbar", "point_to_point")
+                role = "network" if network else "local"
+                cap = None
+            ports.append(
+                Port(
+                    name=f"{level}.{comp.name}",
+                    kind=comp.component_class,
+                    level=level,
+                    role=role,
+                    bits_per_ns=width * comp.count * rate * 1e-9,
+                    shared_by=comp.shared_by,
+                    capacity_bits=cap,
+                    hops=comp.hops,
+                    topology=comp.topology,
+                )
+            )
+    return ChipTiming(
+        period_ns=period,
+        position_ns=position,
+        adc_bound=adc_bound,
+        digital_ns=digital,
+        digital_class=digital_class,
+        ports=tuple(ports),
+    )
+
+
+LATENCY_MODELS = ("event", "analytical")
+
+
+def evaluate(
+    arch: ArchSpec,
+    workload: Workload,
+    mapping: Mapping | None = None,
+    activity=None,
+    latency_model: str = "event",
+    granularity: str = "row",
+    samples: int = 2,
+) -> Report:
+    """Cost of one input sample of ``workload`` on ``arch`` (see the module docstring).
+
+    ``activity`` (an :class:`Activity`, a number in [0, 1] or None for 1) scales the energy of
+    row drivers and cell reads by the fraction of input bits that are 1. ``latency_model``:
+    ``event`` (the dataflow simulation of :mod:`pimsim.dataflow` at ``granularity`` with
+    ``samples`` inputs streamed) or ``analytical`` (the per-layer sums described above).
+    """
+    import pandas as pd
+
+    if latency_model not in LATENCY_MODELS:
+        raise ValueError(f"latency_model must be one of {LATENCY_MODELS}, not {latency_model!r}")
+    mapping = mapping or map_network(arch, workload)
+    activity = as_activity(activity)
+    cache = _class_estimates(arch)
+    per_class, widths, notes = cache
+    notes = list(notes)
+    units, on_chip, parts = _units(arch, mapping)
+    tiles = mapping.chip_tiles
+    period = period_ns(arch, per_class["adc"].rate_hz)
     rows = []
     for layer in workload.layers:
         counts = layer_actions(mapping, layer)
@@ -141,25 +263,7 @@ def evaluate(
         if m is not None:
             latency = steps_per_sample(m) / m.copies * _step_ns(arch, m, per_class["adc"].rate_hz)
         else:
-            ops = max(counts["activation"], counts["pooling"], counts["digital"])
-            latency = (
-                ops
-                / (
-                    arch.technology.clock_hz
-                    * max(
-                        1,
-                        units.get(
-                            "activation"
-                            if layer.kind == "act"
-                            else "pooling"
-                            if layer.kind == "pool"
-                            else "digital",
-                            1,
-                        ),
-                    )
-                )
-                * 1e9
-            )
+            latency = _digital_ns(arch, layer, counts, units, period)
         row = {
             "name": layer.name,
             "kind": layer.kind,
@@ -177,6 +281,20 @@ def evaluate(
     chip = levels[-1]
     latency = float(frame["latency_ns"].sum())
     slowest = float(frame["latency_ns"].max()) if len(frame) else 0.0
+    throughput = 1e9 / (slowest if arch.chip.pipelined else latency) if latency else math.inf
+    flow = None
+    frame["latency_analytical_ns"] = frame["latency_ns"]
+    if latency_model == "event":
+        from pimsim.dataflow import simulate
+
+        flow = simulate(
+            mapping, chip_timing(arch, mapping, cache), granularity=granularity, samples=samples
+        )
+        frame["latency_ns"] = [
+            flow.layers[n]["finish_ns"] - flow.layers[n]["start_ns"] for n in frame["name"]
+        ]
+        latency, throughput = flow.latency_ns, flow.throughput_fps
+        notes.extend(flow.notes)
     leakage_mw = sum(inst.estimate.leakage_mw * n for inst, n in on_chip)
     breakdown = {c: float(frame[f"energy_{c}_pj"].sum()) for c in ACTION_CLASSES}
     breakdown["leakage"] = leakage_mw * latency  # mW x ns = pJ
@@ -195,7 +313,6 @@ def evaluate(
     energy_total = sum(breakdown.values())
     ops = 2 * workload.macs
     area = chip.area_mm2
-    throughput = 1e9 / (slowest if arch.chip.pipelined else latency) if latency else math.inf
     totals = {
         "macs": workload.macs,
         "adc_conversions": int(frame["adc_conversions"].sum()),
@@ -212,4 +329,4 @@ def evaluate(
         "cell_writes": writes,
     }
     area_breakdown = {c: v["area_mm2"] for c, v in chip.breakdown.items()}
-    return Report(frame, totals, breakdown, area_breakdown, mapping, tuple(notes))
+    return Report(frame, totals, breakdown, area_breakdown, mapping, tuple(notes), flow)

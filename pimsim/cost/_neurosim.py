@@ -61,6 +61,9 @@ GLOBAL_BUS_BITS = 1024  # Param.cpp maxGlobalBusWidth 2048, halved: default X-Y 
 GLOBAL_ACCUMULATION_INPUTS = 8  # Chip.cpp maxTileAdded (tile rows of the largest layer)
 DEFAULT_BUFFER_BYTES = 1024  # a buffer entry without size_bytes: one 32 x 32-bit tile core
 PJ = 1e12
+# Param.cpp beta = 1.4 with validated = true: SubArray.cpp multiplies the sensing cycle (the clock
+# period of the synchronous chip) by this latency factor from NeuroSim's silicon validation.
+BETA = 1.4
 SECTIONS = ("array", "adc", "dac")
 
 
@@ -86,12 +89,15 @@ def adc_neurosim(arch, adc) -> ComponentEstimate:
     """Multilevel current-mode sense amplifier with encoder (MultilevelSenseAmp.cpp,
     MultilevelSAEncoder.cpp): one conversion, plus the data-independent per-step work of the
     read it belongs to (column mux, word-line scan chain). Rated at one conversion per sensing
-    time (capped by the clock)."""
+    cycle, ``BETA`` x the sensing time (SubArray.cpp with ``validated``), capped by the clock.
+    The cycle leaves out the word-line switch-matrix / column-mux delay and the encoder that
+    NeuroSim adds to it."""
     energy, t_col = sense_amp(arch)
     energy += scan_chain_energy(arch)
     area = subarray_geometry(arch).shares()["adc"] / n_adcs(arch)
-    rate = adc.sample_rate_hz or min(arch.technology.clock_hz, 1 / t_col)
-    return _estimate(arch, energy + mux_energy(arch), area, rate, t_col * 1e9)
+    cycle = BETA * t_col
+    rate = adc.sample_rate_hz or min(arch.technology.clock_hz, 1 / cycle)
+    return _estimate(arch, energy + mux_energy(arch), area, rate, cycle * 1e9)
 
 
 @register("dac", "neurosim")

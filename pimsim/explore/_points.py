@@ -47,6 +47,7 @@ class KeyMaker:
     arch_digests: tuple[str, ...]
     workload_digests: tuple[str, ...]
     budget: dict | None
+    latency: dict | None = None
 
     @classmethod
     def of(cls, sweep: SweepSpec) -> KeyMaker:
@@ -61,17 +62,29 @@ class KeyMaker:
             for a in sweep.archs
         )
         works = tuple(workload_digest(w) for w in sweep.workloads)
-        return cls(archs, works, sweep.accuracy.key() if sweep.accuracy else None)
+        return cls(
+            archs, works, sweep.accuracy.key() if sweep.accuracy else None, dict(sweep.latency)
+        )
 
     def request(self, arch: int, workload: int, values: tuple) -> str:
-        """Key of a request: base content + workload + overrides + oracle budget."""
+        """Key of a request: base content + workload + overrides + oracle budget + latency
+        model."""
         return _digest(
-            [self.arch_digests[arch], self.workload_digests[workload], list(values), self.budget]
+            [
+                self.arch_digests[arch],
+                self.workload_digests[workload],
+                list(values),
+                self.budget,
+                self.latency,
+            ]
         )[:32]
 
     def design(self, resolved: dict, workload: int) -> str:
-        """Key of a resolved design: the spec's every field + workload + oracle budget."""
-        return _digest([resolved, self.workload_digests[workload], self.budget])[:32]
+        """Key of a resolved design: the spec's every field + workload + oracle budget +
+        latency model."""
+        return _digest([resolved, self.workload_digests[workload], self.budget, self.latency])[
+            :32
+        ]
 
     def point(self, index: int, arch: int, workload: int, values: tuple) -> DesignPoint:
         """A :class:`DesignPoint` with its request key."""

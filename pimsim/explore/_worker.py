@@ -99,10 +99,18 @@ def _base_row(ctx: Context, point: DesignPoint) -> dict:
     return row
 
 
-def _cost(spec, workload) -> dict:
+def _cost(spec, workload, latency: dict | None = None) -> dict:
     from pimsim.cost import evaluate
 
-    totals = dict(evaluate(spec, workload).totals)
+    latency = latency or {}
+    report = evaluate(
+        spec,
+        workload,
+        latency_model=latency.get("model", "event"),
+        granularity=latency.get("granularity", "layer"),
+        samples=latency.get("samples", 2),
+    )
+    totals = dict(report.totals)
     totals["edp"] = totals["energy_pj"] * totals["latency_ns"]
     return totals
 
@@ -154,7 +162,7 @@ def run_task(ctx: Context, task: Task) -> TaskResult:
         try:
             spec = resolve(ctx, point)
             row["key"] = ctx.keys.design(spec.model_dump(mode="json"), point.workload)
-            row.update(_cost(spec, ctx.workloads[point.workload]))
+            row.update(_cost(spec, ctx.workloads[point.workload], ctx.keys.latency))
             if ctx.accuracy is not None:
                 key = task.accuracy_key or accuracy_key(ctx, spec, point.workload)
                 row["accuracy_key"] = key

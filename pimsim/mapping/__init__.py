@@ -2,5 +2,15 @@
 
 from pimsim.mapping._layer_map import LayerMapping, map_layer
 from pimsim.mapping._network import Mapping, map_network, steps_per_sample
+from pimsim.mapping._traffic import LayerTraffic, activation_level, layer_traffic
 
-__all__ = ["LayerMapping", "Mapping", "map_layer", "map_network", "steps_per_sample"]
+__all__ = [
+    "LayerMapping",
+    "LayerTraffic",
+    "Mapping",
+    "activation_level",
+    "layer_traffic",
+    "map_layer",
+    "map_network",
+    "steps_per_sample",
+]

@@ -94,6 +94,11 @@ class TechnologySpec(SpecModel):
     """Digital supply voltage (V). Default 1.0 V, a typical nominal supply at 22-45 nm."""
     clock_hz: PositiveFloat
     """Digital clock frequency (Hz)."""
+    clocking: Literal["fixed", "synchronous"] = "fixed"
+    """``fixed``: buffers, interconnect and digital units run at ``clock_hz``. ``synchronous``:
+    one clock for the whole chip whose period is the longer of 1 / ``clock_hz`` and one ADC
+    conversion (DNN+NeuroSim V1.4 Param.cpp ``synchronous = true``: the clock is set by the
+    sensing delay and capped by ``clkFreq``)."""
 
 
 class VariationSpec(SpecModel):

@@ -109,6 +109,18 @@ class StrategySpec(SpecModel):
     """Trials asked at once (nsga2: its population size; default 20 for nsga2, 8 for tpe)."""
 
 
+class LatencySpec(SpecModel):
+    """How latency and throughput are computed for every design of the sweep."""
+
+    model: Literal["event", "analytical"] = "event"
+    """``event``: the dataflow simulation (``pimsim.dataflow``); ``analytical``: per-layer sums."""
+    granularity: Literal["layer", "row"] = "layer"
+    """Chunks of the event model: ``layer`` (one per layer, the default for sweeps: a VGG-8
+    design in about a millisecond) or ``row`` (one per output row, as ``pimsim evaluate``)."""
+    samples: PositiveInt = 2
+    """Inputs streamed back to back (steady-state throughput needs at least 2)."""
+
+
 class AccuracySpec(SpecModel):
     """The accuracy oracle's budget: which trained network, how many test images and chips."""
 
@@ -153,6 +165,8 @@ class SweepFile(SpecModel):
     strategy: Literal[STRATEGIES] | StrategySpec = "grid"
     """``grid``, or a mapping with ``kind``, ``n``, ``seed``, ``population``."""
     accuracy: AccuracySpec | None = None
+    latency: LatencySpec = LatencySpec()
+    """Latency model of the cost evaluation (default: event model at layer granularity)."""
     """The oracle's budget; required when an objective or constraint names an accuracy metric."""
 
 
@@ -227,6 +241,8 @@ class SweepSpec:
     strategy: StrategySpec
     accuracy: AccuracyBudget | None
     description: str = ""
+    latency: dict = field(default_factory=lambda: LatencySpec().model_dump())
+    """``model``, ``granularity`` and ``samples`` of the latency model (see LatencySpec)."""
     digest: str = field(default="")
     """sha256 of the sweep's resolved content (bases, workloads, parameters)."""
 
@@ -366,6 +382,7 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
         accuracy=budget,
         description=raw.description,
         digest=digest,
+        latency=raw.latency.model_dump(),
     )
 
 

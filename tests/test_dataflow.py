@@ -1,0 +1,296 @@
+"""The event-driven dataflow model: kernel order and determinism, closed forms in degenerate
+cases, monotonicity and bounds on every shipped arch x zoo pair, buffer stalls, reports and CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import pimsim
+from pimsim.cli import main
+from pimsim.cost import chip_timing, evaluate
+from pimsim.dataflow import PS_PER_NS, max_plus_chain, run, simulate, to_ps
+from pimsim.errors import MappingError
+from pimsim.mapping import map_network
+from pimsim.workload import Workload, zoo_names
+from pimsim.workload._layer import add, conv
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHS = sorted(p.stem for p in (ROOT / "arch_specs").glob("*.yaml"))
+
+
+def _arch(name, overrides=None):
+    return pimsim.load_arch(ROOT / "arch_specs" / f"{name}.yaml", overrides or {})
+
+
+# --- the kernel -----------------------------------------------------------------------------
+
+
+def test_simultaneous_events_leave_in_job_order():
+    """Three jobs ready at t=0 on one resource run in job order, whatever their durations."""
+    trace = run([5, 1, 3], [0, 0, 0], [[], [], []], 1)
+    assert trace.start == [0, 5, 6]
+    assert trace.finish == [5, 6, 9]
+    # a job released by a finishing predecessor at the same instant as another queued job
+    trace = run([2, 2, 1, 1], [0, -1, 0, 0], [[], [], [1], []], 1)
+    assert trace.start[3] == 2 and trace.start[2] == 3  # job 3 was queued first (t=0)
+
+
+def test_event_loop_equals_max_plus_recurrence_on_random_chains():
+    """A linear chain with one resource per layer: the event loop gives the max-plus closed form
+    exactly, for random durations and random (monotone) receptive fields."""
+    rng = random.Random(7)
+    for _ in range(30):
+        layers = rng.randint(1, 6)
+        sizes = [rng.randint(1, 12) for _ in range(layers)]
+        durations = [[rng.randint(0, 50) for _ in range(n)] for n in sizes]
+        needs = [[0] * sizes[0]]
+        for i in range(1, layers):
+            k = rng.randint(0, 3)
+            needs.append([min(sizes[i - 1] - 1, (j * sizes[i - 1]) // sizes[i] + k)
+                          for j in range(sizes[i])])
+        dur, res, preds, ids = [], [], [], []
+        for i, ds in enumerate(durations):
+            row = []
+            for j, d in enumerate(ds):
+                row.append(len(dur))
+                dur.append(d)
+                res.append(i)
+                preds.append([ids[i - 1][needs[i][j]]] if i else [])
+            ids.append(row)
+        trace = run(dur, res, preds, layers)
+        closed = max_plus_chain(durations, needs)
+        assert [[trace.finish[j] for j in row] for row in ids] == closed
+
+
+def test_two_runs_give_identical_traces():
+    arch, work = _arch("neurosim_rram_22nm"), pimsim.load_workload("resnet20_cifar10")
+    a = evaluate(arch, work).dataflow.trace.rows()
+    b = evaluate(arch, work).dataflow.trace.rows()
+    assert a == b and len(a) > 1000
+
+
+# --- closed forms in degenerate cases -----------------------------------------------------
+
+
+def _chain(name="chain"):
+    x = (3, 16, 16)
+    c1 = conv("c1", ("input",), x, 8, 3, padding=1)
+    c2 = conv("c2", ("c1",), c1.output_shape, 8, 3, padding=1)
+    c3 = conv("c3", ("c2",), c2.output_shape, 4, 3, stride=2, padding=1)
+    return Workload(name, x, (c1, c2, c3))
+
+
+def _analytical(arch, work):
+    return evaluate(arch, work, latency_model="analytical").layers.set_index("name")["latency_ns"]
+
+
+def test_unlimited_resources_without_pipelining_is_the_sum_of_layer_latencies():
+    for arch_name in ("isaac", "neurosim_rram_22nm"):
+        arch = _arch(arch_name)
+        for work in (pimsim.load_workload("vgg8_cifar10"), pimsim.load_workload("lenet5_mnist")):
+            mapping = map_network(arch, work)
+            flow = simulate(mapping, chip_timing(arch, mapping), pipelined=False,
+                            data_movement=False, samples=1)
+            expected = _analytical(arch, work).sum()
+            assert flow.latency_ns == pytest.approx(expected, abs=len(work.layers) / PS_PER_NS)
+
+
+def test_linear_chain_equals_the_max_plus_recurrence():
+    arch = _arch("neurosim_rram_22nm", {"mapping.duplication": "none"})
+    work = _chain()
+    mapping = map_network(arch, work)
+    timing = chip_timing(arch, mapping)
+    flow = simulate(mapping, timing, data_movement=False, samples=1)
+    durations, needs = [], []
+    for i, layer in enumerate(work.layers):
+        h, w = layer.output_shape[1], layer.output_shape[2]
+        durations.append([to_ps(timing.position_ns[layer.name] * w)] * h)
+        if i == 0:
+            needs.append([0] * h)
+        else:
+            n_prev = work.layers[i - 1].output_shape[1]
+            s, p = layer.stride[0], layer.padding[0]
+            needs.append([min(n_prev - 1, r * s - p + 2) for r in range(h)])
+    closed = max_plus_chain(durations, needs)
+    assert flow.latency_ns * PS_PER_NS == closed[-1][-1]
+    # pipelining helps: the recurrence is below the sum of the layers
+    assert closed[-1][-1] < sum(map(sum, durations))
+
+
+def test_one_layer_network_is_its_analytical_latency():
+    x = (16, 12, 12)
+    work = Workload("one", x, (conv("c", ("input",), x, 32, 3, padding=1),))
+    for arch_name in ARCHS:
+        arch = _arch(arch_name, {"mapping.duplication": "none"})
+        try:
+            mapping = map_network(arch, work)
+        except MappingError:
+            continue
+        flow = simulate(mapping, chip_timing(arch, mapping), data_movement=False, samples=1)
+        expected = _analytical(arch, work)["c"]
+        assert flow.latency_ns == pytest.approx(expected, abs=12 / PS_PER_NS), arch_name
+
+
+def test_residual_block_is_its_longest_branch_plus_the_add():
+    x = (8, 8, 8)
+    a = conv("a", ("input",), x, 8, 3, padding=1)
+    b = conv("b", ("a",), a.output_shape, 8, 3, padding=1)
+    s = conv("s", ("input",), x, 8, 1)
+    out = add("add", ("b", "s"), (b.output_shape, s.output_shape))
+    work = Workload("res", x, (a, b, s, out))
+    arch = _arch("isaac", {"mapping.duplication": "none"})
+    mapping = map_network(arch, work)
+    flow = simulate(mapping, chip_timing(arch, mapping), pipelined=False, data_movement=False,
+                    samples=1)
+    lat = _analytical(arch, work)
+    assert lat["a"] + lat["b"] > lat["s"]
+    expected = max(lat["a"] + lat["b"], lat["s"]) + lat["add"]
+    assert flow.latency_ns == pytest.approx(expected, abs=4 / PS_PER_NS)
+
+
+# --- bounds and monotonicity on every arch x zoo pair ---------------------------------------
+
+
+def _widened(arch, classes):
+    """``arch`` with every tile/chip component of ``classes`` twice as wide (None if none)."""
+    from pimsim.cost._registry import BUFFER_ACCESS_BITS
+
+    update, found = {}, False
+    for level in ("tile", "chip"):
+        block = getattr(arch, level)
+        comps = []
+        for comp in block.components:
+            if comp.component_class in classes:
+                found = True
+                comp = comp.model_copy(
+                    update={"width_bits": 2 * (comp.width_bits or BUFFER_ACCESS_BITS)}
+                )
+            comps.append(comp)
+        update[level] = block.model_copy(update={"components": tuple(comps)})
+    return arch.model_copy(update=update) if found else None
+
+
+def _pairs():
+    for a in ARCHS:
+        for w in zoo_names():
+            yield a, w
+
+
+def _latency(arch, work, granularity="layer"):
+    try:
+        rep = evaluate(arch, work, granularity=granularity)
+    except MappingError:
+        return None
+    return rep
+
+
+@pytest.mark.parametrize("granularity", ["layer", "row"])
+@pytest.mark.parametrize("arch_name", ARCHS)
+def test_bounds_and_monotonicity_on_every_zoo_network(arch_name, granularity):
+    """Pipelined latency <= layer-by-layer latency; throughput <= 1 / slowest stage; more ADCs,
+    wider buffers or interconnect, or more duplication never increase latency."""
+    checked = 0
+    for work_name in zoo_names():
+        work = pimsim.load_workload(work_name)
+        base = _latency(_arch(arch_name), work, granularity)
+        if base is None:
+            continue
+        checked += 1
+        flow = base.dataflow
+        mapping = base.mapping
+        timing = chip_timing(mapping.arch, mapping)
+        serial = simulate(mapping, timing, pipelined=False, samples=1)
+        assert flow.latency_ns <= serial.latency_ns * (1 + 1e-12), work_name
+        assert flow.throughput_fps <= 1e9 / flow.bottleneck["busy_ns"] * (1 + 1e-9)
+        arch = mapping.arch
+        variants = {
+            "adc": _arch(arch_name, {"adc.cols_per_adc": max(1, arch.adc.cols_per_adc // 2)}),
+            "buffer": _widened(arch, ("buffer",)),
+            "interconnect": _widened(arch, ("interconnect",)),
+        }
+        for what, other_arch in variants.items():
+            if other_arch is None:
+                continue
+            other = _latency(other_arch, work, granularity)
+            assert other.totals["latency_ns"] <= base.totals["latency_ns"] * (1 + 1e-9), (
+                work_name, what)
+        # more duplication: the same mapping with every layer's copies doubled (within limits)
+        from dataclasses import replace
+        from types import MappingProxyType
+
+        more = {n: replace(m, copies=min(m.output_positions, 2 * m.copies))
+                for n, m in mapping.layers.items()}
+        pes = {n: -(-m.arrays_total // arch.pe.arrays) for n, m in more.items()}
+        first, run_ = {}, 0
+        for n in more:
+            first[n] = run_
+            run_ += pes[n]
+        dup = replace(mapping, layers=MappingProxyType(more), pes=MappingProxyType(pes),
+                      first_pe=MappingProxyType(first),
+                      tiles_used=-(-run_ // arch.tile.pes),
+                      chip_tiles=max(mapping.chip_tiles, -(-run_ // arch.tile.pes)))
+        dflow = simulate(dup, chip_timing(arch, dup), granularity=granularity)
+        assert dflow.latency_ns <= flow.latency_ns * (1 + 1e-9), (work_name, "duplication")
+    assert checked > 0
+
+
+def test_a_full_output_buffer_stalls_the_producer():
+    """An output buffer that holds one row of partial sums throttles the producing layer."""
+    arch = _arch("neurosim_rram_22nm")
+    work = pimsim.load_workload("vgg8_cifar10")
+
+    def sized(size):
+        comps = tuple(
+            c.model_copy(update={"size_bytes": size}) if c.name == "output_buffer" else c
+            for c in arch.tile.components
+        )
+        return arch.model_copy(update={"tile": arch.tile.model_copy(update={"components": comps})})
+
+    small, big = sized(16), sized(1 << 24)
+    lat_small = evaluate(small, work).dataflow
+    lat_big = evaluate(big, work).dataflow
+    assert lat_small.latency_ns > lat_big.latency_ns
+
+
+# --- reports and CLI ---------------------------------------------------------------------------
+
+
+def test_report_has_a_dataflow_section_and_layer_breakdowns():
+    rep = evaluate(_arch("isaac"), pimsim.load_workload("resnet20_cifar10"))
+    data = rep.to_dict()
+    assert data["latency_model"] == "event"
+    flow = data["dataflow"]
+    for key in ("latency_ns", "throughput_fps", "events", "bottleneck", "utilization",
+                "critical_path"):
+        assert key in flow
+    assert flow["latency_ns"] == rep.totals["latency_ns"]
+    mapped = [rec for rec in data["layers"] if rec["arrays"]]
+    assert all(rec["latency_breakdown_ns"].get("compute", 0) + rec["latency_breakdown_ns"].get(
+        "adc", 0) > 0 for rec in mapped)
+    # the critical path ends at the last layer and its durations do not exceed the latency
+    path = flow["critical_path"]
+    assert path[-1]["layer"] == rep.mapping.workload.layers[-1].name
+    assert sum(seg["ns"] for seg in path) <= flow["latency_ns"] + 1e-6
+    # analytical model kept for comparison
+    ana = evaluate(_arch("isaac"), pimsim.load_workload("resnet20_cifar10"),
+                   latency_model="analytical")
+    assert ana.dataflow is None and "dataflow" not in ana.to_dict()
+
+
+def test_cli_evaluate_event_model_and_timeline(tmp_path):
+    runner = CliRunner()
+    png = tmp_path / "t.png"
+    res = runner.invoke(main, ["evaluate", str(ROOT / "arch_specs" / "isaac.yaml"),
+                               "lenet5_mnist", "--timeline", str(png), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["dataflow"]["granularity"] == "row" and png.stat().st_size > 10_000
+    res = runner.invoke(main, ["evaluate", str(ROOT / "arch_specs" / "isaac.yaml"),
+                               "lenet5_mnist", "--latency-model", "analytical", "--timeline",
+                               str(png)])
+    assert res.exit_code == 2 and "--timeline needs" in res.output
