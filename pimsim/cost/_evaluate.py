@@ -8,8 +8,14 @@ tile, then chip); a class the spec does not instantiate uses the generic model n
 Latency (analytical): an array step is one row-group read and its conversions,
 ``max(read time, columns per ADC x conversions per column / ADC rate)``; a mapped layer takes
 ``steps per sample / copies`` steps (its arrays work in parallel); a digital layer takes its
-operations / (clock x units of its class on the chip). ``latency_ns`` sums the layers;
+operations / (clock x units of its class on the chip; element-wise layers fall back on the
+shift-and-add units). ``latency_ns`` sums the layers;
 ``throughput_fps`` is 1 / slowest layer when the chip is pipelined, else 1 / latency.
+
+Latency (event, the default): the dataflow simulation of :mod:`pimsim.dataflow` on the times and
+bandwidths of :func:`chip_timing`; ``latency_ns`` is one input's time through the chip and
+``throughput_fps`` the steady-state rate of inputs streamed back to back. The analytical per-layer
+times stay in the ``latency_analytical_ns`` column of ``Report.layers``.
 """
 
 from __future__ import annotations
@@ -151,8 +157,13 @@ def _digital_class(layer) -> str:
 
 
 def _digital_ns(arch, layer, counts, units, period) -> float:
+    """Time of a digital layer: its operations / (units of its class x clock). A spec without
+    ``digital`` units runs element-wise layers (adds, batch-norm) on its shift-and-add units;
+    a missing activation or pooling class counts one unit."""
     ops = max(counts["activation"], counts["pooling"], counts["digital"])
-    return ops * period / max(1, units.get(_digital_class(layer), 1))
+    cls = _digital_class(layer)
+    n = units.get(cls) or (units.get("shift_add", 1) if cls == "digital" else 1)
+    return ops * period / max(1, n)
 
 
 def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
@@ -290,9 +301,7 @@ def evaluate(
         flow = simulate(
             mapping, chip_timing(arch, mapping, cache), granularity=granularity, samples=samples
         )
-        frame["latency_ns"] = [
-            flow.layers[n]["finish_ns"] - flow.layers[n]["start_ns"] for n in frame["name"]
-        ]
+        frame["latency_ns"] = [flow.layers[n]["latency_ns"] for n in frame["name"]]
         latency, throughput = flow.latency_ns, flow.throughput_fps
         notes.extend(flow.notes)
     leakage_mw = sum(inst.estimate.leakage_mw * n for inst, n in on_chip)

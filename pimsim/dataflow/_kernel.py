@@ -4,10 +4,11 @@ Time is an integer number of **picoseconds** (:data:`PS_PER_NS` per ns), so sums
 durations are exact and two runs give identical traces.
 
 A job has a duration, at most one resource and predecessors. It becomes *ready* when its last
-predecessor finishes; a ready job waits in its resource's queue, ordered by (ready time, job
-order), and starts when the resource is free. A job without a resource is a pure delay. All
-events of one instant are applied before any resource is dispatched, so simultaneous events
-leave in job order whatever order they were pushed in.
+predecessor finishes and starts when it is ready, its resource is free and every job before it
+in the resource's fixed order (dependency depth, then job index; see :func:`run`) has started.
+A job without a resource is a pure delay. All events of one instant are applied before any
+resource is dispatched, so simultaneous events leave in job order whatever order they were
+pushed in.
 """
 
 from __future__ import annotations
@@ -41,26 +42,55 @@ def run(
     resource: list[int],
     preds: list[list[int]],
     n_resources: int,
+    stream: list[int] | None = None,
 ) -> Trace:
-    """Simulate jobs ``0..n-1`` (job order = index) and return their start and finish times."""
+    """Simulate jobs ``0..n-1`` and return their start and finish times.
+
+    Predecessors must have lower indices than their successors. Each resource serves its jobs
+    in one fixed order: by depth, then by index. A job's depth is one more than the deepest of
+    its predecessors and of the previous job of its ``stream`` on its resource (a stream is,
+    e.g., the chunks of one layer, which a resource serves in order): the wavefront of a
+    pipeline, so that layers sharing a resource interleave their chunks. The order does not
+    depend on any duration, so every finish time is a max-plus expression of the durations:
+    shortening a job (a faster ADC, a wider buffer or link) can never delay any other job.
+    """
     n = len(duration)
     succs: list[list[int]] = [[] for _ in range(n)]
     waiting = [0] * n
+    depth = [0] * n
+    previous: dict[tuple[int, int], int] = {}
     for j, ps in enumerate(preds):
         waiting[j] = len(ps)
+        d = 0
         for p in ps:
+            if p >= j:
+                raise ValueError(f"job {j} has a predecessor {p} that is not earlier")
             succs[p].append(j)
+            if depth[p] >= d:
+                d = depth[p] + 1
+        if resource[j] >= 0:
+            key = (stream[j] if stream is not None else -1 - j, resource[j])
+            if key in previous and depth[previous[key]] >= d:
+                d = depth[previous[key]] + 1
+            previous[key] = j
+        depth[j] = d
+    sequence: list[list[int]] = [[] for _ in range(n_resources)]
+    for j in sorted(range(n), key=lambda k: (depth[k], k)):
+        if resource[j] >= 0:
+            sequence[resource[j]].append(j)
+    head = [0] * n_resources
     start = [-1] * n
     finish = [-1] * n
     cause = [-1] * n
+    ready = [False] * n
     ready_at = [0] * n
-    queues: list[list[tuple[int, int]]] = [[] for _ in range(n_resources)]
     busy = [False] * n_resources
     last_on = [-1] * n_resources
     events: list[tuple[int, int, int]] = []  # (time, priority = job, sequence)
     seq = 0
     count = 0
     push, pop = heapq.heappush, heapq.heappop
+    touched: set[int] = set()
 
     def begin(j: int, t: int) -> None:
         nonlocal seq
@@ -69,15 +99,13 @@ def run(
         seq += 1
         push(events, (finish[j], j, seq))
 
-    touched: set[int] = set()
-
     def make_ready(j: int, t: int) -> None:
         ready_at[j] = t
+        ready[j] = True
         r = resource[j]
         if r < 0:
             begin(j, t)
         else:
-            push(queues[r], (t, j))
             touched.add(r)
 
     for j in range(n):
@@ -86,13 +114,17 @@ def run(
     now = 0
     while True:
         for r in sorted(touched):
-            if not busy[r] and queues[r]:
-                _, j = pop(queues[r])
-                busy[r] = True
-                if last_on[r] >= 0 and finish[last_on[r]] > ready_at[j]:
-                    cause[j] = last_on[r]
-                last_on[r] = j
-                begin(j, now)
+            if busy[r] or head[r] >= len(sequence[r]):
+                continue
+            j = sequence[r][head[r]]
+            if not ready[j]:
+                continue
+            head[r] += 1
+            busy[r] = True
+            if last_on[r] >= 0 and finish[last_on[r]] > ready_at[j]:
+                cause[j] = last_on[r]
+            last_on[r] = j
+            begin(j, now)
         touched.clear()
         if not events:
             break
@@ -110,7 +142,7 @@ def run(
                     cause[s] = j
                     make_ready(s, now)
     if any(f < 0 for f in finish):
-        raise RuntimeError("dataflow: some jobs never ran (a dependency cycle)")
+        raise RuntimeError("dataflow: some jobs never ran")
     return Trace(start, finish, cause, count)
 
 

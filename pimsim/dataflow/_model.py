@@ -119,7 +119,9 @@ def _ports(timing: ChipTiming, kind: str, level: str, roles: tuple[str, ...]) ->
 class DataflowResult:
     """The simulation of one mapped network (all times in ns; see :mod:`pimsim.dataflow`).
 
-    ``layers``: per layer (sample 0) ``start_ns``, ``finish_ns`` and ``latency_breakdown_ns``
+    ``layers``: per layer ``latency_ns`` (the layer simulated alone with its inputs ready: its
+    chunks pipelined through its stages), and from the one-input run of the whole network
+    ``start_ns``, ``finish_ns`` and ``latency_breakdown_ns``
     (busy time per class: the busiest instance of each kind of resource the layer uses, e.g.
     the slowest copy's arrays, summed over kinds, e.g. input buffer + output buffer); the sum of
     the breakdown is the layer's stage time with its stages taken one after the other, the
@@ -227,17 +229,12 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
     def bits_ps(bits: float, port: Port, width: int = 1) -> int:
         return to_ps(bits / (port.bits_per_ns * width)) if bits else 0
 
-    # per mapped layer: its copy groups (tile of the group's first PE, tiles spanned)
-    groups: dict[str, list[tuple[int, int]]] = {}
-    for name, m in mapping.layers.items():
-        pes = mapping.pes[name]
-        first = mapping.first_pe[name]
-        out = []
-        for k in range(m.copies):
-            a = first + (k * pes) // m.copies
-            b = first + ((k + 1) * pes) // m.copies - 1
-            out.append((a // per_tile, max(1, b // per_tile - a // per_tile + 1)))
-        groups[name] = out
+    # per mapped layer: the tiles its PEs occupy
+    spans = {name: range(mapping.tile_span(name)[0], mapping.tile_span(name)[1] + 1)
+             for name in mapping.layers}
+    per_tile_net = network is not None and not (
+        network.level == "chip" and network.topology in (None, "bus")
+    )
 
     last: list[list[list[int]]] = []  # [sample][layer][chunk] -> job id of the chunk's last stage
     drain: dict[tuple[int, int, int], int] = {}
@@ -266,77 +263,78 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
                     j = jobs.add(dur, rid, deps, i, "digital", cls, b)
                 else:
                     traffic = layer_traffic(mapping, layer)
-                    ncopy = len(groups[layer.name])
-                    if n == 1:
-                        tile, span = groups[layer.name][0][0], sum(g[1] for g in groups[layer.name])
-                        arrays = res.get(f"arrays:{layer.name}", "compute")
-                        comp = to_ps(timing.position_ns[layer.name] * m.output_positions / m.copies)
-                        group_key = 0
-                    else:
-                        per_chunk = max(1, ncopy // n)
-                        n_groups = max(1, ncopy // per_chunk)
-                        group_key = r % n_groups
-                        tile, span = groups[layer.name][group_key * per_chunk]
-                        span *= per_chunk
-                        arrays = res.get(f"arrays:{layer.name}#{group_key}", "compute")
-                        positions = m.output_positions // n
-                        comp = to_ps(
-                            timing.position_ns[layer.name] * math.ceil(positions / per_chunk)
-                        )
-                    sharing = max(1, tiles_of_layer[tile])
-                    chain = deps
-                    in_elems = sum(math.prod(s) for s in layer.input_shapes)
+                    tiles = spans[layer.name]
+                    nt = len(tiles)
+                    # the copies work as one gang: each chunk's positions are shared by all
+                    # copies, so a chunk takes its positions x step time / copies
+                    comp = to_ps(timing.position_ns[layer.name] * m.output_positions
+                                 / (n * m.copies))
+                    arrays = res.get(f"arrays:{layer.name}", "compute")
+                    in_elems = sum(math.prod(sh) for sh in layer.input_shapes)
                     bits_in = arch.decomposition.input_bits
-                    hops = 0.0
                     consumers = list(workload.graph.successors(layer.name))
-                    if consumers:
-                        hops = sum(mapping.hops(layer.name, c) for c in consumers) / len(consumers)
+                    hops = (sum(mapping.hops(layer.name, c) for c in consumers) / len(consumers)
+                            if consumers else 0.0)
+                    chain = deps
                     if gbuf is not None:
-                        j = jobs.add(bits_ps(in_elems * bits_in / n, gbuf), port_resource(gbuf, 0),
-                                     chain, i, "buffer", "global_read", b)
+                        j = jobs.add(bits_ps(in_elems * bits_in / n, gbuf),
+                                     port_resource(gbuf, 0), chain, i, "buffer",
+                                     "global_read", b)
                         chain = [j]
                         if network is not None:
+                            hop = network.hops if network.hops is not None else 1.0
                             d = bits_ps(in_elems * bits_in / n, network)
-                            d += to_ps((network.hops if network.hops is not None else 1.0)
-                                       * timing.period_ns)
-                            j = jobs.add(d, port_resource(network, tile), chain, i,
+                            d += to_ps(hop * timing.period_ns) if d else 0
+                            j = jobs.add(d, port_resource(network, tiles[0]), chain, i,
                                          "interconnect", "receive", b)
                             chain = [j]
+
+                    def per_tile(port, bits, stage, cls, pred):
+                        out = []
+                        for t in tiles:
+                            out.append(jobs.add(bits_ps(bits / (n * nt), port),
+                                                port_resource(port, t), pred, i, cls, stage, b))
+                        return out
+
                     for port in in_bufs[:1]:
-                        j = jobs.add(bits_ps(traffic.input_bits / n, port, span),
-                                     port_resource(port, tile), chain, i, "buffer", "load", b)
-                        chain = [j]
+                        chain = per_tile(port, traffic.input_bits, "load", "buffer", chain)
                     cap_pred = []
                     if out_bufs and out_bufs[0].capacity_bits and n > 1:
-                        n_groups = max(1, ncopy // max(1, ncopy // n))
-                        share = out_bufs[0].capacity_bits * span / sharing
-                        cap = max(1, int(share // max(1.0, traffic.output_bits / n)))
-                        key = (b, i, r - cap * n_groups)
-                        if key in drain:
-                            cap_pred = [drain[key]]
+                        sharing = max(tiles_of_layer[t] for t in tiles)
+                        share = out_bufs[0].capacity_bits / sharing
+                        cap = max(1, int(share // max(1.0, traffic.output_bits / (n * nt))))
+                        if (b, i, r - cap) in drain:
+                            cap_pred = [drain[(b, i, r - cap)]]
                     cls = "adc" if timing.adc_bound.get(layer.name) else "compute"
                     j = jobs.add(comp, arrays, chain + cap_pred, i, cls, "compute", b)
                     chain = [j]
                     for port in local_ic[:1]:
-                        j = jobs.add(
-                            bits_ps((traffic.input_bits + traffic.output_bits) / n, port, span),
-                            port_resource(port, tile), chain, i, "interconnect", "local", b)
-                        chain = [j]
+                        chain = per_tile(port, traffic.input_bits + traffic.output_bits, "local",
+                                         "interconnect", chain)
                     for port in out_bufs[:1]:
-                        j = jobs.add(bits_ps(traffic.output_bits / n, port, span),
-                                     port_resource(port, tile), chain, i, "buffer", "store", b)
-                        chain = [j]
+                        chain = per_tile(port, traffic.output_bits, "store", "buffer", chain)
                     if network is not None:
                         hop = network.hops if network.hops is not None else hops
-                        d = bits_ps(traffic.send_bits / n, network)
-                        d += to_ps(hop * timing.period_ns) if d else 0
-                        j = jobs.add(d, port_resource(network, tile), chain, i,
-                                     "interconnect", "send", b)
-                        chain = [j]
+                        if per_tile_net:
+                            sends = []
+                            for t in tiles:
+                                d = bits_ps(traffic.send_bits / (n * nt), network)
+                                d += to_ps(hop * timing.period_ns) if d else 0
+                                sends.append(jobs.add(d, port_resource(network, t), chain, i,
+                                                      "interconnect", "send", b))
+                            chain = sends
+                        else:
+                            d = bits_ps(traffic.send_bits / n, network)
+                            d += to_ps(hop * timing.period_ns) if d else 0
+                            chain = [jobs.add(d, port_resource(network, tiles[0]), chain, i,
+                                              "interconnect", "send", b)]
+                    if len(chain) > 1 or gbuf is not None:
+                        d = bits_ps(traffic.send_bits / n, gbuf) if gbuf is not None else 0
+                        rid = port_resource(gbuf, 0) if gbuf is not None else -1
+                        chain = [jobs.add(d, rid, chain, i, "buffer" if gbuf else "delay",
+                                          "global_write" if gbuf else "join", b)]
                     drain[(b, i, r)] = chain[0]
-                    if gbuf is not None:
-                        j = jobs.add(bits_ps(traffic.send_bits / n, gbuf), port_resource(gbuf, 0),
-                                     chain, i, "buffer", "global_write", b)
+                    j = chain[0]
                 if not deps:
                     sources.append(first_job)
                 chunk_last.append(j)
@@ -345,7 +343,8 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
         sinks = [last_b[i][-1] for i, layer in enumerate(layers)
                  if not list(workload.graph.successors(layer.name))]
         previous_sink = sinks or [last_b[-1][-1]]
-    trace = run(jobs.duration, jobs.resource, jobs.preds, len(res.cls))
+    streams = [b * len(layers) + i for b, i in zip(jobs.sample, jobs.layer, strict=True)]
+    trace = run(jobs.duration, jobs.resource, jobs.preds, len(res.cls), streams)
     return layers, jobs, res, trace, last, notes
 
 
@@ -401,6 +400,21 @@ def _summarise(single, stream, samples, granularity):
         rec["start"] = min(rec["start"], trace.start[j])
         rec["finish"] = max(rec["finish"], trace.finish[j])
         rec["busy"][(jobs.cls[j], r)] += jobs.duration[j]
+    # each layer alone, its inputs ready at time 0: its own latency (stages overlapped across
+    # chunks), the event model's counterpart of an analytical per-layer latency
+    members: dict[int, list[int]] = defaultdict(list)
+    for j in range(n):
+        members[jobs.layer[j]].append(j)
+    isolated = {}
+    for i, js in members.items():
+        local = {j: k for k, j in enumerate(js)}
+        sub = run(
+            [jobs.duration[j] for j in js],
+            [jobs.resource[j] for j in js],
+            [[local[p] for p in jobs.preds[j] if p in local] for j in js],
+            len(res.cls),
+        )
+        isolated[i] = max(sub.finish, default=0)
     layer_out = {}
     for i, layer in enumerate(layers):
         rec = per_layer[i]
@@ -415,6 +429,7 @@ def _summarise(single, stream, samples, granularity):
             breakdown[c] = breakdown.get(c, 0.0) + v / PS_PER_NS
         breakdown = {c: breakdown[c] for c in CLASSES if breakdown.get(c)}
         layer_out[layer.name] = {
+            "latency_ns": isolated[i] / PS_PER_NS,
             "start_ns": rec["start"] / PS_PER_NS,
             "finish_ns": rec["finish"] / PS_PER_NS,
             "latency_breakdown_ns": breakdown,

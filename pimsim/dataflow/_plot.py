@@ -50,7 +50,7 @@ def plot_timeline(result: DataflowResult, path=None, title: str | None = None, b
             bars[(layers.index(layer), cls, sample)].append(((s * to_x), (f - s) * to_x))
     for (y, cls, sample), spans in bars.items():
         alpha = 0.9 if sample == 0 else 0.35
-        ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLORS[cls], alpha=alpha, linewidth=0)
+        ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLORS.get(cls, "#999999"), alpha=alpha, linewidth=0)
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=7)
     ax.invert_yaxis()
