@@ -408,6 +408,12 @@ def _summarise(single, stream, samples, granularity):
     isolated = {}
     for i, js in members.items():
         local = {j: k for k, j in enumerate(js)}
+        if len({jobs.resource[j] for j in js}) == 1 and not any(
+            p in local for j in js for p in jobs.preds[j]
+        ):
+            # independent chunks on one resource (a digital layer): served one after another
+            isolated[i] = sum(jobs.duration[j] for j in js)
+            continue
         sub = run(
             [jobs.duration[j] for j in js],
             [jobs.resource[j] for j in js],
@@ -463,7 +469,9 @@ def _summarise(single, stream, samples, granularity):
     path: list[dict] = []
     while j >= 0:
         key = (layers[jobs.layer[j]].name, jobs.cls[j])
-        if path and (path[-1]["layer"], path[-1]["class"]) == key:
+        if not jobs.duration[j]:
+            pass
+        elif path and (path[-1]["layer"], path[-1]["class"]) == key:
             path[-1]["ns"] += jobs.duration[j] / PS_PER_NS
         else:
             path.append({"layer": key[0], "class": key[1], "ns": jobs.duration[j] / PS_PER_NS})

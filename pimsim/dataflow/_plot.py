@@ -26,8 +26,8 @@ def _unit(span_ns: float) -> tuple[float, str]:
 
 def plot_timeline(result: DataflowResult, path=None, title: str | None = None, bins: int = 200):
     """Draw ``result``'s trace: top, one row per layer with its jobs coloured by class (every
-    streamed sample, later samples lighter); bottom, the fraction of each resource class busy
-    over time. Saves a PNG when ``path`` is given; returns the figure."""
+    streamed sample, later samples lighter); bottom, per resource class, the busy fraction of its
+    busiest resource over time (legend: resources of the class). Saves a PNG when ``path`` is given; returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,25 +64,25 @@ def plot_timeline(result: DataflowResult, path=None, title: str | None = None, b
         f"{result.latency_ns / scale:.3g} {unit}, {result.throughput_fps:,.0f} inputs/s, "
         f"{result.events:,} events"
     ))
-    # utilisation: busy resources of each class / resources of that class, in time bins
+    # utilisation: per time bin, the busy fraction of the busiest resource of each class
     width = end / bins
-    per_class_res: dict[str, set] = defaultdict(set)
-    busy: dict[str, list[float]] = defaultdict(lambda: [0.0] * bins)
+    per_res: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * bins)
     for _layer, cls, _stage, _sample, res, s, f in rows:
         if not res or f <= s:
             continue
-        per_class_res[cls].add(res)
+        acc = per_res[(cls, res)]
         b0, b1 = int(s // width), min(bins - 1, int((f - 1) // width))
         for b in range(b0, b1 + 1):
             lo, hi = max(s, b * width), min(f, (b + 1) * width)
-            busy[cls][b] += (hi - lo) / width
+            acc[b] += (hi - lo) / width
     xs = [(b + 0.5) * width * to_x for b in range(bins)]
     for cls in CLASSES:
-        if cls in busy:
-            n = len(per_class_res[cls])
-            ax2.plot(xs, [v / n for v in busy[cls]], color=COLORS[cls], label=f"{cls} ({n})")
+        series = [v for (c, _), v in per_res.items() if c == cls]
+        if series:
+            peak = [max(v[b] for v in series) for b in range(bins)]
+            ax2.plot(xs, peak, color=COLORS[cls], label=f"{cls} ({len(series)})")
     ax2.set_ylim(0, 1.05)
-    ax2.set_ylabel("busy fraction")
+    ax2.set_ylabel("busiest resource\nbusy fraction")
     ax2.set_xlabel(f"time ({unit})")
     ax2.legend(fontsize=8, ncol=5, loc="upper right", title="class (resources)",
                title_fontsize=8)
