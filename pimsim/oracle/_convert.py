@@ -4,6 +4,7 @@ does; ``counts``, ``reset_counts`` and ``activity`` read what the converted mode
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 import dataclasses
 import warnings
 
@@ -71,7 +72,8 @@ def convert(
     calibration=None,
     chunk: int | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` whose conv/linear layers compute as ``arch`` maps them.
+    """A copy of ``model`` whose conv/linear layers compute as ``arch`` maps them. ``model`` may
+    be a bare conv or linear layer; the copy is then an ``nn.Sequential`` holding it.
 
     Builds the workload with :func:`pimsim.from_torch` and the mapping with
     :func:`pimsim.map_network` (or takes ``mapping``); the tiling is never re-derived.
@@ -89,6 +91,11 @@ def convert(
     if calibration is not None:
         calibration = list(calibration)  # used twice (scales, ADC ranges): a generator would not be
     workload = from_torch(model, input_shape)
+    if not any(True for _ in model.children()) and len(workload.layers) == 1:
+        # a bare layer (convert(nn.Linear(300, 7), ...)): the tracer names it after its kind;
+        # hold it under that name so that the mapped layer is a module of the model
+        model = nn.Sequential(OrderedDict([(workload.layers[0].name, model)]))
+        workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
     pim = copy.deepcopy(model)
     modules = dict(pim.named_modules())
