@@ -20,8 +20,8 @@ import torch
 
 import pimsim
 import pimsim.oracle
-from pimsim.oracle._checkpoint import load_checkpoint
-from pimsim.oracle._data import load_mnist
+from pimsim.training._checkpoint import load_checkpoint
+from pimsim.training._data import load_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {  # DESIGN.md Conventions, 'presets', for 8-bit weights and inputs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pimsim.oracle._data import (
+from pimsim.training._data import (
     MNIST_FILES,
     MNIST_ROOT,
     MNIST_SPLIT,

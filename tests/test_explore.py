@@ -388,8 +388,8 @@ def test_oracle_runs_once_per_accuracy_key(tmp_path):
     assert frame["energy_pj"].nunique() > 2  # the clock and the node do change the cost
     # the cached accuracy is the oracle's, computed directly
     from pimsim.oracle import accuracy
-    from pimsim.oracle._checkpoint import load_checkpoint
-    from pimsim.oracle._data import load_mnist
+    from pimsim.training._checkpoint import load_checkpoint
+    from pimsim.training._data import load_mnist
 
     row = frame[frame["decomposition.scheme"] == "native"].iloc[0]
     spec = load_sweep(path)

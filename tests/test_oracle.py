@@ -324,7 +324,7 @@ def test_conversions_equal_cost_model_times_batch(path, name):
 def test_qat_model_converts_and_matches_its_fake_quantized_forward(small_path):
     """A QAT model's layers are traced as conv/linear leaves; with an ADC that resolves every
     level, the PIM model computes the QAT model's integers (outputs agree to float rounding)."""
-    from pimsim.oracle._qat import quantize_model
+    from pimsim.training._qat import quantize_model
 
     torch.manual_seed(0)
     model = pimsim.zoo_model("lenet5_mnist")
@@ -347,7 +347,7 @@ def test_requantized_qat_scale_keeps_the_trained_range(small_path, bits, sign):
     """Evaluating a QAT model under other input bits or a forced input sign keeps each layer's
     trained range: new scale x new largest integer == trained scale x trained largest integer."""
     from pimsim.oracle._layers import input_levels
-    from pimsim.oracle._qat import quant_layers, quantize_model
+    from pimsim.training._qat import quant_layers, quantize_model
 
     torch.manual_seed(0)
     qat = quantize_model(pimsim.zoo_model("mlp_mnist"), 4, 4, input_shape=(1, 1, 28, 28))

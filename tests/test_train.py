@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 import pimsim
-from pimsim.oracle._checkpoint import (
+from pimsim.training._checkpoint import (
     CheckpointError,
     checkpoint_paths,
     load_checkpoint,
     save_checkpoint,
 )
-from pimsim.oracle._data import load_mnist
-from pimsim.oracle._qat import (
+from pimsim.training._data import load_mnist
+from pimsim.training._qat import (
     QuantConv2d,
     QuantLinear,
     dequantize_model,
@@ -28,7 +28,7 @@ from pimsim.oracle._qat import (
     quant_layers,
     quantize_model,
 )
-from pimsim.oracle._train import evaluate_accuracy, random_shift, train
+from pimsim.training._train import evaluate_accuracy, random_shift, train
 
 MNIST_SHAPE = (1, 1, 28, 28)
 

@@ -33,9 +33,9 @@ from pimsim.cli._common import format_options, main, set_option, user_errors, wr
 @user_errors
 def train(workload, method, epochs, seed, weight_bits, input_bits, data_root, checkpoint) -> None:
     """Train WORKLOAD (mlp_mnist or lenet5_mnist) on the fixed MNIST split, float or QAT."""
-    from pimsim.oracle._checkpoint import save_checkpoint
+    from pimsim.training._checkpoint import save_checkpoint
     from pimsim.oracle._memory import tune_cpu_allocator
-    from pimsim.oracle._train import train as run
+    from pimsim.training._train import train as run
 
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     model, metrics = run(
@@ -97,8 +97,8 @@ def accuracy(
 
     from pimsim.errors import WorkloadError
     from pimsim.oracle import accuracy as run
-    from pimsim.oracle._checkpoint import load_checkpoint
-    from pimsim.oracle._data import load_dataset
+    from pimsim.training._checkpoint import load_checkpoint
+    from pimsim.training._data import load_dataset
     from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
 

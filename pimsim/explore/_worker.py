@@ -119,8 +119,8 @@ def _oracle(ctx: Context, spec, workload_name: str) -> dict:
     import torch
 
     from pimsim.oracle import accuracy
-    from pimsim.oracle._checkpoint import load_checkpoint
-    from pimsim.oracle._data import load_dataset
+    from pimsim.training._checkpoint import load_checkpoint
+    from pimsim.training._data import load_dataset
 
     budget = ctx.accuracy
     ref = budget.checkpoints[workload_name]

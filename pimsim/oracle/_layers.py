@@ -97,19 +97,8 @@ class PimMatrixLayer(nn.Module):
         self.plan = plan
         self.chunk = chunk
         m, k, n = plan.matrices, plan.k_rows, plan.n_cols
-        w_int, w_scale = quantize_weight(weight, plan.weight_bits)
-        self.register_buffer("weight_int", w_int.to(torch.float32))
-        self.register_buffer("weight_scale", w_scale)
-        matrices, mask = self._matrices(w_int)
-        slices = E.weight_slices(plan, matrices)
-        if plan.encoding == "offset":
-            slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
-        self.register_buffer("w_layout", E.layout_weights(plan, slices))
-        # only block-diagonal packing (one matrix for several groups) leaves cells unused: the
-        # cell mask is kept for those layers alone (None: every cell of the matrices is used)
-        packed = getattr(self, "groups", 1) > 1 and plan.matrices == 1
-        self.register_buffer("mask", mask.to(torch.float64) if packed else None)
-        self.register_buffer("col_sums", matrices.to(torch.float64).sum(dim=1))  # [M, N]
+        matrices = self.program(weight)
+        assert (m, k, n) == tuple(matrices.shape)
         self.bias = (
             None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         )
@@ -122,7 +111,34 @@ class PimMatrixLayer(nn.Module):
         self.partial_samples = None  # a list while calibrating the ADC range
         self.reset_counts()
         self.noise = None
-        assert (m, k, n) == (matrices.shape[0], matrices.shape[1], matrices.shape[2])
+
+    def program(self, weight: torch.Tensor) -> torch.Tensor:
+        """Write ``weight`` (float, the torch layer's shape) into this layer's cells: its
+        integers and per-channel scales, the cell slices in the row-group layout and the column
+        sums used by the digital corrections. Returns the integer matrices [M, K, N]. A chip drawn
+        before (:meth:`set_chip`) keeps its old conductances until it is drawn again."""
+        plan = self.plan
+        w_int, w_scale = quantize_weight(weight, plan.weight_bits)
+        matrices, mask = self._matrices(w_int)
+        slices = E.weight_slices(plan, matrices)
+        if plan.encoding == "offset":
+            slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
+        # only block-diagonal packing (one matrix for several groups) leaves cells unused: the
+        # cell mask is kept for those layers alone (None: every cell of the matrices is used)
+        packed = getattr(self, "groups", 1) > 1 and plan.matrices == 1
+        state = {
+            "weight_int": w_int.to(torch.float32),
+            "weight_scale": w_scale,
+            "w_layout": E.layout_weights(plan, slices),
+            "mask": mask.to(torch.float64) if packed else None,
+            "col_sums": matrices.to(torch.float64).sum(dim=1),  # [M, N]
+        }
+        for key, value in state.items():
+            if key in self._buffers:
+                self._buffers[key] = value
+            else:
+                self.register_buffer(key, value)
+        return matrices
 
     def set_chip(self, arch, e_chip: float, seed: int) -> None:
         """Make this layer one chip's instance: draw its cells' actual conductances (variation,

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from pimsim.errors import PimsimError
-from pimsim.oracle._data import MNIST_SPLIT_DESCRIPTION
-from pimsim.oracle._qat import quant_layers, quantize_model
-from pimsim.oracle._train import METHODS
+from pimsim.training._data import MNIST_SPLIT_DESCRIPTION
+from pimsim.training._qat import quant_layers, quantize_model
+from pimsim.training._train import METHODS
 from pimsim.workload import zoo_model
 from pimsim.workload._zoo import ZOO
 

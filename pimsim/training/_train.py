@@ -1,6 +1,6 @@
 """Train the zoo's MNIST networks, in float or with conventional digital QAT, reproducibly.
 
-Data: the fixed split of the shipped MNIST test set (:data:`~pimsim.oracle._data.MNIST_SPLIT`):
+Data: the fixed split of the shipped MNIST test set (:data:`~pimsim.training._data.MNIST_SPLIT`):
 train on its first 8,000 images, report accuracy on its last 2,000. With so few training images
 the recipe adds a random translation of up to ``shift`` pixels per image (zero fill): in our runs
 the float MLP reached 96.35% without it (15 epochs) and 97.65% with a 1-pixel shift (20 epochs).
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from pimsim.oracle._data import MNIST_SPLIT_DESCRIPTION, load_mnist
-from pimsim.oracle._qat import quantize_model
+from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_mnist
+from pimsim.training._qat import quantize_model
 from pimsim.workload import zoo_model
 
 METHODS = ("float", "qat")
@@ -61,7 +61,7 @@ INPUT_SHAPE = (1, 1, 28, 28)
 
 def build_model(workload_name: str, method: str = "float", seed: int = 0, **bits) -> nn.Module:
     """A freshly initialised zoo network (weights drawn under a forked RNG seeded with
-    ``seed``), quantized with :func:`~pimsim.oracle._qat.quantize_model` for ``method="qat"``
+    ``seed``), quantized with :func:`~pimsim.training._qat.quantize_model` for ``method="qat"``
     (``bits``: ``weight_bits``, ``input_bits``)."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {METHODS}")
@@ -130,11 +130,11 @@ def train(
     """Train ``workload_name`` (``"mlp_mnist"`` or ``"lenet5_mnist"``) on the MNIST split.
 
     ``method="float"`` trains the float network; ``"qat"`` trains the network quantized by
-    :func:`~pimsim.oracle._qat.quantize_model` (``weight_bits``, ``input_bits``) from scratch with
+    :func:`~pimsim.training._qat.quantize_model` (``weight_bits``, ``input_bits``) from scratch with
     straight-through gradients; its input scales are learned as moving averages along the way.
     Unset hyperparameters come from :data:`RECIPES`. Adam with a cosine learning-rate schedule;
     cross-entropy loss. ``train_samples`` keeps only the first that many training images (for
-    quick tests). ``data_root`` is passed to :func:`~pimsim.oracle._data.load_mnist`.
+    quick tests). ``data_root`` is passed to :func:`~pimsim.training._data.load_mnist`.
 
     Returns the trained model (in eval mode) and metrics: ``test_accuracy`` (on the 2,000
     held-out images), ``epoch_losses`` (mean training loss per epoch), ``wall_time_s``, the
