@@ -468,7 +468,10 @@ def test_cli_accuracy_and_train(tmp_path):
         return run_cli(*args, timeout=600)
 
     ckpt = tmp_path / "mlp.pt"
-    train = cli("train", "mlp_mnist", "--method", "qat", "--epochs", "1", "--checkpoint", str(ckpt))
+    train = cli(
+        "train", "arch_specs/isaac.yaml", "mlp_mnist", "--method", "qat", "--epochs", "1",
+        "--weight-bits", "8", "--input-bits", "8", "--checkpoint", str(ckpt),
+    )
     assert train.returncode == 0, train.stderr
     assert ckpt.exists() and ckpt.with_suffix(".json").exists()
     run = cli(

@@ -61,12 +61,14 @@ def accuracy(
     mapping=None,
     chunk=None,
     progress: bool = False,
+    tune=None,
 ) -> AccuracyResult:
     """Top-1 accuracy of ``model`` on ``arch`` over ``data`` (an iterable of (inputs, labels)
     batches) for ``n_chips`` chips whose seeds are spawned from ``seed``
     (``numpy.random.SeedSequence(seed).spawn(n_chips)``). ``input_shape`` (batch of 1 included)
     defaults to the first batch's shape. Returns per-chip accuracies and the ADC conversions of
-    the first chip per layer."""
+    the first chip per layer. ``tune``: a callable run on each chip's converted model before it
+    is measured (per-chip BN calibration or self-tuning, :func:`pimsim.training.chip_tuning`)."""
     from pimsim.oracle._convert import counts, set_chip
 
     batches = list(data)
@@ -95,6 +97,8 @@ def accuracy(
             )
         else:
             set_chip(pim, arch, chip_seed, calibration)
+        if tune is not None:
+            tune(pim)
         correct = total = 0
         with torch.no_grad():
             for inputs, labels in batches:

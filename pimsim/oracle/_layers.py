@@ -93,6 +93,8 @@ class PimMatrixLayer(nn.Module):
 
     def __init__(self, name, plan: E.EnginePlan, weight, bias, input_scale, chunk=None):
         super().__init__()
+        if not hasattr(self, "output_scale"):
+            self.output_scale = 1.0
         self.name = name
         self.plan = plan
         self.chunk = chunk
@@ -119,6 +121,7 @@ class PimMatrixLayer(nn.Module):
         before (:meth:`set_chip`) keeps its old conductances until it is drawn again."""
         plan = self.plan
         w_int, w_scale = quantize_weight(weight, plan.weight_bits)
+        w_scale = w_scale * self.output_scale  # a trained output rescaling rides on the scale
         matrices, mask = self._matrices(w_int)
         slices = E.weight_slices(plan, matrices)
         if plan.encoding == "offset":
@@ -406,10 +409,18 @@ class PimMatrixLayer(nn.Module):
         return y.to(x_rows.dtype).reshape(y.shape[0], -1)
 
 
+def _output_scale(module: nn.Module) -> float:
+    """The output rescaling a PIM-QAT model trained into ``module`` (``output_scale``), else 1:
+    a digital multiplier, applied with the weight scale."""
+    scale = getattr(module, "output_scale", None)
+    return 1.0 if scale is None or scale.device.type == "meta" else float(scale)
+
+
 class PimLinear(PimMatrixLayer):
     """``nn.Linear`` computed as the mapped crossbars compute it."""
 
     def __init__(self, name, plan, linear: nn.Linear, input_scale=None, chunk=None):
+        self.output_scale = _output_scale(linear)
         super().__init__(name, plan, linear.weight, linear.bias, input_scale, chunk)
 
     def _matrices(self, w_int):
@@ -436,6 +447,7 @@ class PimConv2d(PimMatrixLayer):
         )
         self.groups = conv.groups
         self.out_channels = conv.out_channels
+        self.output_scale = _output_scale(conv)
         super().__init__(name, plan, conv.weight, conv.bias, input_scale, chunk)
 
     def _matrices(self, w_int):

@@ -75,7 +75,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
     if meta["method"] not in METHODS:
         raise CheckpointError(f"method {meta['method']!r} is not one of {METHODS}")
     layers = quant_summary(model)
-    if (meta["method"] == "qat") != bool(layers):
+    if (meta["method"] in ("qat", "pimqat")) != bool(layers):
         raise CheckpointError(
             f"method {meta['method']!r} but the model has {len(layers)} quantized layers"
         )
@@ -140,12 +140,14 @@ def load_checkpoint(
         raise CheckpointError(f"{sidecar}: {exc}") from exc
     shape = (1, *ZOO[meta["workload"]][1])
     saved_bits = {"weight_bits": meta.get("weight_bits"), "input_bits": meta.get("input_bits")}
-    if method == "qat":
+    if method in ("qat", "pimqat"):
         model = quantize_model(model, **saved_bits, input_shape=shape)
         for name, layer in quant_layers(model).items():
             saved = meta.get("layers", {}).get(name, {})
             layer.signed_input = bool(saved.get("signed_input", layer.signed_input))
     state = torch.load(pt, map_location="cpu", weights_only=True)
+    for name in quant_layers(model):  # checkpoints from before PIM-QAT: no output rescaling
+        state.setdefault(f"{name}.output_scale", torch.ones(()))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -159,7 +161,7 @@ def load_checkpoint(
         if method == "float":
             new_bits = {k: v if v is not None else 8 for k, v in new_bits.items()}
         requested = ", ".join(f"{k}={v}" for k, v in new_bits.items())
-        if method == "qat":
+        if method != "float":
             stored = ", ".join(f"{k}={v}" for k, v in saved_bits.items())
             note = f"was trained with {stored}; requantizing to {requested}"
         else:

@@ -99,6 +99,10 @@ class _QuantMixin:
         self.signed_input = bool(signed_input)
         # 0 = not calibrated yet; set from the first training batch, then an EMA.
         self.register_buffer("input_scale", torch.zeros(()))
+        # PIM-QAT's forward rescaling (1 / gamma, see pimsim.training._pimqat), folded into the
+        # digital output scale by pimsim.oracle.convert; 1 for conventional QAT. The digital
+        # forward of this module ignores it (it compensates the PIM quantization alone).
+        self.register_buffer("output_scale", torch.ones(()))
 
     def input_qmax(self) -> int:
         """Largest input integer: 2^b - 1 unsigned, 2^(b-1) - 1 signed."""
@@ -209,6 +213,9 @@ def _quant_copy(module: nn.Module, weight_bits: int, input_bits: int, signed: bo
     bits = dict(weight_bits=weight_bits, input_bits=input_bits, signed_input=signed)
     new = _copy_parameters(module, _uninitialised(cls, *sizes, **kwargs, **bits))
     new.input_scale.zero_()
+    new.output_scale.fill_(1.0)  # built uninitialised: every buffer is set here
+    if isinstance(module, QUANT_MODULES):
+        new.output_scale.copy_(module.output_scale)
     if isinstance(module, QUANT_MODULES) and module.input_scale > 0:
         # Requantizing: keep the calibrated range max|x| = s * qmax, re-expressed in new bits.
         with torch.no_grad():

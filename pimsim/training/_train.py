@@ -18,21 +18,25 @@ seed gives bit-identical weights on the same machine and thread count.
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_mnist
+from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_dataset
 from pimsim.training._qat import quantize_model
 from pimsim.workload import zoo_model
+from pimsim.workload._zoo import ZOO
 
-METHODS = ("float", "qat")
+METHODS = ("float", "qat", "pimqat")
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,19 @@ class Recipe:
 RECIPES = {
     "mlp_mnist": Recipe(epochs=20, batch_size=64, lr=1e-3, shift=1),
     "lenet5_mnist": Recipe(epochs=15, batch_size=64, lr=2e-3, shift=1),
+    "lenet5_bn_mnist": Recipe(epochs=15, batch_size=64, lr=2e-3, shift=1),
 }
 
-#: Input shape (batch of 1 included) of the trainable workloads.
+#: Recipe of the zoo networks without a measured one (CIFAR/ImageNet networks): not tuned here
+#: (no such data ships); users pass their own hyperparameters.
+DEFAULT_RECIPE = Recipe(epochs=30, batch_size=128, lr=1e-3, shift=4)
+
+#: PIM-QAT started from a trained checkpoint (``init``): fine-tuning epochs and the learning
+#: rate as a fraction of the recipe's.
+FINETUNE_EPOCHS = 2
+FINETUNE_LR_FACTOR = 0.5
+
+#: Input shape (batch of 1 included) of the MNIST workloads.
 INPUT_SHAPE = (1, 1, 28, 28)
 
 
@@ -67,9 +81,9 @@ def build_model(workload_name: str, method: str = "float", seed: int = 0, **bits
         raise ValueError(f"method {method!r} is not one of {METHODS}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = zoo_model(workload_name)
-    if method == "qat":
-        model = quantize_model(model, **bits, input_shape=INPUT_SHAPE)
+        model = zoo_model(workload_name, **_classes(workload_name))
+    if method in ("qat", "pimqat"):
+        model = quantize_model(model, **bits, input_shape=(1, *ZOO[workload_name][1]))
     return model
 
 
@@ -112,67 +126,115 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
 
-def train(
-    workload_name: str,
-    method: str = "float",
+def _classes(workload_name: str) -> dict:
+    return {"num_classes": 100} if workload_name.endswith("_cifar100") else {}
+
+
+def dataset_of(workload_name: str) -> str:
+    """The dataset a zoo network is named after (``lenet5_mnist`` -> ``mnist``)."""
+    return workload_name.rsplit("_", 1)[-1]
+
+
+@dataclass
+class TrainState:
+    """What a resumable checkpoint holds besides the model: where training stands."""
+
+    epoch: int = 0
+    log: list = None
+
+
+def _resume_path(checkpoint) -> Path | None:
+    return None if checkpoint is None else Path(str(checkpoint)).with_suffix(".resume.pt")
+
+
+def train_model(
+    model: nn.Module,
+    train_data: tuple[torch.Tensor, torch.Tensor],
+    test_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    shift: int | None = None,
+    method: str = "float",
+    arch=None,
+    options=None,
+    epochs: int = 1,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    shift: int = 0,
     seed: int = 0,
-    weight_bits: int = 8,
-    input_bits: int = 8,
-    data_root=None,
-    train_samples: int | None = None,
+    log_csv=None,
+    checkpoint=None,
+    resume: bool = True,
     progress: bool = True,
+    desc: str = "train",
 ) -> tuple[nn.Module, dict]:
-    """Train ``workload_name`` (``"mlp_mnist"`` or ``"lenet5_mnist"``) on the MNIST split.
+    """Train any ``model`` on ``train_data`` = (images [N, C, H, W], labels).
 
-    ``method="float"`` trains the float network; ``"qat"`` trains the network quantized by
-    :func:`~pimsim.training._qat.quantize_model` (``weight_bits``, ``input_bits``) from scratch with
-    straight-through gradients; its input scales are learned as moving averages along the way.
-    Unset hyperparameters come from :data:`RECIPES`. Adam with a cosine learning-rate schedule;
-    cross-entropy loss. ``train_samples`` keeps only the first that many training images (for
-    quick tests). ``data_root`` is passed to :func:`~pimsim.training._data.load_mnist`.
+    ``method``: ``"float"`` and ``"qat"`` train ``model`` as it is (quantize it first with
+    :func:`~pimsim.training.quantize_model` for QAT); ``"pimqat"`` trains the quantized ``model``
+    through ``arch``'s PIM quantization (:func:`~pimsim.training.attach_pim` with ``options``, a
+    :class:`~pimsim.training.PimQatOptions`), draws a new chip every step when
+    ``options.variability_aware``, and at the end sets the output scales on the deployed
+    precision from 512 training images (:func:`~pimsim.training.calibrate_output_scales`); the
+    returned model is a plain QAT model (:func:`~pimsim.training.detach_pim`) that
+    :func:`pimsim.oracle.convert` deploys.
 
-    Returns the trained model (in eval mode) and metrics: ``test_accuracy`` (on the 2,000
-    held-out images), ``epoch_losses`` (mean training loss per epoch), ``wall_time_s``, the
-    hyperparameters used and the ``split`` description.
+    Adam with a cosine schedule over all steps, cross-entropy loss, a random translation of up to
+    ``shift`` pixels. After every epoch: the test accuracy (PIM accuracy on the training arch for
+    ``pimqat``), a row in ``log_csv`` (epoch, train_loss, test_accuracy, lr, wall_time_s) and,
+    with ``checkpoint``, a resume file ``<checkpoint>.resume.pt`` (model, optimizer, schedule,
+    random generators, log); with ``resume`` an existing resume file is continued from. Nothing
+    touches the global torch RNG. Returns ``(model in eval mode, metrics)``.
     """
-    if workload_name not in RECIPES:
-        raise ValueError(
-            f"no training recipe for {workload_name!r} (trainable: {', '.join(RECIPES)})"
-        )
-    recipe = RECIPES[workload_name]
-    epochs = recipe.epochs if epochs is None else epochs
-    batch_size = recipe.batch_size if batch_size is None else batch_size
-    lr = recipe.lr if lr is None else lr
-    shift = recipe.shift if shift is None else shift
-    start = time.perf_counter()
-    x_train, y_train = load_mnist(data_root, "train")
-    x_test, y_test = load_mnist(data_root, "test")
-    if train_samples is not None:
-        x_train, y_train = x_train[:train_samples], y_train[:train_samples]
+    from pimsim.training._pimqat import (
+        PimQatOptions,
+        attach_pim,
+        calibrate_output_scales,
+        deployment_options,
+        detach_pim,
+        draw_training_chip,
+    )
 
-    model = build_model(workload_name, method, seed, weight_bits=weight_bits, input_bits=input_bits)
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {METHODS}")
+    x_train, y_train = train_data
+    input_shape = (1, *x_train.shape[1:])
+    options = options or PimQatOptions()
+    if method == "pimqat":
+        if arch is None:
+            raise ValueError("method 'pimqat' needs arch= (the accelerator spec)")
+        model = attach_pim(model, arch, input_shape, options)
     generator = torch.Generator().manual_seed(seed)
+    chips = np.random.default_rng(seed)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
-    epoch_losses = []
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs * steps_per_epoch))
+    state = TrainState(0, [])
+    resume_file = _resume_path(checkpoint)
+    if resume and resume_file is not None and resume_file.is_file():
+        saved = torch.load(resume_file, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        chips.bit_generator.state = saved["chips"]
+        state = TrainState(saved["epoch"], saved["log"])
+    start = time.perf_counter()
+    test_batches = None if test_data is None else _batches(*test_data, 500)
     bar = tqdm(
         total=epochs * steps_per_epoch,
-        desc=f"{workload_name} {method}",
+        initial=state.epoch * steps_per_epoch,
+        desc=desc,
         disable=not progress,
         leave=False,
     )
     with bar:
-        for _ in range(epochs):
+        for epoch in range(state.epoch, epochs):
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
             total = 0.0
+            t0 = time.perf_counter()
             for xb, yb in _batches(x_train[order], y_train[order], batch_size):
+                if method == "pimqat" and options.variability_aware:
+                    draw_training_chip(model, chips)
                 loss = F.cross_entropy(model(random_shift(xb, shift, generator)), yb)
                 optimizer.zero_grad()
                 loss.backward()
@@ -181,14 +243,43 @@ def train(
                 total += loss.item() * len(yb)
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-            epoch_losses.append(total / len(x_train))
+            accuracy = None if test_batches is None else evaluate_accuracy(model, test_batches)
+            state.log.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": total / len(x_train),
+                    "test_accuracy": accuracy,
+                    "lr": schedule.get_last_lr()[0],
+                    "wall_time_s": time.perf_counter() - t0,
+                }
+            )
+            state.epoch = epoch + 1
+            if log_csv is not None:
+                _write_log(log_csv, state.log)
+            if resume_file is not None:
+                resume_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "generator": generator.get_state(),
+                        "chips": chips.bit_generator.state,
+                        "epoch": state.epoch,
+                        "log": state.log,
+                    },
+                    resume_file,
+                )
+    gains = None
+    if method == "pimqat":
+        deployed = attach_pim(detach_pim(model), arch, input_shape, deployment_options(options))
+        gains = calibrate_output_scales(deployed, [x_train[:512]])
+        model = deployed
     model.eval()
-    accuracy = evaluate_accuracy(model, _batches(x_test, y_test, 500))
     metrics = {
-        "workload": workload_name,
         "method": method,
-        "test_accuracy": accuracy,
-        "epoch_losses": epoch_losses,
+        "epoch_losses": [row["train_loss"] for row in state.log],
+        "log": state.log,
         "wall_time_s": time.perf_counter() - start,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -196,8 +287,110 @@ def train(
         "shift": shift,
         "seed": seed,
         "train_samples": len(x_train),
-        "split": MNIST_SPLIT_DESCRIPTION,
     }
-    if method == "qat":
-        metrics.update(weight_bits=weight_bits, input_bits=input_bits)
+    if test_batches is not None:  # pimqat: on the deployed precision, ideal ADC and cells
+        metrics["test_accuracy"] = evaluate_accuracy(model, test_batches)
+    if method == "pimqat":
+        metrics["pimqat"] = {**options.describe(), "arch": arch.name, "gains": gains}
+        model = detach_pim(model).eval()
     return model, metrics
+
+
+def _write_log(path, rows: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(
+    workload_name: str,
+    method: str = "float",
+    *,
+    arch=None,
+    options=None,
+    init: nn.Module | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    shift: int | None = None,
+    seed: int = 0,
+    weight_bits: int | None = None,
+    input_bits: int | None = None,
+    data_root=None,
+    train_samples: int | None = None,
+    log_csv=None,
+    checkpoint=None,
+    resume: bool = True,
+    progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Train the zoo network ``workload_name`` with :func:`train_model` on its dataset.
+
+    MNIST networks use the fixed split of the shipped MNIST test set (train on its first 8,000
+    images, test on its last 2,000); CIFAR networks read the python batches under ``data_root``.
+    Bit widths default to ``arch``'s decomposition, else 8. ``method="pimqat"`` needs ``arch``;
+    with ``init`` (a trained QAT or float model of the same network) it fine-tunes that model
+    (default :data:`FINETUNE_EPOCHS` epochs at :data:`FINETUNE_LR_FACTOR` x the recipe's rate),
+    else it trains from scratch. Unset hyperparameters come from :data:`RECIPES` (or
+    :data:`DEFAULT_RECIPE`). ``train_samples`` keeps only the first that many training images.
+    Returns ``(model, metrics)``; ``metrics`` has ``test_accuracy`` and ``epoch_losses``.
+    """
+    if workload_name not in ZOO:
+        raise ValueError(f"unknown zoo network {workload_name!r} (known: {', '.join(ZOO)})")
+    if workload_name not in RECIPES and dataset_of(workload_name) == "imagenet":
+        raise ValueError(
+            f"no training recipe for {workload_name!r} (trainable: {', '.join(RECIPES)} and "
+            "the CIFAR networks)"
+        )
+    recipe = RECIPES.get(workload_name, DEFAULT_RECIPE)
+    finetune = method == "pimqat" and init is not None
+    epochs = epochs if epochs is not None else (FINETUNE_EPOCHS if finetune else recipe.epochs)
+    batch_size = recipe.batch_size if batch_size is None else batch_size
+    lr = lr if lr is not None else recipe.lr * (FINETUNE_LR_FACTOR if finetune else 1.0)
+    shift = recipe.shift if shift is None else shift
+    dec = arch.decomposition if arch is not None else None
+    bits = {
+        "weight_bits": weight_bits or (dec.weight_bits if dec else 8),
+        "input_bits": input_bits or (dec.input_bits if dec else 8),
+    }
+    dataset = dataset_of(workload_name)
+    x_train, y_train = load_dataset(dataset, data_root, "train")
+    test = load_dataset(dataset, data_root, "test")
+    if train_samples is not None:
+        x_train, y_train = x_train[:train_samples], y_train[:train_samples]
+    if init is not None:
+        model = quantize_model(init, **bits, input_shape=(1, *ZOO[workload_name][1]))
+        if method == "float":
+            raise ValueError("init= continues a quantized model: use method 'qat' or 'pimqat'")
+    else:
+        model = build_model(workload_name, method, seed, **bits)
+    model, metrics = train_model(
+        model,
+        (x_train, y_train),
+        test,
+        method=method,
+        arch=arch,
+        options=options,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        shift=shift,
+        seed=seed,
+        log_csv=log_csv,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        desc=f"{workload_name} {method}",
+    )
+    metrics.update(workload=workload_name, split=_split(dataset))
+    if method != "float":
+        metrics.update(bits)
+    return model, metrics
+
+
+def _split(dataset: str) -> str:
+    if dataset == "mnist":
+        return MNIST_SPLIT_DESCRIPTION
+    return f"{dataset}: the standard train and test batches"

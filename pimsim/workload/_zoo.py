@@ -60,6 +60,31 @@ class LeNet5(nn.Sequential):
         )
 
 
+class LeNet5BN(nn.Sequential):
+    """LeNet-5 with batch normalisation after each convolution (conv, BN, ReLU, pool): the
+    small network with BatchNorm that BN calibration needs."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__(
+            OrderedDict(
+                conv1=nn.Conv2d(1, 6, 5, padding=2, bias=False),
+                bn1=nn.BatchNorm2d(6),
+                relu1=nn.ReLU(),
+                pool1=nn.MaxPool2d(2),
+                conv2=nn.Conv2d(6, 16, 5, bias=False),
+                bn2=nn.BatchNorm2d(16),
+                relu2=nn.ReLU(),
+                pool2=nn.MaxPool2d(2),
+                flatten=nn.Flatten(),
+                fc1=nn.Linear(400, 120, bias=True),
+                relu3=nn.ReLU(),
+                fc2=nn.Linear(120, 84, bias=True),
+                relu4=nn.ReLU(),
+                fc3=nn.Linear(84, num_classes, bias=True),
+            )
+        )
+
+
 class VGG8(nn.Sequential):
     """The VGG-8 of DNN+NeuroSim for 32x32 CIFAR-10: six 3x3 convs, two FC layers, no BN/bias."""
 
@@ -258,6 +283,7 @@ class MobileNetV2(nn.Sequential):
 ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "mlp_mnist": (MLP, (1, 28, 28)),
     "lenet5_mnist": (LeNet5, (1, 28, 28)),
+    "lenet5_bn_mnist": (LeNet5BN, (1, 28, 28)),
     "vgg8_cifar10": (VGG8, (3, 32, 32)),
     "resnet20_cifar10": (resnet20, (3, 32, 32)),
     "resnet18_imagenet": (resnet18, (3, 224, 224)),

@@ -1,0 +1,379 @@
+"""PIM-QAT: quantization-aware training with the mapped hardware's PIM quantization in the loop.
+
+A PIM-QAT layer is a :class:`~pimsim.training._qat.QuantConv2d` / ``QuantLinear`` whose forward
+*value* is the oracle's computation (:class:`pimsim.oracle.PimConv2d` / ``PimLinear``: every
+partial sum of every row group, input cycle and weight slice through the spec's ADC, with the
+spec's non-idealities where training asks for them), and whose *gradient* flows through the
+digital fake-quantized product (straight-through estimator, STE). The oracle layer is the single
+definition of the forward computation; this module re-programs it with the current weights each
+step and never re-implements it.
+
+Rescaling (the derivation is in ``docs/pim_qat.md``). Write the digital integer product of one
+output as y_d = sum_i a_i p_i, where i runs over (row group, input cycle, weight slice), p_i is
+one partial sum and a_i its shift-and-add weight, and the PIM result as y_p = sum_i a_i Q(p_i),
+where Q is the ADC with step Delta = max(1, FS / code_max), FS = rows_per_adc_read x
+(2^cell_bits - 1) x (2^dac_bits - 1). Bussgang's decomposition Q(p) = gamma p + e (e
+uncorrelated with p; for Gaussian p, gamma = E[Q'(p)]) gives
+
+    y_p = gamma y_d + E,   Var(E) = sum_i a_i^2 Var(e_i),   gamma = <y_p, y_d> / <y_d, y_d>
+
+with gamma -> 1 and Var(e) -> Delta^2 / 12 when Delta is small against the spread of the partial
+sums, and gamma < 1 (the dead zone |p| < Delta / 2 maps to 0) when it is not: the PIM layer's
+output magnitude shrinks by gamma and its noise grows with Delta, while the plain STE passes
+gradients as if gamma were 1.
+
+* **forward rescaling** multiplies the layer's output by eta = sqrt(<y_d, y_d> / <y_p, y_p>) =
+  1 / sqrt(gamma^2 + Var(E) / Var(y_d)) (measured on each training batch, a running average
+  in eval, set from 512 training images on the deployed precision after training, and folded
+  into the digital output scale at deployment), so that the next layer sees the magnitudes
+  digital QAT would give it: eta > 1 where the dead zone shrinks the output (gamma < 1), eta < 1
+  where quantization noise inflates it;
+* **backward rescaling** divides the gradient that passes back through the PIM quantizer by
+  eta. Forward rescaling alone multiplies every gradient through the layer by eta (the chain
+  rule through the output multiplier): a different effective learning rate per layer from
+  digital QAT. With both, the layer's output has the digital magnitude and its backward map
+  for a given upstream error is exactly the digital QAT layer's (STE).
+
+``tests/test_pim_training.py`` checks both on random sparse inputs where eta is 1.79 and 0.43.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pimsim.oracle._layers import PimConv2d, PimLinear
+from pimsim.training._qat import (
+    QUANT_MODULES,
+    QuantConv2d,
+    QuantLinear,
+    fake_quantize_weight,
+    quant_layers,
+)
+
+#: Bounds of the measured gain gamma: a layer whose partial sums all fall in the ADC's dead zone
+#: has gamma ~ 0, and 1 / gamma would amplify what little is left without limit.
+GAIN_RANGE = (1.0 / 64.0, 64.0)
+
+
+@dataclass(frozen=True)
+class PimQatOptions:
+    """How PIM-QAT trains (each field is one of the ablations of ``results/pim_training.md``)."""
+
+    forward_rescale: bool = True
+    """Multiply each PIM layer's output by 1 / gamma (see the module docstring)."""
+    backward_rescale: bool = True
+    """Divide the gradient through the PIM quantizer by eta (see the module docstring)."""
+    adjusted_precision: int = 0
+    """ADC bits removed during training (train at ``adc.bits - adjusted_precision``, deploy at
+    ``adc.bits``); 0 trains at the deployed precision."""
+    noise_injection: bool = False
+    """Keep the spec's ADC non-idealities (thermal noise, INL/DNL, gain/offset) on while
+    training (drawn anew every step); off trains with an ideal ADC."""
+    variability_aware: bool = False
+    """Keep the spec's device variation (``cell.variation``) on while training: every step is a
+    new chip (a new between-chip factor and new per-device factors)."""
+    variation_scale: float = 1.0
+    """With ``variability_aware``: sigmas used in training as a multiple of the spec's."""
+
+    def describe(self) -> dict:
+        """JSON form (for checkpoints and logs)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def training_arch(arch, options: PimQatOptions = PimQatOptions()):
+    """The spec the PIM-QAT forward computes with: ``arch`` with ``adjusted_precision`` ADC bits
+    fewer, its ADC non-idealities off unless ``noise_injection``, its device variation (and
+    other device effects) off unless ``variability_aware`` (then scaled by
+    ``variation_scale``)."""
+    from pimsim.spec import with_overrides
+
+    over: dict = {}
+    if options.adjusted_precision:
+        bits = arch.adc.bits - options.adjusted_precision
+        if bits < 1:
+            raise ValueError(
+                f"adjusted_precision {options.adjusted_precision} leaves {bits} ADC bits"
+            )
+        over["adc.bits"] = bits
+    if not options.noise_injection:
+        for key in ("inl_lsb", "dnl_lsb", "gain_error", "offset_lsb", "thermal_noise_lsb"):
+            if getattr(arch.adc.nonideal, key):
+                over[f"adc.nonideal.{key}"] = 0.0
+    var = arch.cell.variation
+    for key in ("between_chip", "within_chip", "read_noise", "stuck_at_on", "stuck_at_off"):
+        value = getattr(var, key)
+        if value:
+            keep = options.variability_aware and key in ("between_chip", "within_chip")
+            over[f"cell.variation.{key}"] = value * options.variation_scale if keep else 0.0
+    if var.drift_nu:
+        over["cell.variation.drift_nu"] = 0.0
+    return with_overrides(arch, over) if over else arch
+
+
+@dataclass
+class _Engine:
+    """The oracle layer a PIM-QAT layer computes with, and what it is programmed with."""
+
+    pim: nn.Module
+    arch: object
+    options: PimQatOptions
+    stochastic: bool  # does the training arch draw anything (noise, variation)?
+    version: tuple = ()  # (weight identity, version) last programmed
+    gain_sums: list | None = None  # moments (see _moments) summed while calibrating
+    chip: tuple = (0.0, 0)  # (between-chip factor, seed) of the chip computing now
+    last: tuple = (1.0, 1.0)  # (gamma, eta) of the last training batch
+
+
+class _PimQatMixin:
+    """PIM-QAT forward and backward on top of a QAT layer (see the module docstring)."""
+
+    engine: _Engine
+
+    def _digital(self, x_q: torch.Tensor, w_q: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _program(self) -> None:
+        """Write the current weights into the oracle layer (when they changed) and draw the
+        chip it computes on."""
+        e = self.engine
+        key = (id(self.weight), self.weight._version, e.chip)
+        if key == e.version:
+            return
+        with torch.no_grad():
+            e.pim.program(self.weight.detach())
+            if e.stochastic:
+                e.pim.set_chip(e.arch, e.chip[0], e.chip[1])
+        e.version = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The oracle's PIM result for the value, the digital STE product for the gradient, both
+        rescaled as the options say."""
+        x_q = self._quantize_input(x)
+        w_q = fake_quantize_weight(self.weight, self.weight_bits)
+        digital = self._digital(x_q, w_q)
+        e = self.engine
+        self._program()
+        pim = e.pim
+        scale = float(self.input_scale) if self.input_scale > 0 else None
+        if scale is None:  # an uncalibrated eval: the batch's own scale
+            scale = float(self._batch_scale(x))
+        pim.input_scale.fill_(scale)
+        with torch.no_grad():
+            value = pim(x_q.detach())
+            sums = _moments(value, digital.detach())
+        if e.gain_sums is not None:
+            e.gain_sums = [a + b for a, b in zip(e.gain_sums, sums, strict=True)]
+        if self.training:
+            gamma, eta = rescaling(*sums)
+            e.last = (gamma, eta)
+            if e.options.forward_rescale:
+                with torch.no_grad():
+                    if self.scale_seen:
+                        self.output_scale.lerp_(self.output_scale.new_tensor(eta), 0.1)
+                    else:
+                        self.output_scale.fill_(eta)
+                        self.scale_seen = True
+            forward = eta if e.options.forward_rescale else 1.0
+            slope = forward / (eta if e.options.backward_rescale else 1.0)
+            eta = forward
+        else:  # no gradient in eval: only the value matters
+            eta = float(self.output_scale)
+            slope = 1.0
+        # value exactly eta y_p (written so: d + (v - d) can be one float32 ulp off v)
+        grad = digital * slope
+        out = (value * eta if eta != 1.0 else value) + (grad - grad.detach())
+        if self.bias is not None:
+            out = out + (self.bias.view(1, -1, 1, 1) if out.dim() == 4 else self.bias)
+        return out
+
+
+def _moments(value: torch.Tensor, digital: torch.Tensor) -> tuple[float, float, float]:
+    """(<y_p, y_d>, <y_d, y_d>, <y_p, y_p>) in float64."""
+    p, d = value.to(torch.float64), digital.to(torch.float64)
+    return float((p * d).sum()), float(d.square().sum()), float(p.square().sum())
+
+
+def rescaling(cross: float, digital: float, pim: float) -> tuple[float, float]:
+    """(gamma, eta) from the moments of :func:`_moments`: the Bussgang gain gamma = <y_p, y_d> /
+    <y_d, y_d> and the forward factor eta = sqrt(<y_d, y_d> / <y_p, y_p>), the factor that gives
+    the PIM result the digital result's magnitude (1 / sqrt(gamma^2 + Var(E) / Var(y_d))). Both
+    are clipped to GAIN_RANGE; each is 1 when its denominator is 0."""
+    lo, hi = GAIN_RANGE
+    gamma = min(max(cross / digital, lo), hi) if digital > 0 else 1.0
+    eta = min(max(math.sqrt(digital / pim), lo), hi) if pim > 0 else 1.0
+    return gamma, eta
+
+
+class PimQatConv2d(_PimQatMixin, QuantConv2d):
+    """:class:`QuantConv2d` trained through the oracle's :class:`~pimsim.oracle.PimConv2d`."""
+
+    def _digital(self, x_q, w_q):
+        return self._conv_forward(x_q, w_q, None)
+
+
+class PimQatLinear(_PimQatMixin, QuantLinear):
+    """:class:`QuantLinear` trained through the oracle's :class:`~pimsim.oracle.PimLinear`."""
+
+    def _digital(self, x_q, w_q):
+        return F.linear(x_q, w_q)
+
+
+PIMQAT_MODULES = (PimQatConv2d, PimQatLinear)
+
+
+def attach_pim(
+    model: nn.Module,
+    arch,
+    input_shape,
+    options: PimQatOptions = PimQatOptions(),
+    *,
+    chunk: int | None = None,
+) -> nn.Module:
+    """A copy of the quantized ``model`` (from :func:`~pimsim.training.quantize_model`) whose
+    quantized layers compute through ``arch``'s PIM quantization (the training arch of
+    ``options``, :func:`training_arch`). The mapping comes from :func:`pimsim.map_network` on the
+    traced model, as at deployment. The weights, input scales and output scales are the same
+    parameters and buffers as the QAT model's, so :func:`detach_pim` (or saving the state dict)
+    gives back a QAT model that :func:`pimsim.oracle.convert` deploys."""
+    from pimsim.mapping import map_network
+    from pimsim.oracle._engine import make_plan
+    from pimsim.oracle._layers import replace_module
+    from pimsim.training._qat import dequantize_model
+    from pimsim.workload import from_torch
+
+    train_arch = training_arch(arch, options)
+    layers = quant_layers(model)
+    if not layers:
+        raise ValueError("attach_pim needs a quantized model (pimsim.training.quantize_model)")
+    workload = from_torch(dequantize_model(model), input_shape)
+    mapping = map_network(train_arch, workload)
+    stochastic = _stochastic(train_arch)
+    out = copy.deepcopy(model)
+    for name, module in quant_layers(out).items():
+        if name not in mapping.layers:
+            raise ValueError(f"{name}: not a mapped layer of the traced model")
+        cls = PimQatConv2d if isinstance(module, nn.Conv2d) else PimQatLinear
+        new = _as_pimqat(module, cls)
+        plan = make_plan(train_arch, mapping.layers[name], module.signed_input)
+        oracle_cls = PimConv2d if isinstance(module, nn.Conv2d) else PimLinear
+        with torch.no_grad():
+            pim = oracle_cls(name, plan, module, input_scale=1.0, chunk=chunk)
+        pim.bias = None  # the bias is added after rescaling
+        pim.output_scale = 1.0  # rescaling is this layer's; the oracle layer gives y_p
+        new.engine = _Engine(pim, train_arch, options, stochastic)
+        replace_module(out, name, new)
+    out.pim_options = options
+    return out
+
+
+def _stochastic(arch) -> bool:
+    from pimsim.oracle import _nonideal as NI
+
+    return bool(NI.device_active(arch) or NI.adc_active(arch) or arch.cell.variation.read_noise)
+
+
+def _as_pimqat(module: nn.Module, cls: type) -> nn.Module:
+    """``module`` (a QuantConv2d/QuantLinear) as ``cls``, sharing its parameters and buffers."""
+    new = cls.__new__(cls)
+    new.__dict__ = module.__dict__.copy()
+    for key in ("_parameters", "_buffers", "_modules"):
+        new.__dict__[key] = dict(module.__dict__[key])
+    new.scale_seen = False
+    return new
+
+
+def detach_pim(model: nn.Module) -> nn.Module:
+    """A copy of a PIM-QAT model with plain :class:`QuantConv2d` / :class:`QuantLinear` layers
+    holding the trained weights, input scales and output scales (what checkpoints store)."""
+    from pimsim.oracle._layers import replace_module
+
+    out = copy.deepcopy(model)
+    for name, module in list(out.named_modules()):
+        if isinstance(module, PIMQAT_MODULES):
+            base = QuantConv2d if isinstance(module, nn.Conv2d) else QuantLinear
+            plain = base.__new__(base)
+            plain.__dict__ = {
+                k: v for k, v in module.__dict__.items() if k not in ("engine", "scale_seen")
+            }
+            replace_module(out, name, plain)
+    if hasattr(out, "pim_options"):
+        del out.pim_options
+    return out
+
+
+def pimqat_layers(model: nn.Module) -> dict[str, _PimQatMixin]:
+    """``{qualified name: module}`` of the PIM-QAT layers of ``model``."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, PIMQAT_MODULES)}
+
+
+def draw_training_chip(model: nn.Module, generator: np.random.Generator) -> None:
+    """Variability-aware training: make the next step run on a new chip (one between-chip
+    factor for the whole model, a fresh device seed per layer), drawn from ``generator``."""
+    layers = pimqat_layers(model)
+    if not layers:
+        return
+    arch = next(iter(layers.values())).engine.arch
+    sigma = arch.cell.variation.between_chip
+    e_chip = float(generator.normal(0.0, sigma)) if sigma else 0.0
+    for layer in layers.values():
+        if layer.engine.stochastic:
+            layer.engine.chip = (e_chip, int(generator.integers(2**62)))
+
+
+def calibrate_output_scales(model: nn.Module, batches) -> dict:
+    """Set every PIM-QAT layer's output scale to 1 / gamma measured over ``batches`` (inputs, or
+    (inputs, labels) pairs) in eval mode on the arch the layers are attached to (attach the
+    deployed arch with :func:`deployment_options` first after adjusted-precision training).
+    Returns ``{layer: gamma}``. Layers are measured together in one pass, each seeing its inputs
+    through the already-rescaled layers before it. A layer trained without forward rescaling
+    keeps its output scale of 1."""
+    layers = pimqat_layers(model)
+    for layer in layers.values():
+        layer.engine.gain_sums = [0.0, 0.0, 0.0]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch[0] if isinstance(batch, list | tuple) else batch)
+    model.train(was)
+    gains = {}
+    for name, layer in layers.items():
+        gamma, eta = rescaling(*layer.engine.gain_sums)
+        layer.engine.gain_sums = None
+        gains[name] = gamma
+        if layer.engine.options.forward_rescale:
+            layer.output_scale.fill_(eta)
+    return gains
+
+
+def deployment_options(options: PimQatOptions) -> PimQatOptions:
+    """``options`` as the deployed chip computes: the spec's ADC bits, ideal ADC and cells (the
+    rescaling choices kept)."""
+    return dataclasses.replace(
+        options, adjusted_precision=0, noise_injection=False, variability_aware=False
+    )
+
+
+__all__ = [
+    "GAIN_RANGE",
+    "PIMQAT_MODULES",
+    "PimQatConv2d",
+    "PimQatLinear",
+    "PimQatOptions",
+    "QUANT_MODULES",
+    "attach_pim",
+    "calibrate_output_scales",
+    "deployment_options",
+    "detach_pim",
+    "draw_training_chip",
+    "pimqat_layers",
+    "training_arch",
+]

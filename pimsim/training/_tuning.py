@@ -1,0 +1,178 @@
+"""Per-chip adjustments at deployment that reprogram no weight: BN calibration and self-tuning.
+
+* **BN calibration** (PIM-QAT): on a converted (PIM, possibly non-ideal) model, forget every
+  BatchNorm layer's running statistics and re-estimate them from a few hundred training images
+  run through that chip, so that normalisation uses the statistics the chip actually produces.
+* **Self-tuning** (variability-aware training and self-tuning, Deng & Orshansky): for each PIM
+  layer in network order, measure the per-channel mean and standard deviation of its outputs on
+  the chip from N calibration images and map them onto the statistics of the nominal chip (the
+  design without random effects) by a per-channel affine y <- a y + b. The affine is folded into
+  the layer's digital epilogue (``a`` into the output scale, ``a x bias + b`` into the bias),
+  so the cells, their conductances and the ADCs are untouched: only activation statistics move.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pimsim.oracle._layers import PimMatrixLayer
+
+
+def _inputs(batch):
+    return batch[0] if isinstance(batch, list | tuple) else batch
+
+
+def bn_calibrate(model: nn.Module, batches) -> int:
+    """Re-estimate the running mean and variance of every BatchNorm layer of ``model`` from
+    ``batches`` (inputs or (inputs, labels)): statistics are reset, then averaged over all
+    batches (cumulative average, ``momentum=None``) with only the BatchNorm layers in training
+    mode. Returns the number of BatchNorm layers (0: nothing to calibrate). ``model`` is left in
+    eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    model.eval()
+    saved = []
+    for bn in norms:
+        saved.append(bn.momentum)
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(_inputs(batch))
+    finally:
+        for bn, momentum in zip(norms, saved, strict=True):
+            bn.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
+def _channel_stats(outputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of layer outputs [B, C, ...] in float64."""
+    flat = [o.detach().to(torch.float64).transpose(0, 1).reshape(o.shape[1], -1) for o in outputs]
+    values = torch.cat(flat, dim=1)
+    return values.mean(dim=1), values.std(dim=1, correction=0)
+
+
+def _pim_layers(model: nn.Module) -> list[PimMatrixLayer]:
+    """PIM layers in mapping (network) order."""
+    layers = {m.name: m for m in model.modules() if isinstance(m, PimMatrixLayer)}
+    order = getattr(model, "pim_mapping", None)
+    names = [n for n in order.layers if n in layers] if order is not None else list(layers)
+    return [layers[n] for n in names]
+
+
+def layer_statistics(model: nn.Module, batches) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{layer: (mean, std)}`` per output channel of every PIM layer of a converted model over
+    ``batches``, in eval mode without gradients."""
+    seen: dict[str, list] = {}
+    hooks = [
+        layer.register_forward_hook(
+            lambda mod, args, out: seen.setdefault(mod.name, []).append(out)
+        )
+        for layer in _pim_layers(model)
+    ]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(_inputs(batch))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: _channel_stats(outs) for name, outs in seen.items()}
+
+
+def untune(model: nn.Module) -> None:
+    """Undo :func:`self_tune` (restore every PIM layer's digital output scale and bias)."""
+    for layer in _pim_layers(model):
+        saved = getattr(layer, "untuned_epilogue", None)
+        if saved is not None:
+            scale, bias = saved
+            layer.weight_scale = scale.clone()
+            layer.bias = None if bias is None else nn.Parameter(bias.clone(), requires_grad=False)
+            del layer.untuned_epilogue
+
+
+def self_tune(
+    model: nn.Module, batches, reference: dict, *, min_std: float = 1e-12
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Self-tune a converted model on its current chip: layer after layer (each measured with
+    the layers before it already tuned), set the per-channel affine that maps the chip's output
+    mean and std onto ``reference`` (from :func:`layer_statistics` on the nominal chip, same
+    calibration images). A channel whose std on the chip is ~0 keeps its scale and only has its
+    mean moved. Folded into the digital epilogue; any earlier tuning is undone first. Returns
+    ``{layer: (a, b)}``."""
+    batches = list(batches)
+    untune(model)
+    applied = {}
+    for layer in _pim_layers(model):
+        if layer.name not in reference:
+            continue
+        ref_mean, ref_std = reference[layer.name]
+        mean, std = _single_layer_stats(model, layer, batches)
+        a = torch.where(std > min_std, ref_std / std.clamp(min=min_std), torch.ones_like(std))
+        b = ref_mean - a * mean
+        bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else None
+        layer.untuned_epilogue = (
+            layer.weight_scale.clone(),
+            None if bias is None else layer.bias.detach().clone(),
+        )
+        layer.weight_scale = layer.weight_scale * a.to(layer.weight_scale.dtype)
+        new_bias = b if bias is None else a * bias + b
+        dtype = layer.bias.dtype if layer.bias is not None else torch.float32
+        layer.bias = nn.Parameter(new_bias.to(dtype), requires_grad=False)
+        applied[layer.name] = (a, b)
+    return applied
+
+
+def _single_layer_stats(model, layer, batches):
+    seen: list = []
+    hook = layer.register_forward_hook(lambda mod, args, out: seen.append(out))
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(_inputs(batch))
+    finally:
+        hook.remove()
+    return _channel_stats(seen)
+
+
+def chip_tuning(
+    model: nn.Module,
+    arch,
+    input_shape,
+    calibration,
+    *,
+    bn_calibration: bool = False,
+    self_tuning: bool = False,
+):
+    """A ``tune`` callable for :func:`pimsim.oracle.accuracy`: on each chip, BN calibration
+    and/or self-tuning from the ``calibration`` batches (inputs or (inputs, labels)). The
+    self-tuning reference is measured once, on ``model`` converted for the nominal chip of
+    ``arch`` (:func:`~pimsim.training.training_arch` with its defaults: no device variation, no
+    ADC non-idealities). None when neither is asked for."""
+    if not (bn_calibration or self_tuning):
+        return None
+    from pimsim.oracle import convert
+    from pimsim.training._pimqat import training_arch
+
+    calibration = list(calibration)
+    reference = None
+    if self_tuning:
+        nominal = convert(model, training_arch(arch), input_shape)
+        if bn_calibration:
+            bn_calibrate(nominal, calibration)
+        reference = layer_statistics(nominal, calibration)
+
+    def tune(pim: nn.Module) -> None:
+        if bn_calibration:
+            bn_calibrate(pim, calibration)
+        if self_tuning:
+            self_tune(pim, calibration, reference)
+
+    return tune
