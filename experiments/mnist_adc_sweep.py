@@ -20,30 +20,12 @@ import torch
 
 import pimsim
 import pimsim.oracle
+from pimsim.spec import preset_overrides
 from pimsim.training._checkpoint import load_checkpoint
 from pimsim.training._data import load_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = {  # DESIGN.md Conventions, 'presets', for 8-bit weights and inputs
-    "native": {
-        "decomposition.scheme": "native",
-        "dac.bits": 8,
-        "cell.bits": 8,
-        "decomposition.signed_encoding": "offset",
-    },
-    "differential": {
-        "decomposition.scheme": "differential",
-        "dac.bits": 8,
-        "cell.bits": 7,
-        "decomposition.signed_encoding": "differential_analog",
-    },
-    "bit_serial": {
-        "decomposition.scheme": "bit_serial",
-        "dac.bits": 1,
-        "cell.bits": 1,
-        "decomposition.signed_encoding": "twos_complement",
-    },
-}
+PRESETS = ("native", "differential", "bit_serial")
 BITS = range(3, 9)
 
 
@@ -60,14 +42,12 @@ def main() -> None:
         digital = float((model(x).argmax(1) == y).float().mean())
     base = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
     rows = []
-    for preset, knobs in PRESETS.items():
+    for preset in PRESETS:
         for bits in BITS:
             arch = pimsim.load_arch(
                 base,
                 {
-                    **knobs,
-                    "decomposition.input_bits": 8,
-                    "decomposition.weight_bits": 8,
+                    **preset_overrides(preset, 8, 8),  # DESIGN.md Conventions, 'presets'
                     "adc.bits": bits,
                     "array.rows_per_adc_read": 128,
                 },

@@ -34,6 +34,7 @@ import torch
 
 import pimsim
 import pimsim.oracle
+from pimsim.spec import preset_overrides
 from pimsim.training import (
     PimQatOptions,
     chip_tuning,
@@ -45,26 +46,7 @@ from pimsim.training import (
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "results" / "pim_training_runs.jsonl"
 BASE = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
-PRESETS = {  # DESIGN.md Conventions, 'presets', for 8-bit weights and inputs
-    "native": {
-        "decomposition.scheme": "native",
-        "dac.bits": 8,
-        "cell.bits": 8,
-        "decomposition.signed_encoding": "offset",
-    },
-    "differential": {
-        "decomposition.scheme": "differential",
-        "dac.bits": 8,
-        "cell.bits": 7,
-        "decomposition.signed_encoding": "differential_analog",
-    },
-    "bit_serial": {
-        "decomposition.scheme": "bit_serial",
-        "dac.bits": 1,
-        "cell.bits": 1,
-        "decomposition.signed_encoding": "twos_complement",
-    },
-}
+PRESETS = ("native", "differential", "bit_serial")
 ADC_BITS = (3, 4, 5, 6, 8)
 SEEDS = (0, 1, 2)
 CHIPS = 10
@@ -83,9 +65,7 @@ def arch_for(preset: str, bits: int, extra: dict | None = None):
     return pimsim.load_arch(
         BASE,
         {
-            **PRESETS[preset],
-            "decomposition.input_bits": 8,
-            "decomposition.weight_bits": 8,
+            **preset_overrides(preset, 8, 8),  # DESIGN.md Conventions, 'presets'
             "adc.bits": bits,
             "array.rows_per_adc_read": 128,
             **(extra or {}),

@@ -15,6 +15,7 @@ from torch import nn  # noqa: E402
 
 import pimsim  # noqa: E402
 import pimsim.oracle  # noqa: E402
+from pimsim.spec import preset_overrides  # noqa: E402
 from pimsim.training import (  # noqa: E402
     PimQatOptions,
     attach_pim,
@@ -35,35 +36,11 @@ from pimsim.training._pimqat import pimqat_layers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
-PRESETS = {
-    "differential": {
-        "decomposition.scheme": "differential",
-        "dac.bits": 8,
-        "cell.bits": 7,
-        "decomposition.signed_encoding": "differential_analog",
-    },
-    "bit_serial": {
-        "decomposition.scheme": "bit_serial",
-        "dac.bits": 1,
-        "cell.bits": 1,
-        "decomposition.signed_encoding": "twos_complement",
-    },
-    "native": {
-        "decomposition.scheme": "native",
-        "dac.bits": 8,
-        "cell.bits": 8,
-        "decomposition.signed_encoding": "offset",
-    },
-}
-
-
 def arch(preset="differential", bits=6, **extra):
     return pimsim.load_arch(
         SPEC,
         {
-            **PRESETS[preset],
-            "decomposition.input_bits": 8,
-            "decomposition.weight_bits": 8,
+            **preset_overrides(preset, 8, 8),
             "adc.bits": bits,
             "array.rows_per_adc_read": 128,
             **extra,

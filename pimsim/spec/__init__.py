@@ -1,6 +1,6 @@
 """Specs: the only place YAML is read. Produces frozen, validated objects."""
 
-from pimsim.spec._arch import ORACLE_FIELDS, ArchSpec, oracle_fields, preset_defaults
+from pimsim.spec._arch import ORACLE_FIELDS, ArchSpec, oracle_fields, preset_defaults, preset_overrides
 from pimsim.spec._load import load_arch, with_overrides
 from pimsim.spec._sweep import SweepSpec, load_sweep
 
@@ -12,5 +12,6 @@ __all__ = [
     "load_sweep",
     "oracle_fields",
     "preset_defaults",
+    "preset_overrides",
     "with_overrides",
 ]

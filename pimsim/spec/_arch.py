@@ -376,6 +376,20 @@ def preset_defaults(scheme: str, input_bits: int, weight_bits: int) -> dict[tupl
     return {}
 
 
+def preset_overrides(scheme: str, input_bits: int = 8, weight_bits: int = 8) -> dict[str, Any]:
+    """Dotted overrides (for :func:`pimsim.load_arch`) that set ``scheme`` with every knob it
+    implies made explicit, so that a spec which pins its own knobs (e.g. a bit-serial macro)
+    still computes the named preset."""
+    knobs = {
+        "decomposition.scheme": scheme,
+        "decomposition.input_bits": input_bits,
+        "decomposition.weight_bits": weight_bits,
+    }
+    for path, value in preset_defaults(scheme, input_bits, weight_bits).items():
+        knobs[".".join(path)] = value
+    return knobs
+
+
 def resolve_presets(data: dict) -> dict:
     """Fill knobs the file leaves out from ``decomposition.scheme``; explicit knobs win."""
     data = copy.deepcopy(data)

@@ -65,15 +65,12 @@ def _pim_layers(model: nn.Module) -> list[PimMatrixLayer]:
     return [layers[n] for n in names]
 
 
-def layer_statistics(model: nn.Module, batches) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{layer: (mean, std)}`` per output channel of every PIM layer of a converted model over
-    ``batches``, in eval mode without gradients."""
-    seen: dict[str, list] = {}
+def _record_outputs(model: nn.Module, layers, batches) -> dict[str, list]:
+    """Outputs of ``layers`` (PIM layers of ``model``) over ``batches``, in eval mode."""
+    seen: dict[str, list] = {layer.name: [] for layer in layers}
     hooks = [
-        layer.register_forward_hook(
-            lambda mod, args, out: seen.setdefault(mod.name, []).append(out)
-        )
-        for layer in _pim_layers(model)
+        layer.register_forward_hook(lambda mod, args, out: seen[mod.name].append(out))
+        for layer in layers
     ]
     model.eval()
     try:
@@ -83,7 +80,14 @@ def layer_statistics(model: nn.Module, batches) -> dict[str, tuple[torch.Tensor,
     finally:
         for h in hooks:
             h.remove()
-    return {name: _channel_stats(outs) for name, outs in seen.items()}
+    return seen
+
+
+def layer_statistics(model: nn.Module, batches) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{layer: (mean, std)}`` per output channel of every PIM layer of a converted model over
+    ``batches``, in eval mode without gradients."""
+    seen = _record_outputs(model, _pim_layers(model), batches)
+    return {name: _channel_stats(outs) for name, outs in seen.items() if outs}
 
 
 def untune(model: nn.Module) -> None:
@@ -113,7 +117,7 @@ def self_tune(
         if layer.name not in reference:
             continue
         ref_mean, ref_std = reference[layer.name]
-        mean, std = _single_layer_stats(model, layer, batches)
+        mean, std = _channel_stats(_record_outputs(model, [layer], batches)[layer.name])
         a = torch.where(std > min_std, ref_std / std.clamp(min=min_std), torch.ones_like(std))
         b = ref_mean - a * mean
         bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else None
@@ -127,19 +131,6 @@ def self_tune(
         layer.bias = nn.Parameter(new_bias.to(dtype), requires_grad=False)
         applied[layer.name] = (a, b)
     return applied
-
-
-def _single_layer_stats(model, layer, batches):
-    seen: list = []
-    hook = layer.register_forward_hook(lambda mod, args, out: seen.append(out))
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                model(_inputs(batch))
-    finally:
-        hook.remove()
-    return _channel_stats(seen)
 
 
 def chip_tuning(
