@@ -202,7 +202,7 @@ def test_random_shift_and_evaluate_accuracy():
     with pytest.raises(ValueError, match="no samples"):
         evaluate_accuracy(model, [])
     with pytest.raises(ValueError, match="no training recipe"):
-        train("resnet20_cifar10", progress=False)
+        train("resnet18_imagenet", progress=False)
 
 
 # --------------------------------------------------------------------------- checkpoints

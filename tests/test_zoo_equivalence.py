@@ -20,9 +20,10 @@ def pair(request):
     return from_yaml, traced
 
 
-def test_zoo_lists_all_six_networks():
+def test_zoo_lists_all_seven_networks():
     assert ZOO == sorted(
         [
+            "lenet5_bn_mnist",
             "lenet5_mnist",
             "mlp_mnist",
             "mobilenetv2_imagenet",
