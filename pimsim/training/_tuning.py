@@ -104,20 +104,23 @@ def untune(model: nn.Module) -> None:
 def self_tune(
     model: nn.Module, batches, reference: dict, *, min_std: float = 1e-12
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Self-tune a converted model on its current chip: layer after layer (each measured with
-    the layers before it already tuned), set the per-channel affine that maps the chip's output
-    mean and std onto ``reference`` (from :func:`layer_statistics` on the nominal chip, same
-    calibration images). A channel whose std on the chip is ~0 keeps its scale and only has its
-    mean moved. Folded into the digital epilogue; any earlier tuning is undone first. Returns
+    """Self-tune a converted model on its current chip: layer after layer, set the per-channel
+    affine that maps the chip's output mean and std onto ``reference`` (from
+    :func:`layer_statistics` on the nominal chip, same calibration images). The calibration
+    images (``batches``, concatenated: a small set) pass once: each layer is measured on its
+    inputs as corrected by the layers before it, and its corrected output goes on. A channel
+    whose std on the chip is ~0 keeps its scale and only has its mean moved. The affine is
+    folded into the digital epilogue; any earlier tuning is undone first. Returns
     ``{layer: (a, b)}``."""
-    batches = list(batches)
+    x = torch.cat([_inputs(batch) for batch in batches])
     untune(model)
-    applied = {}
-    for layer in _pim_layers(model):
+    applied: dict = {}
+
+    def correct(layer, args, out):
         if layer.name not in reference:
-            continue
+            return None
         ref_mean, ref_std = reference[layer.name]
-        mean, std = _channel_stats(_record_outputs(model, [layer], batches)[layer.name])
+        mean, std = _channel_stats([out])
         a = torch.where(std > min_std, ref_std / std.clamp(min=min_std), torch.ones_like(std))
         b = ref_mean - a * mean
         bias = layer.bias.detach().to(torch.float64) if layer.bias is not None else None
@@ -130,6 +133,17 @@ def self_tune(
         dtype = layer.bias.dtype if layer.bias is not None else torch.float32
         layer.bias = nn.Parameter(new_bias.to(dtype), requires_grad=False)
         applied[layer.name] = (a, b)
+        shape = (1, -1) + (1,) * (out.dim() - 2)
+        return (out.to(torch.float64) * a.view(shape) + b.view(shape)).to(out.dtype)
+
+    hooks = [layer.register_forward_hook(correct) for layer in _pim_layers(model)]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
     return applied
 
 
