@@ -5,9 +5,9 @@ Setup (issue: PIM-aware training): the bundled MNIST split (train on the first 8
 shipped test set, test on its last 2,000), LeNet-5 and the MLP, 8-bit weights and inputs, 128 rows
 per ADC read, ``arch_specs/sram_charge_domain_28nm.yaml`` with each preset's knobs set explicitly
 (as ``experiments/mnist_adc_sweep.py``). Per seed (0, 1, 2): a conventional QAT model trained from
-scratch with the recipe; PIM-QAT fine-tunes it for ``--steps`` steps of 64 images (one pass over the
-first steps x 64 training images, Adam, cosine schedule from 1e-3), then sets its output scales on
-the deployed precision from 512 training images. Every cell is a mean over the seeds (and over
+scratch with the recipe; PIM-QAT fine-tunes it for ``--steps`` steps of 64 images (default 125:
+one epoch over the 8,000 training images; Adam at a constant 1e-3, pimsim.training's fine-tuning
+recipe), then sets its output scales on the deployed precision from 512 training images. Every cell is a mean over the seeds (and over
 >= 10 chips where anything is random), with the spread (std over seeds and chips).
 
 Each finished cell is appended to ``results/pim_training_runs.jsonl``, so an interrupted run
@@ -130,8 +130,6 @@ def pimqat(network, seed, arch, steps, options=PimQatOptions(), init=None):
             arch=arch,
             options=options,
             init=init,
-            epochs=1,
-            lr=1e-3,
             train_samples=steps * 64,
             seed=seed,
             progress=False,
@@ -241,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("table1", "table2", "table3"))
     parser.add_argument("--network", default="lenet5_mnist")
-    parser.add_argument("--steps", type=int, default=60, help="PIM-QAT fine-tuning steps")
+    parser.add_argument("--steps", type=int, default=125, help="PIM-QAT fine-tuning steps")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
