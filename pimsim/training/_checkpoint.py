@@ -1,8 +1,9 @@
 """Checkpoints of zoo networks: a torch ``state_dict`` (``.pt``) plus a JSON sidecar (``.json``).
 
-The sidecar says what the weights are: the zoo ``workload``, the training ``method`` (``float`` or
-``qat``), the bit widths and, for QAT models, each quantized layer's input scale and signed flag
-(what the PIM oracle reads), the data split, the seed, the accuracy, the pimsim version and the
+The sidecar says what the weights are: the zoo ``workload``, the training ``method`` (``float``,
+``qat`` or ``pimqat``), the bit widths and, for quantized models, each quantized layer's input
+scale and signed flag (what the PIM oracle reads; a PIM-QAT model's output scales are in the state
+dict), the data split, the seed, the accuracy, the pimsim version and the
 sha256 of the ``.pt`` file. :func:`load_checkpoint` rebuilds the model from the zoo and refuses a
 ``.pt`` whose digest does not match. State dicts are loaded with ``torch.load(weights_only=True)``,
 which cannot run code.
