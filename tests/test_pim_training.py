@@ -352,3 +352,20 @@ def test_cli_train_resnet20_pimqat_and_self_tuned_accuracy(tmp_path):
     assert out["self_tune_images"] == 8 and len(out["per_chip"]) == 2
     bad = run_cli("train", str(SPEC), "lenet5_mnist", "--method", "pimqat", "--init", str(ckpt))
     assert bad.returncode == 2 and "holds 'resnet20_cifar10'" in bad.stderr
+
+
+def test_adjusted_precision_and_noise_injection_train_on_their_arch():
+    """Training computes on the adjusted, noisy arch; without those options on the deployed
+    precision with an ideal ADC."""
+    model, x = sparse_layer(5)
+    spec = arch("bit_serial", 5, **{"adc.nonideal.thermal_noise_lsb": 0.5})
+    options = PimQatOptions(adjusted_precision=1, noise_injection=True)
+    pim = attach_pim(model, spec, (1, 256), options)
+    engine = pimqat_layers(pim)["0"].engine
+    assert engine.arch.adc.bits == 4 and engine.stochastic
+    pim.eval()
+    with torch.no_grad():
+        assert not torch.equal(pim(x), pim(x))  # thermal noise is drawn on every read
+    quiet = attach_pim(model, spec, (1, 256))
+    assert pimqat_layers(quiet)["0"].engine.arch.adc.bits == 5
+    assert not pimqat_layers(quiet)["0"].engine.stochastic
