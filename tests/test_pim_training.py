@@ -104,12 +104,28 @@ def test_rescaling_matches_digital_magnitudes(preset, bits):
     assert abs(ratios[(True, False)][1] - 1) > 0.4
 
 
-@pytest.mark.parametrize("preset", ["differential", "bit_serial", "native"])
-def test_pimqat_value_is_the_oracle(preset):
+ENCODINGS = [
+    ("native", {}),
+    ("differential", {}),
+    ("differential", {"decomposition.signed_encoding": "differential_digital"}),
+    ("bit_serial", {}),
+]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("preset, extra", ENCODINGS)
+def test_pimqat_value_is_the_oracle(preset, extra, signed):
     """In eval, a PIM-QAT layer returns what pimsim.oracle.convert computes, times its output
-    scale (and convert folds a trained output scale into the digital epilogue)."""
+    scale (and convert folds a trained output scale into the digital epilogue), for every
+    signed-weight encoding and for unsigned and signed inputs."""
     model, x = sparse_layer(1)
-    spec = arch(preset, 5)
+    if signed:
+        model = quantize_model(model, input_shape=(1, 256), input_nonnegative=False)
+        x = x - 0.3
+        model.train()
+        model(x)
+        assert model[0].signed_input
+    spec = arch(preset, 5, **extra)
     pim = attach_pim(model, spec, (1, 256))
     pim[0].output_scale.fill_(1.0)
     pim.eval()
