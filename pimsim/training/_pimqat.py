@@ -52,6 +52,7 @@ from torch import nn
 from pimsim.oracle._layers import PimConv2d, PimLinear
 from pimsim.training._qat import (
     QUANT_MODULES,
+    SCALE_MOMENTUM,
     QuantConv2d,
     QuantLinear,
     fake_quantize_weight,
@@ -157,8 +158,6 @@ class _PimQatMixin:
         """The oracle's PIM result for the value, the digital STE product for the gradient, both
         rescaled as the options say."""
         x_q = self._quantize_input(x)
-        w_q = fake_quantize_weight(self.weight, self.weight_bits)
-        digital = self._digital(x_q, w_q)
         e = self.engine
         self._program()
         pim = e.pim
@@ -168,7 +167,12 @@ class _PimQatMixin:
         pim.input_scale.fill_(scale)
         with torch.no_grad():
             value = pim(x_q.detach())
-            sums = _moments(value, digital.detach())
+        if not (self.training or e.gain_sums is not None):  # plain eval: the value alone
+            eta = float(self.output_scale)
+            out = value * eta if eta != 1.0 else value
+            return self._add_bias(out)
+        digital = self._digital(x_q, fake_quantize_weight(self.weight, self.weight_bits))
+        sums = _moments(value, digital.detach())
         if e.gain_sums is not None:
             e.gain_sums = [a + b for a, b in zip(e.gain_sums, sums, strict=True)]
         if self.training:
@@ -177,22 +181,24 @@ class _PimQatMixin:
             if e.options.forward_rescale:
                 with torch.no_grad():
                     if self.scale_seen:
-                        self.output_scale.lerp_(self.output_scale.new_tensor(eta), 0.1)
+                        self.output_scale.lerp_(self.output_scale.new_tensor(eta), SCALE_MOMENTUM)
                     else:
                         self.output_scale.fill_(eta)
                         self.scale_seen = True
             forward = eta if e.options.forward_rescale else 1.0
             slope = forward / (eta if e.options.backward_rescale else 1.0)
             eta = forward
-        else:  # no gradient in eval: only the value matters
+        else:  # calibrating in eval: no gradient, only the value matters
             eta = float(self.output_scale)
             slope = 1.0
         # value exactly eta y_p (written so: d + (v - d) can be one float32 ulp off v)
         grad = digital * slope
-        out = (value * eta if eta != 1.0 else value) + (grad - grad.detach())
-        if self.bias is not None:
-            out = out + (self.bias.view(1, -1, 1, 1) if out.dim() == 4 else self.bias)
-        return out
+        return self._add_bias((value * eta if eta != 1.0 else value) + (grad - grad.detach()))
+
+    def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return out
+        return out + (self.bias.view(1, -1, 1, 1) if out.dim() == 4 else self.bias)
 
 
 def _moments(value: torch.Tensor, digital: torch.Tensor) -> tuple[float, float, float]:
