@@ -385,3 +385,33 @@ def test_adjusted_precision_and_noise_injection_train_on_their_arch():
     quiet = attach_pim(model, spec, (1, 256))
     assert pimqat_layers(quiet)["0"].engine.arch.adc.bits == 5
     assert not pimqat_layers(quiet)["0"].engine.stochastic
+
+
+class TinyNet(nn.Module):
+    """A network from outside the zoo (own forward, functional ReLU and pooling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.head(x.flatten(1))
+
+
+def test_any_module_trains_with_pimqat_and_deploys():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 1, 8, 8, generator=gen)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long() + (x.mean((1, 2, 3)) > 0.5)
+    torch.manual_seed(0)
+    model = quantize_model(TinyNet(), input_shape=(1, 1, 8, 8))
+    spec = arch("bit_serial", 4)
+    trained, metrics = train_model(model, (x, y), (x, y), method="pimqat", arch=spec, epochs=2,
+                                   batch_size=16, progress=False)
+    assert len(metrics["log"]) == 2 and set(metrics["pimqat"]["gains"]) == {"conv", "head"}
+    assert not pimqat_layers(trained)
+    deployed = pimsim.oracle.convert(trained, spec, (1, 1, 8, 8))
+    with torch.no_grad():
+        acc = float((deployed(x).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(metrics["test_accuracy"])  # the reported accuracy is the chip's
