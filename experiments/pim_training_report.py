@@ -78,7 +78,7 @@ def report(runs: Path, out: Path) -> None:
             rows.append(row)
         table3 = pd.DataFrame(rows)
         table3.to_csv(out / "pim_training_table3.csv", index=False)
-        lines += ["## Table 3: device variability (LeNet-5, differential preset, 8-bit ADC; "
+        lines += ["## Table 3: device variability (LeNet-5, native preset, 8-bit ADC; "
                   "accuracy %, seeds x 10 chips)", "", _markdown(table3), ""]
     (out / "pim_training.md").write_text("\n".join(lines) + "\n")
     _plot(t1, out / "pim_training_table1.png")
