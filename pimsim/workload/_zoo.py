@@ -38,26 +38,29 @@ class MLP(nn.Sequential):
         )
 
 
+def _lenet5(num_classes: int, batchnorm: bool) -> OrderedDict:
+    """LeNet-5's layers; with ``batchnorm``, a BatchNorm after each (bias-free) convolution."""
+    layers: OrderedDict = OrderedDict()
+    for i, (cin, cout, pad) in enumerate(((1, 6, 2), (6, 16, 0)), start=1):
+        layers[f"conv{i}"] = nn.Conv2d(cin, cout, 5, padding=pad, bias=not batchnorm)
+        if batchnorm:
+            layers[f"bn{i}"] = nn.BatchNorm2d(cout)
+        layers[f"relu{i}"] = nn.ReLU()
+        layers[f"pool{i}"] = nn.MaxPool2d(2)
+    layers["flatten"] = nn.Flatten()
+    layers["fc1"] = nn.Linear(400, 120, bias=True)
+    layers["relu3"] = nn.ReLU()
+    layers["fc2"] = nn.Linear(120, 84, bias=True)
+    layers["relu4"] = nn.ReLU()
+    layers["fc3"] = nn.Linear(84, num_classes, bias=True)
+    return layers
+
+
 class LeNet5(nn.Sequential):
     """LeNet-5 for 28x28 MNIST (first conv padded to keep 28x28, max pooling, ReLU)."""
 
     def __init__(self, num_classes: int = 10) -> None:
-        super().__init__(
-            OrderedDict(
-                conv1=nn.Conv2d(1, 6, 5, padding=2, bias=True),
-                relu1=nn.ReLU(),
-                pool1=nn.MaxPool2d(2),
-                conv2=nn.Conv2d(6, 16, 5, bias=True),
-                relu2=nn.ReLU(),
-                pool2=nn.MaxPool2d(2),
-                flatten=nn.Flatten(),
-                fc1=nn.Linear(400, 120, bias=True),
-                relu3=nn.ReLU(),
-                fc2=nn.Linear(120, 84, bias=True),
-                relu4=nn.ReLU(),
-                fc3=nn.Linear(84, num_classes, bias=True),
-            )
-        )
+        super().__init__(_lenet5(num_classes, batchnorm=False))
 
 
 class LeNet5BN(nn.Sequential):
@@ -65,24 +68,7 @@ class LeNet5BN(nn.Sequential):
     small network with BatchNorm that BN calibration needs."""
 
     def __init__(self, num_classes: int = 10) -> None:
-        super().__init__(
-            OrderedDict(
-                conv1=nn.Conv2d(1, 6, 5, padding=2, bias=False),
-                bn1=nn.BatchNorm2d(6),
-                relu1=nn.ReLU(),
-                pool1=nn.MaxPool2d(2),
-                conv2=nn.Conv2d(6, 16, 5, bias=False),
-                bn2=nn.BatchNorm2d(16),
-                relu2=nn.ReLU(),
-                pool2=nn.MaxPool2d(2),
-                flatten=nn.Flatten(),
-                fc1=nn.Linear(400, 120, bias=True),
-                relu3=nn.ReLU(),
-                fc2=nn.Linear(120, 84, bias=True),
-                relu4=nn.ReLU(),
-                fc3=nn.Linear(84, num_classes, bias=True),
-            )
-        )
+        super().__init__(_lenet5(num_classes, batchnorm=True))
 
 
 class VGG8(nn.Sequential):
