@@ -235,7 +235,8 @@ def table3(steps: int) -> None:
                         tune = chip_tuning(model, arch, (1, 1, 28, 28), calibration,
                                            self_tuning=True)
                     per_chip = pim_accuracy(model, arch, CHIPS, tune)
-                    record(key, table=3, variation=kind, sigma=sigma, method=method, seed=seed,
+                    record(key, table=3, preset=VARIATION_PRESET, adc_bits=8, variation=kind,
+                           sigma=sigma, method=method, seed=seed,
                            acc=float(np.mean(per_chip)), per_chip=per_chip, train_s=seconds)
 
 
