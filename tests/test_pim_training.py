@@ -415,3 +415,24 @@ def test_any_module_trains_with_pimqat_and_deploys():
     with torch.no_grad():
         acc = float((deployed(x).argmax(1) == y).float().mean())
     assert acc == pytest.approx(metrics["test_accuracy"])  # the reported accuracy is the chip's
+
+
+def test_bn_calibration_after_training_writes_the_chips_statistics():
+    from pimsim.training import calibrate_bn_for_chip
+
+    torch.manual_seed(1)
+    model = quantize_model(pimsim.zoo_model("lenet5_bn_mnist"), input_shape=(1, 1, 28, 28))
+    x = torch.rand(32, 1, 28, 28)
+    model.train()
+    model(x)
+    model.eval()
+    spec = arch("differential", 5, **{"adc.nonideal.inl_lsb": 1.0, "adc.nonideal.dnl_lsb": 0.3})
+    reference = pimsim.oracle.convert(model, spec, (1, 1, 28, 28), seed=0)
+    bn_calibrate(reference, [x])
+    before = model.bn2.running_var.clone()
+    assert calibrate_bn_for_chip(model, spec, (1, 1, 28, 28), [x]) == 2
+    assert not torch.equal(model.bn2.running_var, before)
+    for name in ("bn1", "bn2"):
+        got, want = getattr(model, name), getattr(reference, name)
+        assert torch.equal(got.running_mean, want.running_mean)
+        assert torch.equal(got.running_var, want.running_var)

@@ -23,6 +23,7 @@ from pimsim.training._qat import QuantConv2d, QuantLinear, quant_layers, quantiz
 from pimsim.training._train import RECIPES, evaluate_accuracy, train, train_model
 from pimsim.training._tuning import (
     bn_calibrate,
+    calibrate_bn_for_chip,
     chip_tuning,
     layer_statistics,
     self_tune,
@@ -39,6 +40,7 @@ __all__ = [
     "QuantLinear",
     "attach_pim",
     "bn_calibrate",
+    "calibrate_bn_for_chip",
     "calibrate_output_scales",
     "chip_tuning",
     "deployment_options",

@@ -333,6 +333,7 @@ def train(
     input_bits: int | None = None,
     data_root=None,
     train_samples: int | None = None,
+    bn_calibration: int = 0,
     log_csv=None,
     checkpoint=None,
     resume: bool = True,
@@ -347,6 +348,11 @@ def train(
     (default :data:`FINETUNE_EPOCHS` epoch at the constant rate :data:`FINETUNE_LR`), else it
     trains from scratch with the recipe. Unset hyperparameters come from :data:`RECIPES` (or
     :data:`DEFAULT_RECIPE`). ``train_samples`` keeps only the first that many training images.
+    ``bn_calibration`` > 0 (needs ``arch``): after training, re-estimate the BatchNorm statistics
+    on the PIM model of ``arch`` (chip 0, all its non-idealities) from that many training images
+    (:func:`~pimsim.training.calibrate_bn_for_chip`); ``metrics["bn_calibrated_accuracy"]`` is
+    the test accuracy on that chip after it (per-chip calibration at deployment is
+    ``pimsim accuracy --bn-calibration``).
     Returns ``(model, metrics)``; ``metrics`` has ``test_accuracy`` and ``epoch_losses``.
     """
     if workload_name not in ZOO:
@@ -400,6 +406,18 @@ def train(
     metrics.update(workload=workload_name, split=_split(dataset))
     if method != "float":
         metrics.update(bits)
+    if bn_calibration:
+        if arch is None or method == "float":
+            raise ValueError("bn_calibration needs a quantized method and arch=")
+        from pimsim.oracle import accuracy
+        from pimsim.training._tuning import calibrate_bn_for_chip
+
+        shape = (1, *x_train.shape[1:])
+        layers = calibrate_bn_for_chip(model, arch, shape, [x_train[:bn_calibration]])
+        if not layers:
+            raise ValueError(f"{workload_name} has no BatchNorm layer to calibrate")
+        chip = accuracy(model, arch, _batches(*test, 500), input_shape=shape)
+        metrics.update(bn_calibration=bn_calibration, bn_calibrated_accuracy=chip.mean)
     return model, metrics
 
 

@@ -181,3 +181,24 @@ def chip_tuning(
             self_tune(pim, calibration, reference)
 
     return tune
+
+
+def calibrate_bn_for_chip(model: nn.Module, arch, input_shape, batches, *, seed=0) -> int:
+    """BN calibration after training: convert ``model`` for ``arch`` (chip ``seed``, with every
+    non-ideality of the spec), re-estimate its BatchNorm statistics there
+    (:func:`bn_calibrate`) and copy them back into ``model``'s BatchNorm layers, so that a
+    checkpoint carries statistics measured on the PIM model rather than on the training forward.
+    Returns the number of BatchNorm layers calibrated."""
+    from pimsim.oracle import convert
+
+    pim = convert(model, arch, input_shape, seed=seed, calibration=list(batches))
+    count = bn_calibrate(pim, batches)
+    if count:
+        trained = dict(model.named_modules())
+        with torch.no_grad():
+            for name, module in pim.named_modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    target = trained[name]
+                    target.running_mean.copy_(module.running_mean)
+                    target.running_var.copy_(module.running_var)
+    return count
