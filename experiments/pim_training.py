@@ -141,7 +141,7 @@ def pimqat(network, seed, arch, steps, options=PimQatOptions(), init=None):
     return model, time.perf_counter() - start
 
 
-def table1(network: str, steps: int) -> None:
+def table1(network: str, steps: int, presets=PRESETS, adc_bits=ADC_BITS) -> None:
     done = done_keys()
     for seed in SEEDS:
         model, meta = qat_model(network, seed)
@@ -149,8 +149,8 @@ def table1(network: str, steps: int) -> None:
         if key not in done:
             acc = evaluate_accuracy(model, test_batches())
             record(key, table=1, network=network, method="digital_qat", seed=seed, acc=acc)
-    for preset in PRESETS:
-        for bits in ADC_BITS:
+    for preset in presets:
+        for bits in adc_bits:
             arch = arch_for(preset, bits)
             for seed in SEEDS:
                 model = qat_model(network, seed)[0]
@@ -244,6 +244,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("table1", "table2", "table3"))
     parser.add_argument("--network", default="lenet5_mnist")
+    parser.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+    parser.add_argument("--bits", nargs="+", type=int, default=ADC_BITS, help="Table 1 ADC bits")
     parser.add_argument("--steps", type=int, default=125, help="PIM-QAT fine-tuning steps")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--report", action="store_true")
@@ -252,7 +254,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pimsim.oracle.tune_cpu_allocator()
     if args.part == "table1":
-        table1(args.network, args.steps)
+        table1(args.network, args.steps, args.presets, args.bits)
     elif args.part == "table2":
         table2(args.steps)
     elif args.part == "table3":
