@@ -16,7 +16,7 @@ import pandas as pd
 
 def _load(path: Path) -> pd.DataFrame:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).drop_duplicates("key")  # two processes may finish the same cell
 
 
 def _cell(values) -> str:
