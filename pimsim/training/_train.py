@@ -1,6 +1,8 @@
-"""Train the zoo's MNIST networks, in float or with conventional digital QAT, reproducibly.
+"""Train any network in float, with conventional digital QAT or with PIM-QAT, reproducibly, with a
+progress bar, a per-epoch CSV log and resumable checkpoints (:func:`train_model`); the zoo
+networks on their datasets with default recipes (:func:`train`).
 
-Data: the fixed split of the shipped MNIST test set (:data:`~pimsim.training._data.MNIST_SPLIT`):
+MNIST data: the fixed split of the shipped MNIST test set (:data:`~pimsim.training._data.MNIST_SPLIT`):
 train on its first 8,000 images, report accuracy on its last 2,000. With so few training images
 the recipe adds a random translation of up to ``shift`` pixels per image (zero fill): in our runs
 the float MLP reached 96.35% without it (15 epochs) and 97.65% with a 1-pixel shift (20 epochs).
@@ -22,7 +24,7 @@ import csv
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +73,6 @@ DEFAULT_RECIPE = Recipe(epochs=30, batch_size=128, lr=1e-3, shift=4)
 #: a cosine schedule over 60 steps reached 32.5% where a constant rate reached 85.0%.
 FINETUNE_EPOCHS = 1
 FINETUNE_LR = 1e-3
-
-#: Input shape (batch of 1 included) of the MNIST workloads.
-INPUT_SHAPE = (1, 1, 28, 28)
-
 
 def build_model(workload_name: str, method: str = "float", seed: int = 0, **bits) -> nn.Module:
     """A freshly initialised zoo network (weights drawn under a forked RNG seeded with
@@ -143,7 +141,7 @@ class TrainState:
     """What a resumable checkpoint holds besides the model: where training stands."""
 
     epoch: int = 0
-    log: list = None
+    log: list = field(default_factory=list)
 
 
 def _resume_path(checkpoint) -> Path | None:
@@ -219,7 +217,7 @@ def train_model(
         if schedule == "cosine"
         else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     )
-    state = TrainState(0, [])
+    state = TrainState()
     resume_file = _resume_path(checkpoint)
     if resume and resume_file is not None and resume_file.is_file():
         saved = torch.load(resume_file, map_location="cpu", weights_only=False)
