@@ -3,11 +3,12 @@ decomposition presets (8-bit weights and inputs, 6-bit ADC, 128 rows per ADC rea
 and the MLP on the MNIST split (8,000 training images) and ResNet-20 on CIFAR-10-shaped data
 (50,000 images: random bytes written as python batches, since no CIFAR data ships).
 
-MNIST epochs are run whole. ResNet-20 epochs are timed over ``--resnet-steps`` steps of 128 images
-after one warm-up step and scaled to the 391 steps of an epoch (the table says so). Methods run
-side by side in one process, so the ratios to float come from the same machine state.
+Each epoch is timed over ``--steps`` steps (MNIST, 64 images) or ``--resnet-steps`` steps
+(ResNet-20, 128 images) after one warm-up step and scaled to the steps of a whole epoch (125 and
+391; the table says so). Methods run side by side in one process, so the ratios to float come
+from the same machine state.
 
-    python bench/training_speed.py [--resnet-steps 5] [--threads 2]
+    python bench/training_speed.py [--steps 25] [--resnet-steps 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def time_steps(model, x, y, batch, steps):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resnet-steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--resnet-steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -70,10 +72,10 @@ def main() -> None:
     x, y = load_mnist(split="train")
     rows = []
     for network in ("mlp_mnist", "lenet5_mnist"):
-        steps = math.ceil(len(x) / 64)
+        epoch = math.ceil(len(x) / 64)
         for method in methods:
-            per_step = time_steps(model_for(network, method, (1, 1, 28, 28)), x, y, 64, steps)
-            rows.append((network, method, per_step * steps, "measured (whole epoch)"))
+            per_step = time_steps(model_for(network, method, (1, 1, 28, 28)), x, y, 64, args.steps)
+            rows.append((network, method, per_step * epoch, f"{args.steps} steps x {epoch}"))
     gen = torch.Generator().manual_seed(0)
     xc = torch.randint(0, 256, (128 * (args.resnet_steps + 1), 3, 32, 32), generator=gen) / 255.0
     yc = torch.randint(0, 10, (len(xc),), generator=gen)
@@ -81,7 +83,7 @@ def main() -> None:
         per_step = time_steps(model_for("resnet20_cifar10", method, (1, 3, 32, 32)), xc, yc, 128,
                               args.resnet_steps)
         rows.append(("resnet20_cifar10", method, per_step * 391,
-                     f"{args.resnet_steps} steps x 391 / {args.resnet_steps}"))
+                     f"{args.resnet_steps} steps x 391"))
     base = {net: s for net, m, s, _ in rows if m == "float"}
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"{'network':18} {'method':22} {'s/epoch':>9} {'x float':>8}  how")

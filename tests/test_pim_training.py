@@ -436,3 +436,12 @@ def test_bn_calibration_after_training_writes_the_chips_statistics():
         got, want = getattr(model, name), getattr(reference, name)
         assert torch.equal(got.running_mean, want.running_mean)
         assert torch.equal(got.running_var, want.running_var)
+
+
+def test_all_zero_input_gives_the_bias():
+    linear = nn.Linear(16, 4)
+    model = quantize_model(nn.Sequential(linear), input_shape=(1, 16))
+    pim = attach_pim(model, arch("bit_serial", 6), (1, 16))
+    pim.train()
+    out = pim(torch.zeros(3, 16))
+    assert torch.equal(out, linear.bias.detach().expand(3, 4))

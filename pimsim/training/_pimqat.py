@@ -63,6 +63,9 @@ from pimsim.training._qat import (
 #: has gamma ~ 0, and 1 / gamma would amplify what little is left without limit.
 GAIN_RANGE = (1.0 / 64.0, 64.0)
 
+#: Input scale used for an all-zero input (whose measured scale is 0).
+MIN_SCALE = 1e-12
+
 
 @dataclass(frozen=True)
 class PimQatOptions:
@@ -168,7 +171,8 @@ class _PimQatMixin:
         scale = float(self.input_scale) if self.input_scale > 0 else None
         if scale is None:  # an uncalibrated eval: the batch's own scale
             scale = float(self._batch_scale(x))
-        pim.input_scale.fill_(scale)
+        # an all-zero input has no scale; any positive one gives its zero integers
+        pim.input_scale.fill_(max(scale, MIN_SCALE))
         with torch.no_grad():
             value = pim(x_q.detach())
         if not (self.training or e.gain_sums is not None):  # plain eval: the value alone
