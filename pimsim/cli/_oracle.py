@@ -219,10 +219,11 @@ def accuracy(
     if fmt == "json":
         write(json.dumps(payload, indent=2) + "\n", output)
         return
+    where = f"PIM, {meta.get('arch')}" if meta.get("method") == "pimqat" else "digital"
     lines = [
         f"{name} on {spec.name}: {y.numel()} test images, {chips} chip(s)",
         f"accuracy mean {result.mean:.4f}  std {result.std:.4f}  worst {result.worst:.4f}",
-        f"checkpoint accuracy (digital): {meta.get('accuracy')}",
+        f"checkpoint accuracy ({where}): {meta.get('accuracy')}",
         "ADC conversions per layer:",
     ]
     lines += [f"  {k}: {v}" for k, v in result.conversions.items()]
