@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import pimsim
 from pimsim.spec import preset_overrides
-from pimsim.training import PimQatOptions, attach_pim, load_mnist, quantize_model
+from pimsim.training import PimQatOptions, attach_pim, load_mnist
 from pimsim.training._train import build_model
 
 SPEC = "arch_specs/sram_charge_domain_28nm.yaml"

@@ -51,7 +51,6 @@ from torch import nn
 
 from pimsim.oracle._layers import PimConv2d, PimLinear
 from pimsim.training._qat import (
-    QUANT_MODULES,
     SCALE_MOMENTUM,
     QuantConv2d,
     QuantLinear,
@@ -382,7 +381,6 @@ __all__ = [
     "PimQatConv2d",
     "PimQatLinear",
     "PimQatOptions",
-    "QUANT_MODULES",
     "attach_pim",
     "calibrate_output_scales",
     "deployment_options",
