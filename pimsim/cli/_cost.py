@@ -45,26 +45,61 @@ from pimsim.cli._common import emit_table, format_options, main, set_option, use
     type=click.Path(dir_okay=False),
     help="Save a Gantt chart of layers and resource utilisation over time (event model).",
 )
+@click.option(
+    "--training",
+    type=click.Choice(["backprop", "dfa"]),
+    help="Also cost on-chip training with this learning rule (a 'training' section).",
+)
+@click.option(
+    "--update",
+    type=click.Choice(["exact", "pulsed", "mixed_precision"]),
+    help="Weight-update scheme of --training (default: the spec's training.update).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Samples per training step (default: the spec's training.batch_size).")
+@click.option("--train-samples", type=click.IntRange(min=1),
+              help="Training samples per epoch (default: the MNIST training split, 8000).")
+@click.option(
+    "--writes-from",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON summary of 'pimsim train --rule ... --summary': its measured device writes and "
+    "pulses per step, update scheme, batch and epoch size (else every weight is assumed "
+    "rewritten every step).",
+)
 @user_errors
 def evaluate(
-    arch, workload, overrides, fmt, output, plot, latency_model, granularity, samples, timeline
+    arch, workload, overrides, fmt, output, plot, latency_model, granularity, samples, timeline,
+    training, update, batch_size, train_samples, writes_from,
 ) -> None:
-    """Energy, latency and area of WORKLOAD (zoo name or YAML) on ARCH, per layer and in total."""
+    """Energy, latency and area of WORKLOAD (zoo name or YAML) on ARCH, per layer and in total;
+    with --training, also per training step and epoch."""
     from pimsim.cost import evaluate as run
     from pimsim.spec import load_arch
     from pimsim.workload import load_workload
 
     if timeline and latency_model != "event":
         raise click.UsageError("--timeline needs --latency-model event")
+    if not training and (update or batch_size or train_samples or writes_from):
+        raise click.UsageError("--update, --batch-size, --train-samples and --writes-from "
+                               "need --training")
+    spec = load_arch(arch, overrides)
+    wl = load_workload(workload)
     report = run(
-        load_arch(arch, overrides),
-        load_workload(workload),
+        spec,
+        wl,
         latency_model=latency_model,
         granularity=granularity,
         samples=samples,
     )
+    train_report = None
+    if training:
+        train_report = _training_report(spec, wl, training, update, batch_size, train_samples,
+                                        writes_from)
     if fmt == "json":
-        write(report.to_json() + "\n", output)
+        data = report.to_dict()
+        if train_report is not None:
+            data["training"] = train_report.to_dict()
+        write(json.dumps(data, indent=2, default=float) + "\n", output)
     else:
         cols = [
             "name",
@@ -87,6 +122,19 @@ def evaluate(
             extra["events"] = flow.events
         else:
             extra["latency_model"] = "analytical"
+        if train_report is not None:
+            t = train_report
+            extra["training"] = (f"{t.rule}, {t.update} updates, batch {t.batch_size}, "
+                                 f"{t.steps_per_epoch} steps/epoch")
+            extra["training_energy_per_step_pj"] = t.energy_per_step_pj
+            extra["training_energy_per_epoch_pj"] = t.energy_per_epoch_pj
+            extra["training_latency_per_step_ns"] = t.latency_per_step_ns
+            extra["training_latency_per_epoch_ns"] = t.latency_per_epoch_ns
+            extra["training_error_latency_ns"] = t.error_latency_ns
+            extra["training_writes_per_epoch"] = (
+                f"{t.writes_per_step * t.steps_per_epoch:.6g}"
+                + ("" if t.writes_measured else " (assumed: every weight every step)"))
+            extra["training_extra_area_mm2"] = t.extra_area_mm2
         emit_table(report.layers[cols], fmt, output, extra if fmt == "table" else None)
     if timeline:
         from pimsim.dataflow import plot_timeline
@@ -99,6 +147,28 @@ def evaluate(
 
         plot_report(report, plot)
         click.echo(f"wrote {plot}", err=True)
+
+
+def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_from):
+    from pimsim.cost import training_cost
+    from pimsim.errors import PimsimError
+
+    writes = pulses = None
+    if writes_from:
+        try:
+            summary = json.loads(open(writes_from).read())
+            writes, pulses = summary["writes_per_step"], summary.get("pulses_per_step")
+            update = update or summary.get("update")
+            batch_size = batch_size or summary.get("batch_size")
+            train_samples = train_samples or summary.get("samples_per_epoch")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PimsimError(
+                f"{writes_from}: not a 'pimsim train --summary' file ({exc}); write one with "
+                "pimsim train ARCH WORKLOAD --rule R --summary F"
+            ) from exc
+    return training_cost(spec, wl, rule=rule, update=update, batch_size=batch_size,
+                         train_samples=train_samples, writes_per_step=writes,
+                         pulses_per_step=pulses)
 
 
 @main.command()

@@ -62,14 +62,35 @@ from pimsim.cli._common import format_options, main, set_option, user_errors, wr
 @click.option("--log", "log_csv", type=click.Path(dir_okay=False),
               help="Per-epoch CSV log (default: the checkpoint's name with .csv).")
 @click.option("--fresh", is_flag=True, help="Ignore an existing resume file.")
+@click.option(
+    "--rule",
+    type=click.Choice(["backprop", "dfa"]),
+    help="Train ON CHIP with this learning rule: every forward and backward product on ARCH's "
+    "arrays, updates through --update (replaces --method).",
+)
+@click.option(
+    "--update",
+    type=click.Choice(["exact", "pulsed", "mixed_precision"]),
+    help="On-chip weight updates (default: ARCH's training.update).",
+)
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True),
+              help="Mixed precision: program a device when its accumulated update reaches this "
+              "many nominal steps (default: ARCH's training.threshold).")
+@click.option("--chip", "chip_seed", type=int,
+              help="On-chip training: the chip drawn for ARCH's device variation (default 0).")
+@click.option("--summary", type=click.Path(dir_okay=False),
+              help="On-chip training: write accuracy, writes and training cost as JSON (input "
+              "of pimsim evaluate --writes-from).")
 @set_option
 @user_errors
 def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, seed, weight_bits,
           input_bits, no_forward_rescale, no_backward_rescale, adjusted_precision,
           noise_injection, variability_aware, bn_images, data_root, checkpoint, log_csv, fresh,
-          overrides) -> None:
+          rule, update, threshold, chip_seed, summary, overrides) -> None:
     """Train the zoo network WORKLOAD for ARCH: float, QAT or PIM-QAT, with a per-epoch CSV
-    log and resumable checkpoints."""
+    log and resumable checkpoints; or, with --rule, on chip (backprop or direct feedback
+    alignment, exact, pulsed or mixed-precision updates), reporting device writes and the
+    training cost."""
     from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
     from pimsim.training import PimQatOptions, load_checkpoint, save_checkpoint
@@ -78,6 +99,12 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
     name = Path(workload).stem
+    if rule is None and (update or threshold or chip_seed is not None or summary):
+        raise click.UsageError("--update, --threshold, --chip and --summary need --rule")
+    if rule is not None:
+        _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
+                      train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary)
+        return
     start = None
     if init:
         start, start_meta = load_checkpoint(init)
@@ -127,6 +154,68 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
             f"BN statistics re-estimated on {spec.name} (chip 0) from {bn_images} images: "
             f"test accuracy there {metrics['bn_calibrated_accuracy']:.4f}"
         )
+
+
+def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
+                  train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary):
+    import csv
+    import json
+
+    from pimsim.cost import training_cost
+    from pimsim.training import load_checkpoint, save_checkpoint, train_onchip
+    from pimsim.training._data import load_dataset
+    from pimsim.training._train import build_model, dataset_of
+    from pimsim.workload import load_workload
+
+    if init:
+        model, meta = load_checkpoint(init)
+        if meta.get("workload") != name:
+            from pimsim.errors import WorkloadError
+
+            raise WorkloadError(f"--init {init} holds {meta.get('workload')!r}, not {name!r}")
+    else:
+        model = build_model(name, "float", seed)
+    dataset = dataset_of(name)
+    train_data = load_dataset(dataset, data_root, "train")
+    if train_samples:
+        train_data = (train_data[0][:train_samples], train_data[1][:train_samples])
+    test_data = load_dataset(dataset, data_root, "test")
+    path = Path(checkpoint or f"results/checkpoints/{name}_onchip_{rule}.pt")
+    log_csv = Path(log_csv or path.with_suffix(".csv"))
+    rows: list[dict] = []
+
+    def log(rec):
+        rows.append(rec)
+        log_csv.parent.mkdir(parents=True, exist_ok=True)
+        with log_csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rec))
+            w.writeheader()
+            w.writerows(rows)
+        click.echo(f"epoch {rec['epoch']}: loss {rec['loss']:.4f}, test accuracy "
+                   f"{rec['accuracy']:.4f}, {rec['writes']} device writes", err=True)
+
+    res = train_onchip(model, spec, train_data, test_data, rule=rule, update=update,
+                       threshold=threshold, lr=lr, epochs=epochs, batch_size=batch_size,
+                       seed=seed, chip_seed=chip_seed, progress=True, log=log)
+    cost = training_cost(spec, load_workload(name), rule=res.rule, update=res.update,
+                         batch_size=res.batch_size, train_samples=len(train_data[0]),
+                         writes_per_step=res.writes_per_step, pulses_per_step=res.pulses_per_step)
+    meta = dict(workload=name, method="float", trained_on_chip=True, rule=res.rule,
+                update=res.update, threshold=res.threshold, seed=seed, arch=spec.name,
+                accuracy=res.accuracy, chip=chip_seed)
+    save_checkpoint(path, res.network.float_model(), meta)
+    out = res.to_dict()
+    out.update(arch=spec.name, workload=name, writes_per_step=res.writes_per_step,
+               pulses_per_step=res.pulses_per_step, training_cost=cost.to_dict())
+    if summary:
+        write(json.dumps(out, indent=2, default=float) + "\n", summary)
+    click.echo(
+        f"on-chip {res.rule} ({res.update} updates) on {spec.name}: test accuracy "
+        f"{res.accuracy:.4f}; device writes/epoch {res.writes_per_epoch:.4g}; training energy/"
+        f"epoch {cost.energy_per_epoch_pj:.4g} pJ, latency/step {cost.latency_per_step_ns:.4g} "
+        f"ns, extra area {cost.extra_area_mm2:.4g} mm2; wrote {path} and log {log_csv}"
+        + (f" and {summary}" if summary else "")
+    )
 
 
 @main.command()

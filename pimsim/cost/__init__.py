@@ -5,6 +5,7 @@ from pimsim.cost._activity import Activity
 from pimsim.cost._evaluate import LATENCY_MODELS, Report, chip_timing, evaluate
 from pimsim.cost._hierarchy import LEVELS, Instance, LevelReport, instances, level_reports
 from pimsim.cost._registry import ComponentEstimate, lookup, models, register
+from pimsim.cost._training import TrainingReport, training_cost
 
 __all__ = [
     "Activity",
@@ -21,4 +22,6 @@ __all__ = [
     "lookup",
     "models",
     "register",
+    "TrainingReport",
+    "training_cost",
 ]

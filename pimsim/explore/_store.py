@@ -39,7 +39,10 @@ INFO_COLUMNS = (
 )
 #: Columns that differ between two runs of the same sweep (ignored when comparing runs).
 TIMING_COLUMNS = ("finished_at", "eval_ms")
-ACCURACY_COLUMNS = ("accuracy", "accuracy_worst", "accuracy_std", "per_chip", "eval_s")
+ACCURACY_COLUMNS = (
+    "accuracy", "accuracy_worst", "accuracy_std", "per_chip", "eval_s", "training"
+)
+"""``training``: JSON of an on-chip training run (its measured writes per step), else null."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -77,6 +80,9 @@ class ResultStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(accuracy)")}
+        if "training" not in have:  # stores written before on-chip training sweeps existed
+            self._db.execute("ALTER TABLE accuracy ADD COLUMN training TEXT")
         self._columns = {
             row[0]: row[1]
             for row in self._db.execute("SELECT name, role FROM columns ORDER BY position")
@@ -150,8 +156,10 @@ class ResultStore:
             self._add_columns(rows, roles or {})
             for key, rec in (accuracy or {}).items():
                 values = [_plain(rec.get(c)) for c in ACCURACY_COLUMNS]
+                cols = ", ".join(("key", *ACCURACY_COLUMNS, "finished_at"))
+                marks = ", ".join("?" for _ in range(len(ACCURACY_COLUMNS) + 1))
                 self._db.execute(
-                    "INSERT OR IGNORE INTO accuracy VALUES (?, ?, ?, ?, ?, ?, datetime('now'))",
+                    f"INSERT OR IGNORE INTO accuracy ({cols}) VALUES ({marks}, datetime('now'))",
                     (key, *values),
                 )
             for row in rows:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pimsim.errors import PimsimError
 from pimsim.explore._points import DesignPoint, KeyMaker
 from pimsim.spec import oracle_fields, with_overrides
-from pimsim.spec._sweep import AccuracyBudget
+from pimsim.spec._sweep import AccuracyBudget, TrainingBudget
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Context:
     arch_labels: tuple
     workloads: tuple
     keys: KeyMaker
-    accuracy: AccuracyBudget | None
+    accuracy: AccuracyBudget | TrainingBudget | None
     fixed: dict = field(default_factory=dict)
     threads: int = 1
 
@@ -56,6 +56,8 @@ def accuracy_key(ctx: Context, spec, workload: int) -> str:
     """The key of the oracle's result: the spec's oracle fields, the checkpoint's weights and
     the budget (the technology, the clock or buffer sizes never enter it)."""
     name = ctx.workloads[workload].name
+    if isinstance(ctx.accuracy, TrainingBudget):  # trained on chip: the spec's fields decide
+        return ctx.keys.design({"oracle": oracle_fields(spec), "train": True}, workload)
     ref = ctx.accuracy.checkpoints[name]
     return ctx.keys.design({"oracle": oracle_fields(spec), "weights": ref.sha256}, workload)
 
@@ -115,6 +117,67 @@ def _cost(spec, workload, latency: dict | None = None) -> dict:
     return totals
 
 
+def _train(ctx: Context, spec, workload_name: str) -> dict:
+    """Train ``workload_name`` on chip as ``spec``'s ``training`` section says; the accuracy
+    record with the measured writes in its ``training`` field (JSON)."""
+    import torch
+
+    from pimsim.training import train_onchip
+    from pimsim.training._data import load_dataset
+    from pimsim.training._train import build_model, dataset_of
+
+    budget = ctx.accuracy
+    data_key = ("train-data", workload_name, str(budget.data))
+    if data_key not in _PROCESS:
+        name = dataset_of(workload_name)
+        _PROCESS[data_key] = (load_dataset(name, budget.data, "train"),
+                              load_dataset(name, budget.data, "test"))
+    (x, y), (xt, yt) = _PROCESS[data_key]
+    samples = budget.train_samples or spec.training.train_samples
+    if samples:
+        x, y = x[:samples], y[:samples]
+    if budget.images:
+        xt, yt = xt[: budget.images], yt[: budget.images]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(budget.seed)
+        res = train_onchip(build_model(workload_name, "float", budget.seed), spec, (x, y),
+                           (xt, yt), seed=budget.seed)
+    record = {
+        "writes_per_step": res.writes_per_step,
+        "pulses_per_step": res.pulses_per_step,
+        "batch_size": res.batch_size,
+        "samples_per_epoch": res.samples_per_epoch,
+        "per_epoch": res.epochs,
+    }
+    return {
+        "accuracy": res.accuracy,
+        "accuracy_worst": res.accuracy,
+        "accuracy_std": 0.0,
+        "per_chip": json.dumps([res.accuracy]),
+        "eval_s": time.perf_counter() - start,
+        "training": json.dumps(record),
+    }
+
+
+def _training_cost(spec, workload, acc: dict) -> dict:
+    """The training-cost metrics of ``spec`` with the writes its training run measured."""
+    from pimsim.cost import training_cost
+
+    rec = json.loads(acc["training"])
+    rep = training_cost(spec, workload, batch_size=rec["batch_size"],
+                        train_samples=rec["samples_per_epoch"],
+                        writes_per_step=rec["writes_per_step"],
+                        pulses_per_step=rec["pulses_per_step"])
+    return {
+        "training_energy_pj": rep.energy_per_epoch_pj,
+        "training_latency_ns": rep.latency_per_step_ns,
+        "training_writes": rep.writes_per_step * rep.steps_per_epoch,
+        "training_area_mm2": rep.extra_area_mm2,
+    }
+
+
 def _oracle(ctx: Context, spec, workload_name: str) -> dict:
     import torch
 
@@ -166,11 +229,15 @@ def run_task(ctx: Context, task: Task) -> TaskResult:
             if ctx.accuracy is not None:
                 key = task.accuracy_key or accuracy_key(ctx, spec, point.workload)
                 row["accuracy_key"] = key
+                training = isinstance(ctx.accuracy, TrainingBudget)
                 if acc is None:
-                    acc = _oracle(ctx, spec, ctx.workloads[point.workload].name)
+                    run = _train if training else _oracle
+                    acc = run(ctx, spec, ctx.workloads[point.workload].name)
                     out.accuracy[key] = acc
                     out.oracle_runs += 1
                 row.update({k: acc[k] for k in ("accuracy", "accuracy_worst", "accuracy_std")})
+                if training:
+                    row.update(_training_cost(spec, ctx.workloads[point.workload], acc))
             row["status"] = "ok"
         except PimsimError as exc:
             row.setdefault("key", point.request)

@@ -114,13 +114,23 @@ class PimMatrixLayer(nn.Module):
         self.reset_counts()
         self.noise = None
 
-    def program(self, weight: torch.Tensor) -> torch.Tensor:
+    def program(self, weight: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """Write ``weight`` (float, the torch layer's shape) into this layer's cells: its
         integers and per-channel scales, the cell slices in the row-group layout and the column
         sums used by the digital corrections. Returns the integer matrices [M, K, N]. A chip drawn
-        before (:meth:`set_chip`) keeps its old conductances until it is drawn again."""
+        before (:meth:`set_chip`) keeps its old conductances until it is drawn again.
+
+        ``scale`` (one per output channel) fixes the quantization step instead of deriving it
+        from max |w| (on-chip training keeps a layer's step while its weights move):
+        integers = clip(round_half_even(w / scale)) to the weight range."""
         plan = self.plan
-        w_int, w_scale = quantize_weight(weight, plan.weight_bits)
+        if scale is None:
+            w_int, w_scale = quantize_weight(weight, plan.weight_bits)
+        else:
+            top = 2 ** (plan.weight_bits - 1) - 1
+            w_scale = scale.detach().to(torch.float64).reshape(-1)
+            flat = weight.detach().reshape(weight.shape[0], -1).to(torch.float64)
+            w_int = torch.round(flat / w_scale[:, None]).clamp_(-top, top).reshape(weight.shape)
         w_scale = w_scale * self.output_scale  # a trained output rescaling rides on the scale
         matrices, mask = self._matrices(w_int)
         slices = E.weight_slices(plan, matrices)

@@ -64,6 +64,8 @@ ORACLE_FIELDS = (
     "dac.bits",
     "decomposition",
     "mapping.pack_groups",
+    "cell.update",
+    "training",
 )
 
 SCHEMES = ("native", "differential", "bit_serial")
@@ -126,6 +128,28 @@ class VariationSpec(SpecModel):
     column (as NeuroSim's) cancel it."""
 
 
+class UpdateSpec(SpecModel):
+    """How a device responds to programming pulses during on-chip training (``pimsim train
+    --rule``); used by the device update models of :mod:`pimsim.training`. Defaults: an ideal
+    linear device on the weight grid.
+
+    A device moves between its lowest and highest state in ``levels - 1`` nominal pulses. With
+    non-linearity nu, a potentiating pulse from state g (in [0, 1]) lands at
+    g' = B - (B - g) exp(-nu / P), with P = levels - 1 and B = 1 / (1 - exp(-nu)) (the
+    saturating exponential of NeuroSim+'s device model, Chen et al., IEEE TCAD 2018, written
+    with nu = P / A); depressing pulses mirror it from the top with ``nonlinearity_ltd``."""
+
+    levels: int | None = Field(default=None, ge=2)
+    """Conductance states a device steps through (pulses from lowest to highest + 1). Default:
+    the weight grid, 2^weight_bits - 1 levels (one pulse = one weight LSB)."""
+    nonlinearity_ltp: NonNegFloat = 0.0
+    """Non-linearity nu of potentiation (0 = linear; NeuroSim's Ag:a-Si device ~2.4)."""
+    nonlinearity_ltd: NonNegFloat = 0.0
+    """Non-linearity nu of depression (0 = linear); different from LTP = asymmetric."""
+    c2c_noise: NonNegFloat = 0.0
+    """Cycle-to-cycle write noise: sigma of each pulse's step relative to the nominal step."""
+
+
 class CellSpec(SpecModel):
     """The memory cell that stores weight slices."""
 
@@ -151,6 +175,8 @@ class CellSpec(SpecModel):
     """Cell area in F^2 (F = node); e.g. 1T1R RRAM 4F x 12F = 48."""
     variation: VariationSpec = VariationSpec()
     """Device variation, noise, faults and drift."""
+    update: UpdateSpec = UpdateSpec()
+    """Response to programming pulses (on-chip training)."""
 
 
 class ArraySpec(ExplicitValues):
@@ -290,6 +316,38 @@ class ChipSpec(SpecModel):
     """Chip-level components (off-chip links such as HyperTransport, global buffer, ...)."""
 
 
+class TrainingSpec(SpecModel):
+    """On-chip training: the learning rule and how weight updates reach the devices (read by
+    ``pimsim train --rule``, ``pimsim evaluate --training`` and sweeps; see
+    :mod:`pimsim.training` for the methods)."""
+
+    rule: Literal["backprop", "dfa"] = "backprop"
+    """``backprop``: the error reaches each layer through the transposed forward weights (read
+    from the same arrays); ``dfa``: direct feedback alignment, the output error through a fixed
+    random matrix per layer, stored on arrays of its own."""
+    update: Literal["exact", "pulsed", "mixed_precision"] = "exact"
+    """``exact``: float SGD (a digital master copy; every weight is rewritten every step);
+    ``pulsed``: each update becomes stochastic-rounded pulses on the device (``cell.update``);
+    ``mixed_precision``: updates accumulate in digital memory and a device is pulsed only when its
+    accumulated update crosses ``threshold`` nominal steps."""
+    threshold: float = Field(default=1.0, gt=0)
+    """Mixed precision: program a device when |accumulated update| >= threshold x its nominal
+    step (one pulse's worth of weight)."""
+    lr: PositiveFloat = 0.05
+    """Learning rate of SGD."""
+    batch_size: PositiveInt = 32
+    """Samples per training step (the weight update happens once per step)."""
+    epochs: PositiveInt = 3
+    """Epochs of the bundled MNIST training split (sweeps and ``pimsim train``)."""
+    train_samples: PositiveInt | None = None
+    """Training samples per epoch (default: the whole training split)."""
+    accumulator_bits: PositiveInt = 32
+    """Width of a digital update accumulator or master weight (bits per weight)."""
+    weight_range: PositiveFloat = 2.0
+    """Device weight range, as a multiple of the largest |initial weight| of the layer (pulsed and
+    mixed precision: the per-layer scale is fixed at the start; weights saturate at the range)."""
+
+
 class ArchSpec(SpecModel):
     """A complete accelerator description (a ``kind: arch`` file)."""
 
@@ -309,6 +367,7 @@ class ArchSpec(SpecModel):
     pe: PeSpec
     tile: TileSpec
     chip: ChipSpec = ChipSpec()
+    training: TrainingSpec = TrainingSpec()
     _source: Any = PrivateAttr(default=None)  # the YAML document it was loaded from
 
     def __eq__(self, other: object) -> bool:

@@ -27,7 +27,10 @@ class Metric:
     label: str
     """Axis label without the unit."""
     accuracy: bool = False
-    """Whether the metric comes from the accuracy oracle (the sweep must give ``accuracy:``)."""
+    """Whether the metric comes from the accuracy oracle (the sweep must give ``accuracy:``, or
+    ``training:`` for the accuracy of on-chip training)."""
+    training: bool = False
+    """Whether the metric comes from on-chip training (the sweep must give ``training:``)."""
 
     @property
     def axis_label(self) -> str:
@@ -57,6 +60,11 @@ METRICS: dict[str, Metric] = {
         Metric("accuracy", "", "max", "top-1 accuracy (mean over chips)", accuracy=True),
         Metric("accuracy_worst", "", "max", "top-1 accuracy (worst chip)", accuracy=True),
         Metric("accuracy_std", "", "min", "top-1 accuracy (std over chips)", accuracy=True),
+        # on-chip training (a sweep with a ``training:`` section; pimsim.cost.training_cost)
+        Metric("training_energy_pj", "pJ", "min", "training energy per epoch", training=True),
+        Metric("training_latency_ns", "ns", "min", "training latency per step", training=True),
+        Metric("training_writes", "", "min", "device writes per epoch", training=True),
+        Metric("training_area_mm2", "mm²", "min", "area added for training", training=True),
     )
 }
 

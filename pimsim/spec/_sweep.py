@@ -25,6 +25,12 @@ load errors: those designs become infeasible points of the sweep.
     constraints: ["area_mm2 <= 50"]
     strategy: grid                          # or {kind: random|nsga2|tpe, n: 100, seed: 0}
     accuracy: {checkpoint: ../../results/checkpoints/lenet5_mnist_qat.pt, images: 500}
+
+Instead of ``accuracy:``, a ``training:`` section trains every design on chip (the learning rule,
+update scheme, threshold, learning rate, epochs and batch of its ``training`` spec section, which
+may be parameters: ``training.rule: [backprop, dfa]``) and records the trained chip's accuracy and
+the training cost (``training_energy_pj`` per epoch, ``training_latency_ns`` per step,
+``training_writes`` per epoch, ``training_area_mm2``) from the writes that training measured.
 """
 
 from __future__ import annotations
@@ -138,6 +144,22 @@ class AccuracySpec(SpecModel):
     """Images per forward pass."""
 
 
+class TrainingSweepSpec(SpecModel):
+    """On-chip training of every design (``pimsim.training.train_onchip``) on the bundled MNIST
+    split; the rule, update scheme, learning rate, epochs and batch come from each design's
+    ``training`` spec section."""
+
+    train_samples: PositiveInt | None = None
+    """Training images per epoch (default: the design's ``training.train_samples``, else all
+    8,000 of the split)."""
+    images: PositiveInt | Literal["all"] = "all"
+    """Test images (the first N of the test split)."""
+    seed: int = 0
+    """Seed of the initialisation, data order, feedback matrices and pulses."""
+    data: str | None = None
+    """Dataset folder (default: the shipped MNIST copy), relative to this file."""
+
+
 class SweepFile(SpecModel):
     """A design sweep (a ``kind: sweep`` file)."""
 
@@ -165,6 +187,8 @@ class SweepFile(SpecModel):
     strategy: Literal[STRATEGIES] | StrategySpec = "grid"
     """``grid``, or a mapping with ``kind``, ``n``, ``seed``, ``population``."""
     accuracy: AccuracySpec | None = None
+    training: TrainingSweepSpec | None = None
+    """Train every design on chip; its accuracy and training cost become metrics."""
     latency: LatencySpec = LatencySpec()
     """Latency model of the cost evaluation (default: event model at layer granularity)."""
     """The oracle's budget; required when an objective or constraint names an accuracy metric."""
@@ -225,6 +249,26 @@ class AccuracyBudget:
 
 
 @dataclass(frozen=True)
+class TrainingBudget:
+    """The on-chip training budget of a sweep, resolved."""
+
+    train_samples: int | None
+    images: int | None
+    seed: int
+    data: Path | None
+
+    def key(self) -> dict:
+        """What of the budget can change a training result (for cache keys)."""
+        return {
+            "training": True,
+            "train_samples": self.train_samples,
+            "images": self.images,
+            "seed": self.seed,
+            "data": str(self.data) if self.data else None,
+        }
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A loaded, validated sweep (see the module docstring); made by :func:`load_sweep`."""
 
@@ -239,7 +283,7 @@ class SweepSpec:
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...]
     strategy: StrategySpec
-    accuracy: AccuracyBudget | None
+    accuracy: AccuracyBudget | TrainingBudget | None
     description: str = ""
     latency: dict = field(default_factory=lambda: LatencySpec().model_dump())
     """``model``, ``granularity`` and ``samples`` of the latency model (see LatencySpec)."""
@@ -331,21 +375,25 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
         raw.strategy if isinstance(raw.strategy, StrategySpec) else StrategySpec(kind=raw.strategy)
     )
     _check_strategy(strategy, dims, objectives, raw, doc, errors)
-    wants_acc = [o.metric for o in objectives if METRICS[o.metric].accuracy] + [
-        c.metric for c in constraints if METRICS[c.metric].accuracy
+    wanted = [(o.metric, "objectives") for o in objectives] + [
+        (c.metric, "constraints") for c in constraints
     ]
-    if wants_acc and raw.accuracy is None:
-        where = (
-            ("objectives",)
-            if any(METRICS[o.metric].accuracy for o in objectives)
-            else ("constraints",)
-        )
+    wants_acc = [(m, w) for m, w in wanted if METRICS[m].accuracy]
+    wants_train = [(m, w) for m, w in wanted if METRICS[m].training]
+    if raw.accuracy is not None and raw.training is not None:
+        errors.append(_err(doc, ("training",), "give either 'accuracy:' (a trained checkpoint) "
+                           "or 'training:' (train every design on chip), not both"))
+    if wants_train and raw.training is None:
+        errors.append(_err(doc, (wants_train[0][1],), f"{wants_train[0][0]} needs on-chip "
+                           "training: add a 'training:' section (e.g. 'training: "
+                           "{train_samples: 2000}')"))
+    if wants_acc and raw.accuracy is None and raw.training is None:
         errors.append(
             _err(
                 doc,
-                where,
-                f"{wants_acc[0]} needs the accuracy oracle: add an 'accuracy:' section with "
-                "a checkpoint (written by pimsim train)",
+                (wants_acc[0][1],),
+                f"{wants_acc[0][0]} needs the accuracy oracle: add an 'accuracy:' section with "
+                "a checkpoint (written by pimsim train), or a 'training:' section",
             )
         )
     budget = None
@@ -354,6 +402,13 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
             budget = _budget(raw.accuracy, doc, here, workloads)
         except SpecError as exc:
             errors.append(exc)
+    elif raw.training is not None:
+        t = raw.training
+        data = (here / t.data) if t.data else None
+        if data is not None and not data.is_dir():
+            errors.append(_err(doc, ("training", "data"), f"dataset folder {t.data} not found"))
+        budget = TrainingBudget(t.train_samples, None if t.images == "all" else t.images,
+                                t.seed, data)
     if errors:
         raise SpecErrors(sorted(errors, key=_order))
     digest = hashlib.sha256(

@@ -1,5 +1,7 @@
 """Training: conventional QAT, PIM-aware training (PIM-QAT, adjusted precision,
-variability-aware training), per-chip BN calibration and self-tuning, datasets and checkpoints.
+variability-aware training), per-chip BN calibration and self-tuning, on-chip training with a
+learning rule (backprop, direct feedback alignment) and device update models (exact, pulsed,
+mixed precision), datasets and checkpoints.
 
 Training wraps the oracle's PIM layers (:mod:`pimsim.oracle`): the forward value of a PIM-QAT
 layer is the oracle's own computation, never a copy of it. Imports torch.
@@ -19,7 +21,14 @@ from pimsim.training._pimqat import (
     rescaling,
     training_arch,
 )
+from pimsim.training._devices import DeviceWeights, apply_pulses
 from pimsim.training._qat import QuantConv2d, QuantLinear, quant_layers, quantize_model
+from pimsim.training._rules import (
+    OnChipNetwork,
+    OnChipResult,
+    train_float_sgd,
+    train_onchip,
+)
 from pimsim.training._train import RECIPES, evaluate_accuracy, train, train_model
 from pimsim.training._tuning import (
     bn_calibrate,
@@ -31,6 +40,12 @@ from pimsim.training._tuning import (
 )
 
 __all__ = [
+    "DeviceWeights",
+    "OnChipNetwork",
+    "OnChipResult",
+    "apply_pulses",
+    "train_float_sgd",
+    "train_onchip",
     "RECIPES",
     "CheckpointError",
     "PimQatConv2d",

@@ -38,6 +38,22 @@ class MLP(nn.Sequential):
         )
 
 
+class DeepMLP(nn.Sequential):
+    """Perceptron for 28x28 MNIST with ``hidden`` ReLU layers (default three of 256:
+    784-256-256-256-10), named ``fc1..fcN`` and ``relu1..``; the learning-rule experiments vary
+    its depth."""
+
+    def __init__(self, num_classes: int = 10, hidden: tuple[int, ...] = (256, 256, 256)) -> None:
+        layers: OrderedDict = OrderedDict(flatten=nn.Flatten())
+        width = 784
+        for i, h in enumerate(hidden, start=1):
+            layers[f"fc{i}"] = nn.Linear(width, h, bias=True)
+            layers[f"relu{i}"] = nn.ReLU()
+            width = h
+        layers[f"fc{len(hidden) + 1}"] = nn.Linear(width, num_classes, bias=True)
+        super().__init__(layers)
+
+
 def _lenet5(num_classes: int, batchnorm: bool) -> OrderedDict:
     """LeNet-5's layers; with ``batchnorm``, a BatchNorm after each (bias-free) convolution."""
     layers: OrderedDict = OrderedDict()
@@ -268,6 +284,7 @@ class MobileNetV2(nn.Sequential):
 #: Zoo name -> (constructor, input shape without the batch dimension).
 ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "mlp_mnist": (MLP, (1, 28, 28)),
+    "mlp4_mnist": (DeepMLP, (1, 28, 28)),
     "lenet5_mnist": (LeNet5, (1, 28, 28)),
     "lenet5_bn_mnist": (LeNet5BN, (1, 28, 28)),
     "vgg8_cifar10": (VGG8, (3, 32, 32)),
