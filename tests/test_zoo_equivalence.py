@@ -20,11 +20,12 @@ def pair(request):
     return from_yaml, traced
 
 
-def test_zoo_lists_all_seven_networks():
+def test_zoo_lists_all_eight_networks():
     assert ZOO == sorted(
         [
             "lenet5_bn_mnist",
             "lenet5_mnist",
+            "mlp4_mnist",
             "mlp_mnist",
             "mobilenetv2_imagenet",
             "resnet18_imagenet",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -156,7 +157,7 @@ def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_f
     writes = pulses = None
     if writes_from:
         try:
-            summary = json.loads(open(writes_from).read())
+            summary = json.loads(Path(writes_from).read_text())
             writes, pulses = summary["writes_per_step"], summary.get("pulses_per_step")
             update = update or summary.get("update")
             batch_size = batch_size or summary.get("batch_size")
