@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _runlog import RunLog
 
 import pimsim
 from pimsim.cost import training_cost
@@ -57,17 +58,8 @@ def arch(name: str, extra: dict | None = None):
     return pimsim.with_overrides(spec, extra) if extra else spec
 
 
-def done_keys() -> set:
-    if not RUNS.exists():
-        return set()
-    return {json.loads(line)["key"] for line in RUNS.read_text().splitlines() if line.strip()}
-
-
-def record(key: str, **fields) -> None:
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as f:
-        f.write(json.dumps({"key": key, **fields}, default=float) + "\n")
-    print(key, {k: v for k, v in fields.items() if not isinstance(v, (dict, list))}, flush=True)
+_LOG = RunLog(RUNS)
+done_keys, record = _LOG.done_keys, _LOG.record
 
 
 _DATA: dict = {}
@@ -315,7 +307,7 @@ def report() -> None:
                   "products, transfers and routing); `step` = the whole step (forward, errors, "
                   "gradients, accumulator traffic, writes).", "",
                   "| design | layers N | BP error (ns) | DFA error (ns) | ratio error "
-                  "| BP step (ns) | DFA step (ns) | ratio step |", "|---|---|---|---|---|---|---|---|"]
+                  "| BP step (ns) | DFA step (ns) | ratio step |", "|---" * 8 + "|"]
         for r in depth:
             lines.append(f"| {r['arch']} | {r['layers']} | {r['backprop']['error_ns']:.4g} "
                          f"| {r['dfa']['error_ns']:.4g} | {r['ratio_error']:.2f} "
@@ -350,7 +342,7 @@ def report() -> None:
                   f"{THRESHOLD_EPOCHS} epochs)", "",
                   f"Exact float SGD (digital, same split, batches, rate, epochs): {_ms(ref)} %.",
                   "", "| update | threshold (steps) | accuracy (%) | vs float SGD (points) "
-                  "| device writes / epoch | fewer writes than exact |", "|---|---|---|---|---|---|"]
+                  "| device writes / epoch | fewer writes than exact |", "|---" * 6 + "|"]
         trows = []
         for t in (None, *THRESHOLDS):
             sel = exact if t is None else [r for r in thr if r["update"] == "mixed_precision"

@@ -24,13 +24,13 @@ the plots from that file.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from _runlog import RunLog
 
 import pimsim
 import pimsim.oracle
@@ -77,17 +77,8 @@ def arch_for(preset: str, bits: int, extra: dict | None = None):
     )
 
 
-def done_keys() -> set:
-    if not RUNS.exists():
-        return set()
-    return {json.loads(line)["key"] for line in RUNS.read_text().splitlines() if line.strip()}
-
-
-def record(key: str, **fields) -> None:
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as f:
-        f.write(json.dumps({"key": key, **fields}) + "\n")
-    print(key, {k: v for k, v in fields.items() if k != "per_chip"}, flush=True)
+_LOG = RunLog(RUNS)
+done_keys, record = _LOG.done_keys, _LOG.record
 
 
 _QAT: dict = {}

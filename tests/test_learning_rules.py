@@ -102,11 +102,13 @@ def test_pulse_model_linear_nonlinear_and_asymmetric():
     base = pimsim.load_arch(RRAM).cell.update
     linear = base.model_copy(update={"levels": 11, "nonlinearity_ltp": 0.0,
                                      "nonlinearity_ltd": 0.0, "c2c_noise": 0.0})
-    g = torch.zeros(1, dtype=torch.float64)
-    assert torch.allclose(apply_pulses(g, torch.tensor([3]), linear), torch.tensor([0.3], dtype=torch.float64))
+    f64 = torch.float64
+    g = torch.zeros(1, dtype=f64)
+    three = apply_pulses(g, torch.tensor([3]), linear)
+    assert torch.allclose(three, torch.tensor([0.3], dtype=f64))
     curved = linear.model_copy(update={"nonlinearity_ltp": 3.0, "nonlinearity_ltd": 1.0})
     # the full range in levels - 1 pulses, whatever the non-linearity
-    assert torch.allclose(apply_pulses(g, torch.tensor([10]), curved), torch.ones(1, dtype=torch.float64))
+    assert torch.allclose(apply_pulses(g, torch.tensor([10]), curved), torch.ones(1, dtype=f64))
     # potentiating steps shrink as the state rises (saturating), one pulse at a time
     states = [g]
     for _ in range(10):

@@ -26,6 +26,7 @@ EXPECTED_MACS = {
     "lenet5_mnist": 416_520,
     "lenet5_bn_mnist": 416_520,  # LeNet-5's convolutions and linears; BN adds no MACs
     "mlp_mnist": 784 * 256 + 256 * 128 + 128 * 10,
+    "mlp4_mnist": 784 * 256 + 2 * 256 * 256 + 256 * 10,
 }
 
 

@@ -115,7 +115,9 @@ def evaluate(
         extra = dict(report.totals)
         flow = report.dataflow
         if flow is not None:
-            extra["latency_model"] = f"event ({flow.granularity} granularity, {flow.samples} samples)"
+            extra["latency_model"] = (
+                f"event ({flow.granularity} granularity, {flow.samples} samples)"
+            )
             extra["bottleneck"] = (
                 f"{flow.bottleneck['resource']} ({flow.bottleneck['class']}, "
                 f"{flow.bottleneck['busy_ns']:.6g} ns per input)"

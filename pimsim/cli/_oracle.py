@@ -257,11 +257,11 @@ def accuracy(
 
     from pimsim.errors import WorkloadError
     from pimsim.oracle import accuracy as run
+    from pimsim.oracle._memory import tune_cpu_allocator
+    from pimsim.spec import load_arch
     from pimsim.training import chip_tuning
     from pimsim.training._checkpoint import load_checkpoint
     from pimsim.training._data import load_dataset
-    from pimsim.oracle._memory import tune_cpu_allocator
-    from pimsim.spec import load_arch
 
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)

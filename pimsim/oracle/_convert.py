@@ -4,9 +4,9 @@ does; ``counts``, ``reset_counts`` and ``activity`` read what the converted mode
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 import dataclasses
 import warnings
+from collections import OrderedDict
 
 import torch
 from torch import nn

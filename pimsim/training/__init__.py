@@ -9,6 +9,7 @@ layer is the oracle's own computation, never a copy of it. Imports torch.
 
 from pimsim.training._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pimsim.training._data import load_cifar, load_dataset, load_mnist
+from pimsim.training._devices import DeviceWeights, apply_pulses
 from pimsim.training._pimqat import (
     PimQatConv2d,
     PimQatLinear,
@@ -21,7 +22,6 @@ from pimsim.training._pimqat import (
     rescaling,
     training_arch,
 )
-from pimsim.training._devices import DeviceWeights, apply_pulses
 from pimsim.training._qat import QuantConv2d, QuantLinear, quant_layers, quantize_model
 from pimsim.training._rules import (
     OnChipNetwork,

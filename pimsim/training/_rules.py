@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 import warnings
 from collections import OrderedDict
@@ -441,7 +442,10 @@ def train_onchip(
 
         bar = tqdm(total=epochs * ((len(x) + batch_size - 1) // batch_size), unit="step",
                    desc=f"{net.rule}/{net.update}")
+    diverged = False
     for epoch in range(epochs):
+        if diverged:
+            break
         start = time.perf_counter()
         before_w, before_p = sum(net.writes().values()), sum(net.pulses().values())
         order = torch.randperm(len(x), generator=order_gen)
@@ -452,6 +456,12 @@ def train_onchip(
             steps += 1
             if bar is not None:
                 bar.update(1)
+            if not math.isfinite(losses[-1]):
+                diverged = True
+                warnings.warn(f"on-chip training diverged (loss {losses[-1]}) at epoch "
+                              f"{epoch + 1}, step {steps}: stopped; try a smaller learning rate",
+                              stacklevel=2)
+                break
         acc = net.accuracy(*test_data)
         rec = {
             "epoch": epoch + 1,
