@@ -15,6 +15,7 @@ part continues where it stopped):
     python experiments/learning_rules.py --part table       # rules x updates x designs x nets
     python experiments/learning_rules.py --part depth       # BP/DFA latency vs layers (cost only)
     python experiments/learning_rules.py --part threshold   # mixed-precision threshold sweep
+    python experiments/learning_rules.py --part threshold_ideal  # ... on an ideal device
     python experiments/learning_rules.py --part variation   # on-chip vs off-chip, 10 chips
     python experiments/learning_rules.py --report           # tables and plots in results/
 """
@@ -107,8 +108,10 @@ def float_run(key, network, seed, epochs):
            accuracy=out["accuracy"], per_epoch=out["epochs"], writes_per_epoch=weights * steps)
 
 
-def part_table() -> None:
+def part_table(reverse: bool = False) -> None:
+    """``reverse``: the same runs, last first (a second process shares the work)."""
     done = done_keys()
+    todo = []
     for network in NETWORKS:
         for seed in SEEDS:
             key = f"float|{network}|{seed}|{EPOCHS[network]}"
@@ -119,9 +122,11 @@ def part_table() -> None:
             for rule in RULES:
                 for update in UPDATES:
                     for seed in SEEDS:
-                        key = f"table|{name}|{network}|{rule}|{update}|{seed}"
-                        if key not in done_keys():  # another part may have run it meanwhile
-                            onchip_run(key, spec, network, rule, update, seed, EPOCHS[network])
+                        todo.append((f"table|{name}|{network}|{rule}|{update}|{seed}", spec,
+                                     network, rule, update, seed))
+    for key, spec, network, rule, update, seed in reversed(todo) if reverse else todo:
+        if key not in done_keys():  # another process may have run it meanwhile
+            onchip_run(key, spec, network, rule, update, seed, EPOCHS[network])
 
 
 def part_threshold() -> None:
@@ -145,11 +150,26 @@ def part_threshold() -> None:
                            threshold=t)
 
 
+IDEAL_DEVICE = {"cell.update.nonlinearity_ltp": 0.0, "cell.update.nonlinearity_ltd": 0.0,
+                "cell.update.c2c_noise": 0.0}
+
+
+def part_threshold_ideal() -> None:
+    """The mixed-precision scheme alone: LeNet-5 at threshold 2 on an ideal (linear, noiseless)
+    device, everything else as the threshold sweep."""
+    spec = arch(THRESHOLD_ARCH, IDEAL_DEVICE)
+    for seed in SEEDS:
+        key = f"ideal|{THRESHOLD_ARCH}|2.0|{seed}"
+        if key not in done_keys():
+            onchip_run(key, spec, "lenet5_mnist", "backprop", "mixed_precision", seed,
+                       THRESHOLD_EPOCHS, threshold=2.0, device="ideal")
+
+
 def part_variation() -> None:
     """On-chip (mixed precision, on each chip) vs off-chip (float SGD, then programmed) under the
     same device variation, chip by chip."""
     done = done_keys()
-    network, name, epochs = "mlp4_mnist", "rram_onchip_22nm", EPOCHS["mlp4_mnist"]
+    network, name, epochs = "mlp_mnist", "rram_onchip_22nm", 2
     spec = arch(name, VARIATION)
     train, test = data()
     seed = 0
@@ -357,6 +377,14 @@ def report() -> None:
                          f"{'-' if t is None else t} | {_ms(acc)} | {gap:+.2f} | {writes:.3g} "
                          f"| {fewer:.1f}x |")
             trows.append((t, np.mean(acc), np.std(acc), writes))
+        ideal = [r for k, r in rs.items() if k.startswith(f"ideal|{THRESHOLD_ARCH}|")]
+        if ideal:
+            acc = [r["accuracy"] * 100 for r in ideal]
+            writes = np.mean([r["writes_per_epoch"] for r in ideal])
+            gap = np.mean(acc) - np.mean(ref) if ref else float("nan")
+            fewer = base_writes / writes if base_writes and writes else float("nan")
+            lines.append(f"| mixed precision, ideal device (linear, no write noise) | 2.0 "
+                         f"| {_ms(acc)} | {gap:+.2f} | {writes:.3g} | {fewer:.1f}x |")
         lines.append("")
         mp = [r for r in trows if r[0] is not None]
         if mp:
@@ -384,8 +412,9 @@ def report() -> None:
     var_off = [r["accuracy"] * 100 for k, r in rs.items() if k.startswith("variation|offchip|")]
     if var_on or var_off:
         lines += ["## On-chip vs off-chip training under device variation", "",
-                  f"mlp4_mnist on rram_onchip_22nm with {VARIATION}; each chip is trained on "
-                  "chip (mixed precision, backprop) or receives the off-chip float-SGD model.", "",
+                  f"mlp_mnist (2 epochs) on rram_onchip_22nm with {VARIATION}; each chip is "
+                  "trained on chip (mixed precision, backprop) or receives the off-chip "
+                  "float-SGD model (same epochs, data, rate).", "",
                   "| trained | chips | mean accuracy (%) | worst chip (%) |", "|---|---|---|---|"]
         for label, vals in (("on chip (mixed precision)", var_on),
                             ("off chip, then programmed", var_off)):
@@ -398,14 +427,19 @@ def report() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("table", "depth", "threshold", "variation"))
+    parser.add_argument("--part", choices=("table", "depth", "threshold", "threshold_ideal",
+                                           "variation"))
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reverse", action="store_true", help="table: last runs first")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part:
-        {"table": part_table, "depth": part_depth, "threshold": part_threshold,
-         "variation": part_variation}[args.part]()
+        if args.part == "table":
+            part_table(args.reverse)
+        else:
+            {"depth": part_depth, "threshold": part_threshold,
+             "threshold_ideal": part_threshold_ideal, "variation": part_variation}[args.part]()
     if args.report:
         report()
 

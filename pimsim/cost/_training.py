@@ -51,6 +51,7 @@ from pimsim.cost._evaluate import _class_estimates, _units, chip_timing, evaluat
 from pimsim.cost._hierarchy import estimate
 from pimsim.cost._registry import BUFFER_ACCESS_BITS
 from pimsim.dataflow._tasks import TaskGraph
+from pimsim.errors import WorkloadError
 
 RULES = ("backprop", "dfa")
 UPDATES = ("exact", "pulsed", "mixed_precision")
@@ -193,10 +194,11 @@ def training_cost(
     by_name = {layer.name: layer for layer in layers}
     trainable = [la.name for la in layers if la.kind in TRAINABLE and la.name in mapping.layers]
     if not trainable:
-        raise ValueError(f"{workload.name}: no conv or linear layer to train")
+        raise WorkloadError(f"{workload.name}: no conv or linear layer to train")
     for name in trainable:
         if mapping.layers[name].matrices != 1:
-            raise ValueError(f"{name}: grouped convolutions are not supported for training")
+            raise WorkloadError(f"{workload.name}: {name}: grouped convolutions are not "
+                                "supported by the training cost model")
     n_classes = int(math.prod(by_name[trainable[-1]].output_shape))
     error_bits = arch.decomposition.input_bits
     mac_pj = per_class["digital"].energy_pj

@@ -403,7 +403,13 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
         except SpecError as exc:
             errors.append(exc)
     elif raw.training is not None:
+        from pimsim.workload import zoo_names
+
         t = raw.training
+        for w in workloads:
+            if w.name not in zoo_names():
+                errors.append(_err(doc, ("training",), f"workload {w.name!r}: on-chip "
+                                   "training sweeps train zoo networks only"))
         data = (here / t.data) if t.data else None
         if data is not None and not data.is_dir():
             errors.append(_err(doc, ("training", "data"), f"dataset folder {t.data} not found"))
