@@ -260,6 +260,11 @@ def _ms(values) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
+def _diverged(run: dict) -> bool:
+    """A run whose loss became non-finite or exceeded 10 (logits blown up) in some epoch."""
+    return any(not np.isfinite(e["loss"]) or e["loss"] > 10 for e in run["per_epoch"])
+
+
 def report() -> None:
     import matplotlib
 
@@ -276,14 +281,14 @@ def report() -> None:
     rows = []
     lines += ["## Rules x update schemes", "",
               "| design | network | rule | update | accuracy (%) | training energy / epoch (uJ) "
-              "| latency / step (us) | device writes / epoch | extra area (mm2) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| latency / step (us) | device writes / epoch | extra area (mm2) | diverged |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for network in NETWORKS:
         ref = [r["accuracy"] * 100 for k, r in rs.items()
                if k.startswith(f"float|{network}|") and r["epochs"] == EPOCHS[network]]
         if ref:
             lines.append(f"| (digital) | {network} | backprop | float SGD | {_ms(ref)} "
-                         "| - | - | - | - |")
+                         "| - | - | - | - | - |")
         for name in ARCHS:
             for rule in RULES:
                 for update in UPDATES:
@@ -296,10 +301,11 @@ def report() -> None:
                     lat = [r["latency_per_step_ns"] * 1e-3 for r in sel]
                     writes = [r["writes_per_epoch"] for r in sel]
                     area = [r["extra_area_mm2"] for r in sel]
+                    bad = sum(_diverged(r) for r in sel)
                     lines.append(
                         f"| {name} | {network} | {rule} | {update} | {_ms(acc)} "
                         f"| {np.mean(energy):.4g} | {np.mean(lat):.4g} | {np.mean(writes):.3g} "
-                        f"| {np.mean(area):.3g} |")
+                        f"| {np.mean(area):.3g} | {bad}/{len(sel)} |")
                     rows.append({"arch": name, "network": network, "rule": rule,
                                  "update": update, "accuracy": np.mean(acc),
                                  "accuracy_std": np.std(acc), "energy_uj": np.mean(energy),
