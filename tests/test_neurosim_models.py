@@ -133,7 +133,9 @@ def test_every_neurosim_spec_is_finite_and_positive(path):
         g = subarray_geometry(variant)
         assert math.isfinite(g.area_um2) and g.area_um2 > 0
         energy, t_col = sense_amp(variant)
-        assert math.isfinite(energy) and energy > 0 and 0 < t_col < 1e-8
+        # 4-5-bit MLSAs sense in about 1 ns; the 8-bit MLSA of rram_onchip_22nm takes 9-83 ns
+        # over these nodes (255 references): finite, positive, below 100 ns per column
+        assert math.isfinite(energy) and energy > 0 and 0 < t_col < 1e-7
         assert row_drive_energy(variant) > 0 and shift_add_energy(variant) > 0
         for inst in instances(variant):
             est = inst.estimate
