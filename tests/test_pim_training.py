@@ -239,12 +239,18 @@ def test_self_tuning_changes_only_activation_statistics():
         assert torch.equal(m.weight_scale, before[n][0]) and torch.equal(m.bias, before[n][1])
 
 
-def test_bn_calibration_reestimates_statistics_on_the_chip():
-    torch.manual_seed(0)
+def _bn_lenet(seed: int):
+    """A quantized LeNet-5 with BatchNorm whose statistics saw one random batch (returned)."""
+    torch.manual_seed(seed)
     model = quantize_model(pimsim.zoo_model("lenet5_bn_mnist"), input_shape=(1, 1, 28, 28))
     x = torch.rand(32, 1, 28, 28)
     model.train()
     model(x)
+    return model, x
+
+
+def test_bn_calibration_reestimates_statistics_on_the_chip():
+    model, x = _bn_lenet(0)
     spec = arch("differential", 5, **{"cell.variation.within_chip": 0.2})
     pim = pimsim.oracle.convert(model, spec, (1, 1, 28, 28))
     seen = []
@@ -420,11 +426,7 @@ def test_any_module_trains_with_pimqat_and_deploys():
 def test_bn_calibration_after_training_writes_the_chips_statistics():
     from pimsim.training import calibrate_bn_for_chip
 
-    torch.manual_seed(1)
-    model = quantize_model(pimsim.zoo_model("lenet5_bn_mnist"), input_shape=(1, 1, 28, 28))
-    x = torch.rand(32, 1, 28, 28)
-    model.train()
-    model(x)
+    model, x = _bn_lenet(1)
     model.eval()
     spec = arch("differential", 5, **{"adc.nonideal.inl_lsb": 1.0, "adc.nonideal.dnl_lsb": 0.3})
     reference = pimsim.oracle.convert(model, spec, (1, 1, 28, 28), seed=0)

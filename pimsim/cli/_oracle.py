@@ -93,7 +93,7 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
     training cost."""
     from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
-    from pimsim.training import PimQatOptions, load_checkpoint, save_checkpoint
+    from pimsim.training import PimQatOptions, save_checkpoint
     from pimsim.training import train as run
 
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
@@ -107,11 +107,7 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
         return
     start = None
     if init:
-        start, start_meta = load_checkpoint(init)
-        if start_meta.get("workload") != name:
-            from pimsim.errors import WorkloadError
-
-            raise WorkloadError(f"--init {init} holds {start_meta.get('workload')!r}, not {name!r}")
+        start = _init_model(init, name)
     options = PimQatOptions(
         forward_rescale=not no_forward_rescale,
         backward_rescale=not no_backward_rescale,
@@ -156,25 +152,29 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
         )
 
 
+def _init_model(init, name: str):
+    """The model of the ``--init`` checkpoint, which must hold the zoo network ``name``."""
+    from pimsim.errors import WorkloadError
+    from pimsim.training import load_checkpoint
+
+    model, meta = load_checkpoint(init)
+    if meta.get("workload") != name:
+        raise WorkloadError(f"--init {init} holds {meta.get('workload')!r}, not {name!r}")
+    return model
+
+
 def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
                   train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary):
     import csv
     import json
 
     from pimsim.cost import training_cost
-    from pimsim.training import load_checkpoint, save_checkpoint, train_onchip
+    from pimsim.training import save_checkpoint, train_onchip
     from pimsim.training._data import load_dataset
     from pimsim.training._train import build_model, dataset_of
     from pimsim.workload import load_workload
 
-    if init:
-        model, meta = load_checkpoint(init)
-        if meta.get("workload") != name:
-            from pimsim.errors import WorkloadError
-
-            raise WorkloadError(f"--init {init} holds {meta.get('workload')!r}, not {name!r}")
-    else:
-        model = build_model(name, "float", seed)
+    model = _init_model(init, name) if init else build_model(name, "float", seed)
     dataset = dataset_of(name)
     train_data = load_dataset(dataset, data_root, "train")
     if train_samples:

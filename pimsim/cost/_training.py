@@ -192,6 +192,7 @@ def training_cost(
     aux = _aux_arch(arch)
     layers = list(workload.layers)
     by_name = {layer.name: layer for layer in layers}
+    position = {layer.name: i for i, layer in enumerate(layers)}
     trainable = [la.name for la in layers if la.kind in TRAINABLE and la.name in mapping.layers]
     if not trainable:
         raise WorkloadError(f"{workload.name}: no conv or linear layer to train")
@@ -306,9 +307,8 @@ def training_cost(
         def route_back(start: str, stop: str | None, after: str, s=s) -> str:
             """Digital backward of the layers after ``stop`` up to ``start`` (activations,
             pooling, flatten), newest first; returns the last task."""
-            names = [la.name for la in layers]
-            i0 = names.index(start)
-            i1 = names.index(stop) if stop is not None else -1
+            i0 = position[start]
+            i1 = position[stop] if stop is not None else -1
             prev = after
             for j in range(i0, i1, -1):
                 la = layers[j]

@@ -120,7 +120,6 @@ def _cost(spec, workload, latency: dict | None = None) -> dict:
 def _train(ctx: Context, spec, workload_name: str) -> dict:
     """Train ``workload_name`` on chip as ``spec``'s ``training`` section says; the accuracy
     record with the measured writes in its ``training`` field (JSON)."""
-    import torch
 
     from pimsim.training import train_onchip
     from pimsim.training._data import load_dataset
@@ -141,7 +140,6 @@ def _train(ctx: Context, spec, workload_name: str) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.manual_seed(budget.seed)
         res = train_onchip(build_model(workload_name, "float", budget.seed), spec, (x, y),
                            (xt, yt), seed=budget.seed)
     record = {

@@ -87,7 +87,7 @@ class OnChipLayer(nn.Module):
         self.transposed = None
         self.feedback = None
         self.capture: list | None = None  # DFA: block outputs entering this layer
-        self.chip = None  # (arch, e_chip, seed, transposed seed) when a chip was drawn
+        self.chip = None  # (arch, e_chip, seed, transposed seed) of the chip it belongs to
 
     @property
     def weight(self):
@@ -146,7 +146,7 @@ class OnChipLayer(nn.Module):
             n = self.pim.weight_int.shape[0]
             w_int = self.pim.weight_int.reshape(n, -1).t()  # [K, N]
             self.transposed.program(w_int, torch.ones(w_int.shape[0], dtype=torch.float64))
-        if self.chip is not None:
+        if self.chip is not None:  # re-apply the chip's per-device factors to the new levels
             arch, e_chip, seed, t_seed = self.chip
             self.pim.set_chip(arch, e_chip, seed)
             if self.transposed is not None:
@@ -186,8 +186,8 @@ class OnChipNetwork:
     """``model`` (a chain of conv/linear layers; see the module docstring) prepared for on-chip
     training on ``arch`` with ``rule`` and the spec's ``training.update`` (or ``update``).
 
-    ``seed`` draws the DFA feedback matrices and the stochastic pulses; ``chip_seed`` (None: an
-    ideal chip unless the spec has variation, then chip 0) draws the chip's non-idealities."""
+    ``seed`` draws the DFA feedback matrices and the stochastic pulses; ``chip_seed`` (None:
+    chip 0) draws the chip's non-idealities, if the spec has any."""
 
     def __init__(self, model, arch, input_shape, rule=None, update=None, threshold=None,
                  seed: int = 0, chip_seed: int | None = None):
@@ -230,8 +230,8 @@ class OnChipNetwork:
         gen = torch.Generator().manual_seed(seed)
         self.generator = gen
         update_spec = arch.cell.update.model_copy(update={"levels": _levels(arch)})
+        # every layer is one chip's (set_chip leaves an ideal spec's cells as programmed)
         chip = draw_chip(arch, names, 0 if chip_seed is None else chip_seed)
-        chipped = chip_seed is not None or _has_variation(arch)
         self.layers: dict[str, OnChipLayer] = {}
         for n in names:
             m = modules[n]
@@ -251,9 +251,8 @@ class OnChipNetwork:
             if self.rule == "backprop" and n != names[0]:
                 k = m.weight[0].numel()
                 layer.transposed = _oracle_linear(arch, f"{n}:transposed", m.weight.shape[0], k)
-            if chipped:
-                layer.chip = (arch, chip.e_chip, chip.layer_seeds[n],
-                              (chip.layer_seeds[n] + 1) % 2**63)
+            layer.chip = (arch, chip.e_chip, chip.layer_seeds[n],
+                          (chip.layer_seeds[n] + 1) % 2**63)
             replace_module(self.model, n, layer)
             self.layers[n] = layer
         self._n_classes = modules[names[-1]].weight.shape[0]
@@ -265,8 +264,7 @@ class OnChipNetwork:
                 b = torch.empty(features, self._n_classes).uniform_(-1, 1, generator=gen)
                 b /= features**0.5  # the scale of a Linear(features -> classes) init
                 fb = _oracle_linear(arch, f"{prev}:feedback", self._n_classes, features, b)
-                if chipped:
-                    fb.set_chip(arch, chip.e_chip, (chip.layer_seeds[prev] + 2) % 2**63)
+                fb.set_chip(arch, chip.e_chip, (chip.layer_seeds[prev] + 2) % 2**63)
                 self.layers[prev].feedback = fb
                 self.layers[prev].block_shape = tuple(shape)
         for layer in self.layers.values():
@@ -354,12 +352,6 @@ class OnChipNetwork:
 
 def _onchip_layers(model) -> dict:
     return {n: m for n, m in model.named_modules() if isinstance(m, OnChipLayer)}
-
-
-def _has_variation(arch) -> bool:
-    from pimsim.oracle._nonideal import adc_active, device_active
-
-    return bool(device_active(arch) or adc_active(arch) or arch.cell.variation.read_noise)
 
 
 @dataclass

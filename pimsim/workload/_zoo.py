@@ -22,22 +22,6 @@ from pimsim.errors import WorkloadError, did_you_mean
 # --------------------------------------------------------------------------- small networks
 
 
-class MLP(nn.Sequential):
-    """Three-layer perceptron for 28x28 MNIST digits (784-256-128-10, ReLU)."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__(
-            OrderedDict(
-                flatten=nn.Flatten(),
-                fc1=nn.Linear(784, 256, bias=True),
-                relu1=nn.ReLU(),
-                fc2=nn.Linear(256, 128, bias=True),
-                relu2=nn.ReLU(),
-                fc3=nn.Linear(128, num_classes, bias=True),
-            )
-        )
-
-
 class DeepMLP(nn.Sequential):
     """Perceptron for 28x28 MNIST with ``hidden`` ReLU layers (default three of 256:
     784-256-256-256-10), named ``fc1..fcN`` and ``relu1..``; the learning-rule experiments vary
@@ -52,6 +36,13 @@ class DeepMLP(nn.Sequential):
             width = h
         layers[f"fc{len(hidden) + 1}"] = nn.Linear(width, num_classes, bias=True)
         super().__init__(layers)
+
+
+class MLP(DeepMLP):
+    """Three-layer perceptron for 28x28 MNIST (784-256-128-10, ReLU)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__(num_classes, hidden=(256, 128))
 
 
 def _lenet5(num_classes: int, batchnorm: bool) -> OrderedDict:
