@@ -57,11 +57,13 @@ from pimsim.cli._common import format_options, main, set_option, user_errors, wr
     "checkpoint",
     type=click.Path(dir_okay=False),
     help="Where to write the checkpoint (default results/checkpoints/WORKLOAD_METHOD.pt); a "
-    "resume file beside it is written every epoch and continued from.",
+    "resume file beside it is written every epoch and continued from, with the same "
+    "hyperparameters only.",
 )
 @click.option("--log", "log_csv", type=click.Path(dir_okay=False),
               help="Per-epoch CSV log (default: the checkpoint's name with .csv).")
-@click.option("--fresh", is_flag=True, help="Ignore an existing resume file.")
+@click.option("--fresh", is_flag=True,
+              help="Start over: ignore an existing resume file and replace it.")
 @click.option(
     "--rule",
     type=click.Choice(["backprop", "dfa"]),
@@ -168,6 +170,7 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
     import csv
     import json
 
+    from pimsim._atomic import atomic_write
     from pimsim.cost import training_cost
     from pimsim.training import save_checkpoint, train_onchip
     from pimsim.training._data import load_dataset
@@ -186,8 +189,7 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
 
     def log(rec):
         rows.append(rec)
-        log_csv.parent.mkdir(parents=True, exist_ok=True)
-        with log_csv.open("w", newline="") as f:
+        with atomic_write(log_csv, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=list(rec))
             w.writeheader()
             w.writerows(rows)

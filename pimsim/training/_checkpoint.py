@@ -6,12 +6,17 @@ scale and signed flag (what the PIM oracle reads; a PIM-QAT model's output scale
 dict), the data split, the seed, the accuracy, the pimsim version and the
 sha256 of the ``.pt`` file. :func:`load_checkpoint` rebuilds the model from the zoo and refuses a
 ``.pt`` whose digest does not match. State dicts are loaded with ``torch.load(weights_only=True)``,
-which cannot run code.
+which cannot run code; a file it refuses is a :class:`CheckpointError`.
+
+Both files are written atomically (:func:`pimsim._atomic.atomic_write`), the sidecar inside the
+state dict's write: a failed write (a full disk, a file-size limit) leaves the previous checkpoint
+whole, its two files still matching.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import warnings
 from pathlib import Path
@@ -19,10 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pimsim._atomic import atomic_write
 from pimsim.errors import PimsimError
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION
 from pimsim.training._qat import quant_layers, quantize_model
-from pimsim.training._train import METHODS
+from pimsim.training._train import METHODS, load_failure
 from pimsim.workload import zoo_model
 from pimsim.workload._zoo import ZOO
 
@@ -66,7 +72,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
     (test accuracy, fraction), ``split`` (default: the MNIST split description) and any other
     JSON-serialisable fields, which are kept. ``weight_bits``, ``input_bits``, ``layers`` (input
     scales and signed flags) and ``pimsim_version`` are filled in from the model. Returns the two
-    paths written.
+    paths written. Both are replaced atomically: the state dict is written to a temporary file,
+    then the sidecar is written and renamed, then the state dict renamed, so a write that fails
+    leaves both previous files as they were.
     """
     import pimsim
 
@@ -87,9 +95,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
             raise CheckpointError(f"layers use different {key} {sorted(values)}; not supported")
         bits[key] = values.pop() if values else None
     pt, sidecar = checkpoint_paths(path)
-    pt.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save(state, pt)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
     record = {
         "format_version": FORMAT_VERSION,
         "seed": None,
@@ -100,13 +109,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
         "layers": layers,
         "pimsim_version": pimsim.__version__,
         "state_dict": pt.name,
-        "state_dict_sha256": _sha256(pt),
+        "state_dict_sha256": hashlib.sha256(data).hexdigest(),
     }
     try:
         text = json.dumps(record, indent=2, sort_keys=True)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"meta is not JSON-serialisable: {exc}") from exc
-    sidecar.write_text(text + "\n")
+    with atomic_write(pt) as f_pt:
+        f_pt.write(data)
+        with atomic_write(sidecar, "w", encoding="utf-8") as f_json:
+            f_json.write(text + "\n")
     return pt, sidecar
 
 
@@ -146,7 +158,14 @@ def load_checkpoint(
         for name, layer in quant_layers(model).items():
             saved = meta.get("layers", {}).get(name, {})
             layer.signed_input = bool(saved.get("signed_input", layer.signed_input))
-    state = torch.load(pt, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # refused globals, a damaged archive: a clear error, no traceback
+        raise CheckpointError(f"{pt}: not a valid state dict ({load_failure(exc)})") from exc
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{pt}: not a valid state dict (not a mapping of names to tensors)")
     for name in quant_layers(model):  # checkpoints from before PIM-QAT: no output rescaling
         state.setdefault(f"{name}.output_scale", torch.ones(()))
     try:

@@ -16,12 +16,21 @@ Reproducibility: nothing touches the global torch RNG. The model is initialised 
 :func:`torch.random.fork_rng` seeded with ``seed`` (the global state is restored afterwards), and
 shuffling and augmentation draw from one :class:`torch.Generator` seeded with ``seed``, so the same
 seed gives bit-identical weights on the same machine and thread count.
+
+Files: every file is written atomically (:func:`pimsim._atomic.atomic_write`), so an interrupted
+write (a full disk, a file-size limit, a kill) keeps the previous file whole. A resume file is a
+``torch.save`` of tensors and plain Python values only (:func:`save_resume`): it is read with
+``torch.load(weights_only=True)``, which cannot run code, and it records the hyperparameters of
+its run, so a run is continued only with the same ones (:func:`load_resume`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+import pickle
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,12 +42,26 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from pimsim._atomic import atomic_write
+from pimsim.errors import PimsimError
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_dataset
 from pimsim.training._qat import quantize_model
 from pimsim.workload import zoo_model
 from pimsim.workload._zoo import ZOO
 
 METHODS = ("float", "qat", "pimqat")
+
+#: Marker and version of the resume-file format (:func:`save_resume`).
+RESUME_FORMAT = "pimsim-resume"
+RESUME_VERSION = 2
+
+#: How a user starts over, named by every resume error.
+_START_OVER = "delete it, or start over with pimsim train --fresh (resume=False in Python)"
+
+
+class ResumeError(PimsimError, ValueError):
+    """A resume file cannot be continued from: it is not a valid pimsim resume file, or its run
+    had other hyperparameters than the ones asked for."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +171,130 @@ def _resume_path(checkpoint) -> Path | None:
     return None if checkpoint is None else Path(str(checkpoint)).with_suffix(".resume.pt")
 
 
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's message on one line (torch's run to many lines,
+    some with terminal colour codes), shortened; the exception's type when it has no message."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    text = text.split(". ")[0].rstrip(".") or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words for an error
+    message."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "it holds objects other than tensors and plain values, which could run code: it "
+            "was not loaded"
+        )
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    return f"damaged or not written by torch.save: {_first_sentence(exc)}"
+
+
+def _flatten(record: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested hyperparameters as dotted fields."""
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _arch_record(arch) -> dict:
+    """The accelerator spec as plain values (every field, so that any difference is named)."""
+    dump = getattr(arch, "model_dump", None)
+    if dump is None:
+        return {"name": getattr(arch, "name", str(arch))}
+    return dump(mode="json", by_alias=True)
+
+
+def state_digest(model: nn.Module) -> str:
+    """A short sha256 of ``model``'s state dict (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_resume(path: Path, payload: dict) -> None:
+    """Write a resume file atomically: ``payload`` (tensors, state dicts and plain values only)
+    with the format marker."""
+    with atomic_write(path) as f:
+        torch.save({"format": RESUME_FORMAT, "version": RESUME_VERSION, **payload}, f)
+
+
+#: The entries of a resume file and their types.
+_RESUME_FIELDS = {
+    "hyperparameters": dict,
+    "epoch": int,
+    "log": list,
+    "model": dict,
+    "optimizer": dict,
+    "schedule": dict,
+    "generator": torch.Tensor,
+    "chips": dict,
+}
+
+
+def load_resume(path: Path, hyperparameters: dict) -> dict:
+    """Read the resume file ``path`` with ``torch.load(weights_only=True)`` (no code can run)
+    and check it against the run asked for; returns its entries.
+
+    Raises :class:`ResumeError` when the file is not a valid resume file of this format, or when
+    its hyperparameters differ from ``hyperparameters`` (``epochs`` may grow: the run then goes
+    on past its planned end), naming each differing field with both values.
+    """
+
+    def invalid(reason: str) -> ResumeError:
+        return ResumeError(f"{path}: not a valid pimsim resume file ({reason}); {_START_OVER}")
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # refused globals, a damaged archive: a clear error, no traceback
+        raise invalid(load_failure(exc)) from exc
+    if not isinstance(saved, dict) or saved.get("format") != RESUME_FORMAT:
+        raise invalid("no pimsim resume marker: another program or an older pimsim wrote it")
+    if saved.get("version") != RESUME_VERSION:
+        raise invalid(f"format version {saved.get('version')!r}, this pimsim reads "
+                      f"{RESUME_VERSION}")
+    for key, kind in _RESUME_FIELDS.items():
+        if not isinstance(saved.get(key), kind) or isinstance(saved.get(key), bool):
+            raise invalid(f"{key!r} is missing or not a {kind.__name__}")
+    if not all(isinstance(row, dict) for row in saved["log"]) or not (
+        0 <= saved["epoch"] == len(saved["log"])
+    ):
+        raise invalid(f"its log of {len(saved['log'])} rows does not match epoch "
+                      f"{saved['epoch']}")
+    then, now = _flatten(saved["hyperparameters"]), _flatten(hyperparameters)
+    missing = object()
+    differ = []
+    for key in [*now, *(k for k in then if k not in now)]:
+        old, new = then.get(key, missing), now.get(key, missing)
+        shown = f"{key} {_shown(old, missing)} in the resume file, {_shown(new, missing)} now"
+        if key == "epochs" and isinstance(old, int) and isinstance(new, int):
+            if new < old:
+                differ.append(f"{shown} (epochs may only grow)")
+        elif old != new and repr(old) != repr(new):  # repr: a NaN equals itself
+            differ.append(shown)
+    if differ:
+        more = f"; and {len(differ) - 8} more" if len(differ) > 8 else ""
+        raise ResumeError(
+            f"{path} continues a run with other hyperparameters: {'; '.join(differ[:8])}{more}. "
+            f"Ask for the resume file's values to continue it, or {_START_OVER}"
+        )
+    return saved
+
+
+def _shown(value, missing) -> str:
+    """A hyperparameter's value in an error message (``unset`` where a run had none)."""
+    return "unset" if value is missing else repr(value)
+
+
 def train_model(
     model: nn.Module,
     train_data: tuple[torch.Tensor, torch.Tensor],
@@ -167,6 +314,7 @@ def train_model(
     resume: bool = True,
     progress: bool = True,
     desc: str = "train",
+    hyperparameters: dict | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train any ``model`` on ``train_data`` = (images [N, C, H, W], labels).
 
@@ -182,10 +330,22 @@ def train_model(
     Adam with a cosine schedule over all steps (``schedule="constant"``: a fixed rate),
     cross-entropy loss, a random translation of up to
     ``shift`` pixels. After every epoch: the test accuracy (PIM accuracy on the training arch for
-    ``pimqat``), a row in ``log_csv`` (epoch, train_loss, test_accuracy, lr, wall_time_s) and,
-    with ``checkpoint``, a resume file ``<checkpoint>.resume.pt`` (model, optimizer, schedule,
-    random generators, log); with ``resume`` an existing resume file is continued from. Nothing
-    touches the global torch RNG. Returns ``(model in eval mode, metrics)``.
+    ``pimqat``), with ``checkpoint`` a resume file ``<checkpoint>.resume.pt`` (model, optimizer,
+    schedule, random generators, log, hyperparameters), then a row in ``log_csv`` (epoch,
+    train_loss, test_accuracy, lr, wall_time_s); each is replaced atomically, the log only once
+    the resume file holds the epoch. Nothing touches the global torch RNG.
+
+    With ``resume`` an existing resume file is continued from (``resume=False`` ignores it and
+    replaces it after the first epoch). It must have been made with the same hyperparameters:
+    ``method``, ``batch_size``, ``lr``, ``shift``, ``seed``, ``schedule``, the number of training
+    images, for ``pimqat`` the ``options`` and every field of ``arch``, and the fields of
+    ``hyperparameters`` (what the caller adds, e.g. the network and bit widths); else
+    :class:`ResumeError` names the differences. ``epochs`` may grow: the run goes on past its
+    planned end with the schedule it started with (the cosine's period is kept: past its end the
+    rate climbs back from 0 towards ``lr``). A file that is not a valid resume file is refused
+    with :class:`ResumeError` too, never unpickled with code. ``hyperparameters`` holds plain
+    values only (str, int, float, bool, None, lists, dicts).
+    Returns ``(model in eval mode, metrics)``.
     """
     from pimsim.training._pimqat import (
         PimQatOptions,
@@ -217,15 +377,33 @@ def train_model(
         if schedule == "cosine"
         else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     )
+    run = {
+        "method": method,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "shift": shift,
+        "seed": seed,
+        "schedule": schedule,
+        "train_samples": len(x_train),
+    }
+    if method == "pimqat":
+        run.update(pimqat=options.describe(), arch=_arch_record(arch))
+    run.update(hyperparameters or {})
     state = TrainState()
     resume_file = _resume_path(checkpoint)
     if resume and resume_file is not None and resume_file.is_file():
-        saved = torch.load(resume_file, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["schedule"])
-        generator.set_state(saved["generator"])
-        chips.bit_generator.state = saved["chips"]
+        saved = load_resume(resume_file, run)
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["schedule"])
+            generator.set_state(saved["generator"])
+            chips.bit_generator.state = saved["chips"]
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ResumeError(
+                f"{resume_file}: does not fit this model ({_first_sentence(exc)}); {_START_OVER}"
+            ) from exc
         state = TrainState(saved["epoch"], saved["log"])
     start = time.perf_counter()
     test_batches = None if test_data is None else _batches(*test_data, 500)
@@ -264,22 +442,22 @@ def train_model(
                 }
             )
             state.epoch = epoch + 1
-            if log_csv is not None:
-                _write_log(log_csv, state.log)
-            if resume_file is not None:
-                resume_file.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(
+            if resume_file is not None:  # first the resume file, then the log claims the epoch
+                save_resume(
+                    resume_file,
                     {
+                        "hyperparameters": run,
+                        "epoch": state.epoch,
+                        "log": state.log,
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "schedule": scheduler.state_dict(),
                         "generator": generator.get_state(),
                         "chips": chips.bit_generator.state,
-                        "epoch": state.epoch,
-                        "log": state.log,
                     },
-                    resume_file,
                 )
+            if log_csv is not None:
+                _write_log(log_csv, state.log)
     gains = None
     if method == "pimqat":
         deployed = attach_pim(detach_pim(model), arch, input_shape, deployment_options(options))
@@ -307,9 +485,8 @@ def train_model(
 
 
 def _write_log(path, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    """Replace the CSV log ``path`` atomically with ``rows`` (a header, then one row each)."""
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -351,6 +528,9 @@ def train(
     (:func:`~pimsim.training.calibrate_bn_for_chip`); ``metrics["bn_calibrated_accuracy"]`` is
     the test accuracy on that chip after it (per-chip calibration at deployment is
     ``pimsim accuracy --bn-calibration``).
+    ``checkpoint``, ``resume`` and ``log_csv`` are :func:`train_model`'s; a resume file is
+    continued only with the same hyperparameters, these included: the network, the bit widths
+    and ``init`` (compared by a digest of its weights).
     Returns ``(model, metrics)``; ``metrics`` has ``test_accuracy`` and ``epoch_losses``.
     """
     if workload_name not in ZOO:
@@ -400,6 +580,12 @@ def train(
         resume=resume,
         progress=progress,
         desc=f"{workload_name} {method}",
+        hyperparameters={
+            "workload": workload_name,
+            "weight_bits": None if method == "float" else bits["weight_bits"],
+            "input_bits": None if method == "float" else bits["input_bits"],
+            "init": None if init is None else state_digest(init),
+        },
     )
     metrics.update(workload=workload_name, split=_split(dataset))
     if method != "float":
