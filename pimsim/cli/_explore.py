@@ -33,11 +33,17 @@ def _shown(frame, roles: dict, metrics=()) -> list[str]:
 
 
 def _store_frame(store: str, sweep: str | None = None):
-    from pimsim.explore import ResultStore, read_results
+    """The store's rows (of ``sweep``), column roles and sweeps, read read-only: the file is
+    left exactly as it is, and one that is not a pimsim store is refused."""
+    import sqlite3
 
-    frame = read_results(store, sweep)
-    with ResultStore(store) as db:
-        return frame, db.roles(), db.sweeps()
+    from pimsim.explore import ResultStore
+
+    try:
+        with ResultStore(store, readonly=True) as db:
+            return db.frame(sweep), db.roles(), db.sweeps()
+    except sqlite3.DatabaseError as exc:
+        raise PimsimError(f"{store}: not a pimsim results store ({exc})") from None
 
 
 def _sweep_info(sweeps: dict, name: str | None, store: str) -> dict:
@@ -113,7 +119,7 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
             raise PimsimError("give a SWEEP_FILE, or --resume --store STORE")
         if not Path(store).is_file():
             raise PimsimError(f"{store}: no such results store")
-        with ResultStore(store) as db:
+        with ResultStore(store, readonly=True) as db:
             sweeps = db.sweeps()
         if len(sweeps) != 1:
             raise PimsimError(f"{store} holds {len(sweeps)} sweeps: give the SWEEP_FILE")

@@ -3,7 +3,9 @@
 A point is (base arch, workload, field values). Its *request key* hashes exactly that, with the
 base spec's YAML content, so a re-run can tell finished requests from new ones without resolving
 any spec; its *design key* (made where the point is evaluated) hashes the fully resolved spec, the
-workload and the oracle budget, and is the results store's primary key.
+workload and the oracle budget, and is the results store's primary key. With an accuracy oracle
+both keys also hold the sha256 of the workload's checkpoint file, so replacing a checkpoint makes
+every design of it a new request (and a new oracle run).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from pimsim.spec._sweep import SweepSpec, workload_digest
+from pimsim.spec._sweep import AccuracyBudget, SweepSpec, workload_digest
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,25 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_FILE_DIGESTS: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, remembered in this process for as long as the file's path,
+    inode, size and modification times stay the same (a checkpoint is read once per sweep)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    ident = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _FILE_DIGESTS.get(ident)
+    if digest is None:
+        sha = hashlib.sha256()
+        with path.open("rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = _FILE_DIGESTS[ident] = sha.hexdigest()
+    return digest
+
+
 @dataclass(frozen=True)
 class KeyMaker:
     """Request and design keys for one sweep (digests of its bases and workloads made once)."""
@@ -48,10 +71,13 @@ class KeyMaker:
     workload_digests: tuple[str, ...]
     budget: dict | None
     latency: dict | None = None
+    weights: tuple[str, ...] = ()
+    """sha256 of each workload's checkpoint file (``()`` without an accuracy oracle)."""
 
     @classmethod
     def of(cls, sweep: SweepSpec) -> KeyMaker:
-        """Digest the sweep's base specs (their YAML after ``set:``) and workloads."""
+        """Digest the sweep's base specs (their YAML after ``set:``), workloads and checkpoint
+        files."""
         archs = tuple(
             _digest(
                 [
@@ -62,13 +88,30 @@ class KeyMaker:
             for a in sweep.archs
         )
         works = tuple(workload_digest(w) for w in sweep.workloads)
+        weights = ()
+        if isinstance(sweep.accuracy, AccuracyBudget):
+            weights = tuple(
+                file_sha256(sweep.accuracy.checkpoints[w.name].path) for w in sweep.workloads
+            )
         return cls(
-            archs, works, sweep.accuracy.key() if sweep.accuracy else None, dict(sweep.latency)
+            archs,
+            works,
+            sweep.accuracy.key() if sweep.accuracy else None,
+            dict(sweep.latency),
+            weights,
         )
+
+    def checkpoint(self, workload: int) -> str | None:
+        """sha256 of workload ``workload``'s checkpoint file (None without an oracle)."""
+        return self.weights[workload] if self.weights else None
+
+    def _weights(self, workload: int) -> list:
+        # absent without a checkpoint, so that the keys of cost-only stores stay as they were
+        return [self.weights[workload]] if self.weights else []
 
     def request(self, arch: int, workload: int, values: tuple) -> str:
         """Key of a request: base content + workload + overrides + oracle budget + latency
-        model."""
+        model (+ the checkpoint file's digest)."""
         return _digest(
             [
                 self.arch_digests[arch],
@@ -76,15 +119,22 @@ class KeyMaker:
                 list(values),
                 self.budget,
                 self.latency,
+                *self._weights(workload),
             ]
         )[:32]
 
     def design(self, resolved: dict, workload: int) -> str:
         """Key of a resolved design: the spec's every field + workload + oracle budget +
-        latency model."""
-        return _digest([resolved, self.workload_digests[workload], self.budget, self.latency])[
-            :32
-        ]
+        latency model (+ the checkpoint file's digest)."""
+        return _digest(
+            [
+                resolved,
+                self.workload_digests[workload],
+                self.budget,
+                self.latency,
+                *self._weights(workload),
+            ]
+        )[:32]
 
     def point(self, index: int, arch: int, workload: int, values: tuple) -> DesignPoint:
         """A :class:`DesignPoint` with its request key."""

@@ -5,6 +5,11 @@ one task per point would be mostly overhead). Sweeps with the oracle first resol
 spec here and group the points by accuracy key, so that one task runs the oracle once for all the
 designs it cannot tell apart (a sweep over the clock or the node runs it once); a key already in
 the store's accuracy cache is not run again.
+
+Every run records which designs the sweep asks for (the store's ``requested`` table), so the
+sweep's frame and front hold every design it asked for, also those another sweep sharing the store
+evaluated first. ``fresh=True`` deletes the store first, but only a pimsim store that holds no
+other sweep's results.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pimsim.explore._executor import default_workers, make_executor
 from pimsim.explore._points import DesignPoint, KeyMaker, grid_points, random_points
 from pimsim.explore._store import ResultStore
 from pimsim.explore._worker import Context, Task, accuracy_key, resolve
-from pimsim.spec._sweep import SweepSpec, load_sweep
+from pimsim.spec._sweep import SweepSpec, load_sweep, sweep_name_problem
 
 
 @dataclass
@@ -43,7 +48,8 @@ class SweepResult:
         return self.evaluated / self.wall_s * 60 if self.wall_s else math.inf
 
     def frame(self):
-        """This sweep's rows of the store as a DataFrame."""
+        """Every design this sweep asked for, from the store, as a DataFrame (also those that
+        another sweep sharing the store evaluated first)."""
         with ResultStore(self.store) as store:
             return store.frame(self.sweep.name)
 
@@ -59,8 +65,30 @@ class SweepResult:
 
 
 def default_store(sweep: SweepSpec) -> Path:
-    """``results/<sweep name>.sqlite`` (relative to the working directory)."""
+    """``results/<sweep name>.sqlite`` (relative to the working directory); raises
+    :class:`PimsimError` for a name that is not a plain file name (``load_sweep`` refuses those
+    already, with the position in the file)."""
+    problem = sweep_name_problem(sweep.name)
+    if problem:
+        raise PimsimError(problem)
     return Path("results") / f"{sweep.name}.sqlite"
+
+
+def _delete_store(path: Path, name: str) -> None:
+    """Delete the store at ``path`` and its ``-wal``/``-shm`` files for a fresh run of sweep
+    ``name``; refuse (and delete nothing) when the file is not a pimsim store or holds the
+    results of other sweeps."""
+    if path.exists():
+        with ResultStore(path, readonly=True) as db:  # raises for a file that is not a store
+            others = sorted(set(db.sweeps()) - {name})
+        if others:
+            listed = ", ".join(repr(o) for o in others)
+            raise PimsimError(
+                f"{path} holds the results of other sweeps ({listed}), not only of {name!r}: "
+                "a fresh run will not delete it (give this sweep its own store)"
+            )
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 def _batch_size(pending: int, workers: int) -> int:
@@ -90,13 +118,19 @@ class _Runner:
         self.sweep, self.store, self.executor = sweep, store, executor
         self.workers, self.ctx, self.result = workers, ctx, result
         self.roles = {p: "parameter" for p in sweep.parameters}
+        self.requested: dict[str, int] = {}  # request key -> point index, this run
         self.bar = None
         if progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=sweep.name, unit="pt", dynamic_ncols=True)
 
-    def run(self, points: list[DesignPoint]) -> None:
+    def run(self, points: list[DesignPoint], only: bool = False) -> None:
+        """Evaluate the ``points`` not answered yet; record that the sweep asks for all of
+        them (``only``: for none besides)."""
+        for p in points:
+            self.requested.setdefault(p.request, p.index)
+        self.store.note_requests(self.sweep.name, ((p.request, p.index) for p in points), only)
         answered = self.store.answered()
         pending, seen = [], set()
         for p in points:
@@ -156,8 +190,7 @@ def sweep(
         spec = load_sweep(spec)
     path = Path(store) if store is not None else default_store(spec)
     if fresh:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
+        _delete_store(path, spec.name)
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise PimsimError(f"workers must be >= 0, got {workers}")
@@ -200,11 +233,12 @@ def sweep(
         try:
             runner = _Runner(spec, db, pool, workers, ctx, result, progress, total)
             if points is not None:
-                runner.run(points)
+                runner.run(points, only=True)
             else:
                 from pimsim.explore._search import run_search
 
                 run_search(spec, keys, runner.evaluate_batch)
+                db.note_requests(spec.name, runner.requested.items(), only=True)
         finally:
             if runner is not None:
                 runner.close()

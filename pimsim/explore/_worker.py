@@ -53,13 +53,22 @@ class TaskResult:
 
 
 def accuracy_key(ctx: Context, spec, workload: int) -> str:
-    """The key of the oracle's result: the spec's oracle fields, the checkpoint's weights and
-    the budget (the technology, the clock or buffer sizes never enter it)."""
+    """The key of the oracle's result: the spec's oracle fields, the checkpoint (the weights'
+    digest its sidecar records and the sha256 of the ``.pt`` file itself, so a replaced
+    checkpoint is a new key) and the budget (the technology, the clock or buffer sizes never
+    enter it)."""
     name = ctx.workloads[workload].name
     if isinstance(ctx.accuracy, TrainingBudget):  # trained on chip: the spec's fields decide
         return ctx.keys.design({"oracle": oracle_fields(spec), "train": True}, workload)
     ref = ctx.accuracy.checkpoints[name]
-    return ctx.keys.design({"oracle": oracle_fields(spec), "weights": ref.sha256}, workload)
+    return ctx.keys.design(
+        {
+            "oracle": oracle_fields(spec),
+            "weights": ref.sha256,
+            "checkpoint": ctx.keys.checkpoint(workload),
+        },
+        workload,
+    )
 
 
 def resolve(ctx: Context, point: DesignPoint):
@@ -176,7 +185,7 @@ def _training_cost(spec, workload, acc: dict) -> dict:
     }
 
 
-def _oracle(ctx: Context, spec, workload_name: str) -> dict:
+def _oracle(ctx: Context, spec, workload: int) -> dict:
     import torch
 
     from pimsim.oracle import accuracy
@@ -184,9 +193,12 @@ def _oracle(ctx: Context, spec, workload_name: str) -> dict:
     from pimsim.training._data import load_dataset
 
     budget = ctx.accuracy
+    workload_name = ctx.workloads[workload].name
     ref = budget.checkpoints[workload_name]
     dec = spec.decomposition
-    model_key = ("model", str(ref.path), dec.weight_bits, dec.input_bits)
+    # the file's digest: a checkpoint replaced between sweeps of one process is loaded anew
+    model_key = ("model", str(ref.path), ctx.keys.checkpoint(workload), dec.weight_bits,
+                 dec.input_bits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if model_key not in _PROCESS:
@@ -229,8 +241,10 @@ def run_task(ctx: Context, task: Task) -> TaskResult:
                 row["accuracy_key"] = key
                 training = isinstance(ctx.accuracy, TrainingBudget)
                 if acc is None:
-                    run = _train if training else _oracle
-                    acc = run(ctx, spec, ctx.workloads[point.workload].name)
+                    if training:
+                        acc = _train(ctx, spec, ctx.workloads[point.workload].name)
+                    else:
+                        acc = _oracle(ctx, spec, point.workload)
                     out.accuracy[key] = acc
                     out.oracle_runs += 1
                 row.update({k: acc[k] for k in ("accuracy", "accuracy_worst", "accuracy_std")})

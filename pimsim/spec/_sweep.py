@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ from pimsim.spec._metrics import (
 from pimsim.spec._yaml import Document, format_path, parse_override_path, read_document
 
 STRATEGIES = ("grid", "random", "nsga2", "tpe")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+MAX_NAME_LENGTH = 128
 Scalar = str | bool | int | float | None
 
 
@@ -166,7 +169,8 @@ class SweepFile(SpecModel):
     kind: Literal["sweep"] = "sweep"
     """File kind."""
     name: str = Field(min_length=1)
-    """Name of the sweep (the default results store is ``results/<name>.sqlite``)."""
+    """Name of the sweep (the default results store is ``results/<name>.sqlite``): letters,
+    digits, ``_``, ``-`` and ``.`` (not first), no path separators and no ``..``."""
     description: str = ""
     """Free text."""
     arch: str | list[str]
@@ -318,6 +322,22 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     return _resolve(raw, doc, path)
 
 
+def sweep_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a sweep (it names the default store file
+    ``results/<name>.sqlite``, so it must be a plain file name), or None when it can."""
+    if (
+        len(name) <= MAX_NAME_LENGTH
+        and _PLAIN_NAME.fullmatch(name)
+        and ".." not in name
+    ):
+        return None
+    return (
+        f"sweep name {name!r} is not a plain name: use letters, digits, '_', '-' and '.' (not "
+        f"first), at most {MAX_NAME_LENGTH} characters, no path separators and no '..' (the "
+        "default results store is results/<name>.sqlite; give --store to put it elsewhere)"
+    )
+
+
 def _err(doc: Document, loc: tuple, message: str, key: bool = False) -> SpecError:
     return SpecError(message, doc.locate(loc, key=key), format_path(loc))
 
@@ -329,6 +349,9 @@ def _as_list(value) -> list:
 def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
     here = path.parent
     errors: list[SpecError] = []
+    problem = sweep_name_problem(raw.name)
+    if problem:
+        errors.append(_err(doc, ("name",), problem))
     archs, labels = _load_archs(raw, doc, here)
     workloads = _load_workloads(raw, doc, here)
     seen: dict[str, tuple] = {}
