@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -112,6 +111,8 @@ def evaluate(
             "energy_pj",
             "latency_ns",
         ]
+        if report.totals["cell_writes"]:  # reprogrammed in passes: each layer's writes
+            cols[-2:-2] = ["cell_writes", "energy_write_pj"]
         extra = dict(report.totals)
         flow = report.dataflow
         if flow is not None:
@@ -154,21 +155,15 @@ def evaluate(
 
 def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_from):
     from pimsim.cost import training_cost
-    from pimsim.errors import PimsimError
+    from pimsim.cost._training import read_writes_summary
 
     writes = pulses = None
     if writes_from:
-        try:
-            summary = json.loads(Path(writes_from).read_text())
-            writes, pulses = summary["writes_per_step"], summary.get("pulses_per_step")
-            update = update or summary.get("update")
-            batch_size = batch_size or summary.get("batch_size")
-            train_samples = train_samples or summary.get("samples_per_epoch")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PimsimError(
-                f"{writes_from}: not a 'pimsim train --summary' file ({exc}); write one with "
-                "pimsim train ARCH WORKLOAD --rule R --summary F"
-            ) from exc
+        measured = read_writes_summary(writes_from, wl, rule=rule, update=update)
+        writes, pulses = measured["writes_per_step"], measured["pulses_per_step"]
+        update = update or measured["update"]
+        batch_size = batch_size or measured["batch_size"]
+        train_samples = train_samples or measured["train_samples"]
     return training_cost(spec, wl, rule=rule, update=update, batch_size=batch_size,
                          train_samples=train_samples, writes_per_step=writes,
                          pulses_per_step=pulses)

@@ -3,7 +3,10 @@
 Energy = sum over action classes of count x energy per action (+ leakage x latency). The energy
 per action of a class comes from the spec's component of that class nearest the arrays (PE, then
 tile, then chip); a class the spec does not instantiate uses the generic model named in
-``FALLBACK_MODELS`` (reported in ``Report.notes``).
+``FALLBACK_MODELS`` (reported in ``Report.notes``). A network that runs in passes
+(``mapping.reprogram``) also pays for reprogramming its arrays (class ``write``), each layer for
+its own cells. Every class but leakage is counted per layer, so the layers' energies sum to the
+total less leakage, and each class of ``energy_breakdown_pj`` to its column of the layers.
 
 Latency (analytical): an array step is one row-group read and its conversions,
 ``max(read time, columns per ADC x conversions per column / ADC rate)``; a mapped layer takes
@@ -33,6 +36,10 @@ from pimsim.dataflow import ChipTiming, Port
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
+
+LAYER_ENERGY_CLASSES = (*ACTION_CLASSES, "write")
+"""Classes of the per-layer energy columns ``energy_{class}_pj``: the actions and the cell
+writes of reprogramming."""
 
 FALLBACK_MODELS = {
     "shift_add": "shift_add",
@@ -66,7 +73,7 @@ class Report:
         for row in self.layers.to_dict(orient="records"):
             rec = {k: row[k] for k in cols}
             rec["energy_breakdown_pj"] = {
-                c: row[f"energy_{c}_pj"] for c in ACTION_CLASSES if row[f"energy_{c}_pj"]
+                c: row[f"energy_{c}_pj"] for c in LAYER_ENERGY_CLASSES if row[f"energy_{c}_pj"]
             }
             if self.dataflow is not None:
                 rec["latency_breakdown_ns"] = self.dataflow.layers[rec["name"]][
@@ -258,6 +265,16 @@ def evaluate(
     units, on_chip, parts = _units(arch, mapping)
     tiles = mapping.chip_tiles
     period = period_ns(arch, per_class["adc"].rate_hz)
+    # A network larger than a fixed chip runs in passes: every pass reprograms its arrays, so
+    # each sample (one sample per pass, the worst case) pays for writing every used cell, which
+    # each layer pays for its own cells.
+    reprogrammed = mapping.passes > 1
+    write_pj = arch.cell.write_energy_pj or 0.0
+    if reprogrammed and arch.cell.write_energy_pj is None:
+        notes.append(
+            "the network needs reprogramming but cell.write_energy_pj is not "
+            "given: writes are counted, not costed"
+        )
     rows = []
     for layer in workload.layers:
         counts = layer_actions(mapping, layer)
@@ -275,6 +292,8 @@ def evaluate(
             latency = steps_per_sample(m) / m.copies * _step_ns(arch, m, per_class["adc"].rate_hz)
         else:
             latency = _digital_ns(arch, layer, counts, units, period)
+        writes = m.used_cells * m.copies * arch.cell.write_pulses if m and reprogrammed else 0
+        energy["write"] = writes * write_pj
         row = {
             "name": layer.name,
             "kind": layer.kind,
@@ -282,9 +301,10 @@ def evaluate(
             "arrays": m.arrays_total if m else 0,
             "copies": m.copies if m else 0,
             "adc_conversions": int(counts["adc"]),
+            "cell_writes": writes,
             "latency_ns": latency,
         }
-        row.update({f"energy_{c}_pj": energy[c] for c in ACTION_CLASSES})
+        row.update({f"energy_{c}_pj": energy[c] for c in LAYER_ENERGY_CLASSES})
         row["energy_pj"] = sum(energy.values())
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -307,18 +327,8 @@ def evaluate(
     leakage_mw = sum(inst.estimate.leakage_mw * n for inst, n in on_chip)
     breakdown = {c: float(frame[f"energy_{c}_pj"].sum()) for c in ACTION_CLASSES}
     breakdown["leakage"] = leakage_mw * latency  # mW x ns = pJ
-    # A network larger than a fixed chip runs in passes: every pass reprograms its arrays, so
-    # each sample (one sample per pass, the worst case) pays for writing every used cell.
-    writes = 0
-    if mapping.passes > 1:
-        used = sum(m.used_cells * m.copies for m in mapping.layers.values())
-        writes = used * arch.cell.write_pulses
-        if arch.cell.write_energy_pj is None:
-            notes.append(
-                "the network needs reprogramming but cell.write_energy_pj is not "
-                "given: writes are counted, not costed"
-            )
-    breakdown["write"] = writes * (arch.cell.write_energy_pj or 0.0)
+    breakdown["write"] = float(frame["energy_write_pj"].sum())
+    writes = int(frame["cell_writes"].sum())
     energy_total = sum(breakdown.values())
     ops = 2 * workload.macs
     area = chip.area_mm2

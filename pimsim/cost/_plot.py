@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pimsim.cost._actions import ACTION_CLASSES
+from pimsim.cost._evaluate import LAYER_ENERGY_CLASSES
 
 
 def plot_report(report, path: str) -> None:
@@ -17,7 +17,7 @@ def plot_report(report, path: str) -> None:
     frame = frame[frame["energy_pj"] > 0]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 1]})
     bottom = [0.0] * len(frame)
-    for cls in ACTION_CLASSES:
+    for cls in LAYER_ENERGY_CLASSES:
         values = list(frame[f"energy_{cls}_pj"] * 1e-6)
         if any(values):
             ax1.bar(range(len(frame)), values, bottom=bottom, label=cls)

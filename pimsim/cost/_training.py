@@ -43,15 +43,17 @@ off chip; write-verify beyond ``write_pulses``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pimsim.cost._evaluate import _class_estimates, _units, chip_timing, evaluate
 from pimsim.cost._hierarchy import estimate
 from pimsim.cost._registry import BUFFER_ACCESS_BITS
 from pimsim.dataflow._tasks import TaskGraph
-from pimsim.errors import WorkloadError
+from pimsim.errors import PimsimError, WorkloadError
 
 RULES = ("backprop", "dfa")
 UPDATES = ("exact", "pulsed", "mixed_precision")
@@ -117,6 +119,96 @@ class TrainingReport:
         }
 
 
+def _count_problem(counts, names: list[str], workload: str, *, complete: bool):
+    """What is wrong with per-layer device counts ``counts`` for the trainable layers ``names``
+    of ``workload``: ``(field, message)`` (the field relative to the counts, "" for the whole),
+    or None. Counts are finite non-negative numbers for conv or linear layers of the workload;
+    with ``complete``, one for each."""
+    if not isinstance(counts, dict):
+        return "", f"a mapping from layer to count expected, not {type(counts).__name__}"
+    for name, value in counts.items():
+        if name not in names:
+            return "", (f"layer {name!r} is not a conv or linear layer of {workload} "
+                        f"({', '.join(names)})")
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            return f".{name}", f"{value!r} is not a finite non-negative count"
+    if complete:
+        missing = [name for name in names if name not in counts]
+        if missing:
+            return "", f"no count for layer {missing[0]!r} of {workload}"
+    return None
+
+
+def _trainable_names(workload) -> list[str]:
+    return [la.name for la in workload.layers if la.kind in TRAINABLE]
+
+
+def read_writes_summary(path, workload, *, rule: str, update: str | None = None) -> dict:
+    """The measured device writes of ``path``, a ``pimsim train ARCH WORKLOAD --rule R
+    --summary F`` file, checked against the evaluation of ``workload`` with ``rule`` (and
+    ``update`` when given): the summary's network, rule and update scheme (where it records
+    them) must be these, its per-step ``writes_per_step`` (and ``pulses_per_step``) finite
+    non-negative counts for every conv or linear layer of ``workload`` and no other,
+    ``batch_size`` and ``samples_per_epoch`` positive whole numbers. Returns the keyword
+    arguments of :func:`training_cost` it gives: ``writes_per_step``, ``pulses_per_step``,
+    ``update``, ``batch_size``, ``train_samples`` (None where not recorded). Raises a
+    :class:`~pimsim.errors.PimsimError` of one line that names the file and the field."""
+
+    def fail(field_name: str, problem: str):
+        raise PimsimError(f"{path}: {field_name}: {problem}")
+
+    try:
+        summary = json.loads(Path(path).read_text())
+    except ValueError as exc:
+        raise PimsimError(
+            f"{path}: not a 'pimsim train --summary' file ({exc}); write one with "
+            "pimsim train ARCH WORKLOAD --rule R --summary F"
+        ) from exc
+    if not isinstance(summary, dict):
+        raise PimsimError(f"{path}: not a 'pimsim train --summary' file (a JSON object "
+                          "expected); write one with pimsim train ARCH WORKLOAD --rule R "
+                          "--summary F")
+    recorded = summary.get("workload")
+    if recorded is not None and recorded != workload.name:
+        fail("workload", f"the writes were measured on {recorded!r}, not on the evaluated "
+                         f"{workload.name!r}")
+    recorded = summary.get("rule")
+    if recorded is not None and recorded != rule:
+        fail("rule", f"the writes were measured with {recorded!r} training, not the "
+                     f"evaluated {rule!r}")
+    recorded = summary.get("update")
+    if recorded is not None:
+        if recorded not in UPDATES:
+            fail("update", f"{recorded!r} is not one of {', '.join(UPDATES)}")
+        if update is not None and recorded != update:
+            fail("update", f"the writes were measured with {recorded!r} updates, not the "
+                           f"evaluated {update!r}")
+    for key in ("batch_size", "samples_per_epoch"):
+        value = summary.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            fail(key, f"{value!r} is not a positive whole number")
+    if "writes_per_step" not in summary:
+        fail("writes_per_step", "missing (not a 'pimsim train --rule R --summary F' file?)")
+    names = _trainable_names(workload)
+    for key in ("writes_per_step", "pulses_per_step"):
+        counts = summary.get(key)
+        if counts is None and key == "pulses_per_step":
+            continue
+        problem = _count_problem(counts, names, workload.name, complete=True)
+        if problem is not None:
+            fail(key + problem[0], problem[1])
+    return {
+        "writes_per_step": summary["writes_per_step"],
+        "pulses_per_step": summary.get("pulses_per_step"),
+        "update": summary.get("update"),
+        "batch_size": summary.get("batch_size"),
+        "train_samples": summary.get("samples_per_epoch"),
+    }
+
+
 def _aux_arch(arch):
     """The spec for costing auxiliary products: a chip sized to them, one copy of each."""
     from pimsim.spec import with_overrides
@@ -172,7 +264,9 @@ def training_cost(
     """Energy and latency of one training step (and one epoch) of ``workload`` on ``arch``, and
     the area training adds (see the module docstring). Defaults from ``arch.training``;
     ``train_samples`` (default: the spec's, else the bundled MNIST training split, 8,000) sets
-    the steps per epoch."""
+    the steps per epoch. ``writes_per_step`` and ``pulses_per_step`` map conv and linear
+    layers of ``workload`` to finite non-negative counts (a layer left out writes nothing);
+    anything else is a ``ValueError``."""
     cfg = arch.training
     rule = rule or cfg.rule
     update = update or cfg.update
@@ -183,6 +277,12 @@ def training_cost(
     batch = batch_size or cfg.batch_size
     samples = train_samples or cfg.train_samples or 8000
     steps = math.ceil(samples / batch)
+    for key, counts in (("writes_per_step", writes_per_step), ("pulses_per_step", pulses_per_step)):
+        if counts is not None:
+            problem = _count_problem(counts, _trainable_names(workload), workload.name,
+                                     complete=False)
+            if problem is not None:
+                raise ValueError(f"{key}{problem[0]}: {problem[1]}")
     fwd = evaluate(arch, workload, latency_model="event", granularity=granularity, samples=1)
     mapping = fwd.mapping
     per_class, widths, _ = _class_estimates(arch)

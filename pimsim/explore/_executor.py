@@ -7,9 +7,15 @@ bounded number of tasks in flight so that results reach the store as they come.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import select
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator
 
 from pimsim.errors import PimsimError
@@ -24,6 +30,81 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _set_parent_death_signal() -> bool:
+    """Have the kernel SIGKILL this process when its parent ends (Linux ``prctl``); whether it
+    could be set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now: the owner's pid was reused
+        return False
+    return True
+
+
+def _watch_owner(owner: int, parent: int, server: bool) -> None:
+    """Block until the process ``owner`` (or this process's ``parent``) ends, then end this
+    process, and first the forkserver that is its parent when ``server``."""
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(owner)
+        except ProcessLookupError:
+            pidfd = -1  # already gone
+        except OSError:  # kernel without pidfds
+            pidfd = None
+    while pidfd != -1:
+        if pidfd is not None:
+            if select.select([pidfd], [], [], 1.0)[0]:  # a pidfd reads once its process ends
+                break
+        else:
+            time.sleep(0.5)
+            if not _exists(owner):
+                break
+        if os.getppid() != parent:
+            break
+    if server and os.getppid() == parent != owner:
+        try:  # the forkserver would outlive its owner as long as any of its children
+            os.kill(parent, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(1)
+
+
+def bind_to_owner(owner: int, *, pdeathsig: bool = True, server: bool = False) -> None:
+    """Make this worker process end when the process ``owner`` (the sweep) ends, however it
+    ends (SIGKILL included): on Linux the kernel kills it when its parent ends
+    (``PR_SET_PDEATHSIG``, with ``pdeathsig``), and everywhere a daemon thread watches
+    ``owner`` (a pidfd where there are pidfds, else a poll of the pid and of the parent pid) and
+    exits the process once ``owner`` is gone. With ``server`` the parent is a forkserver of
+    ``owner`` that the thread kills as well."""
+    parent = os.getppid()
+    if pdeathsig and _set_parent_death_signal() and os.getppid() != parent:
+        os._exit(1)  # the parent ended before the signal was set
+    threading.Thread(
+        target=_watch_owner, args=(owner, parent, server), name="pimsim-owner-watch", daemon=True
+    ).start()
+
+
+def _init_pool_worker(owner: int, server: bool, ctx: Context) -> None:
+    """A pool worker's start-up: bound to the sweep process, then given the context."""
+    bind_to_owner(owner, server=server)
+    init_process(ctx)
 
 
 class InlineExecutor:
@@ -44,18 +125,26 @@ class InlineExecutor:
 
 class PoolExecutor:
     """A local pool of ``workers`` processes (forkserver where available, so workers never
-    inherit the parent's threads), each initialised with the context once."""
+    inherit the parent's threads), each initialised with the context once. The workers end
+    when this process ends, even when it is killed (:func:`bind_to_owner`); so does the
+    forkserver."""
 
     def __init__(self, ctx: Context, workers: int) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         methods = multiprocessing.get_all_start_methods()
         mp = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if mp.get_start_method() == "forkserver":
-            mp.set_forkserver_preload(["pimsim.explore._worker", "pimsim.cost"])
+        server = mp.get_start_method() == "forkserver"
+        if server:
+            mp.set_forkserver_preload(
+                ["pimsim.explore._worker", "pimsim.explore._executor", "pimsim.cost"]
+            )
         self.workers = workers
         self.pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp, initializer=init_process, initargs=(ctx,)
+            max_workers=workers,
+            mp_context=mp,
+            initializer=_init_pool_worker,
+            initargs=(os.getpid(), server, ctx),
         )
 
     def run(self, tasks: Iterable[Task]) -> Iterator[TaskResult]:
@@ -105,6 +194,10 @@ class DaskExecutor:
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster)
+            # Its worker processes are this process's children: bound to it like a pool's
+            # (by the watching thread alone: the nanny starts them from threads of its own,
+            # whose end would fire a parent-death signal).
+            self.client.run(bind_to_owner, os.getpid(), pdeathsig=False)
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})) or workers)
         self.client.run(init_process, ctx)  # every worker present now gets the context
         self.ctx = self.client.scatter(ctx, broadcast=True)
