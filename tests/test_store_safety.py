@@ -137,7 +137,7 @@ def test_two_sweeps_at_once_into_a_new_store(tmp_path):
             time.sleep(0.005)
         go.touch()
         outs = [p.communicate(timeout=120) for p in procs]
-        for proc, (out, err) in zip(procs, outs, strict=True):
+        for proc, (_, err) in zip(procs, outs, strict=True):
             assert proc.returncode == 0, err
         assert [out.split() for out, _ in outs] == [["10", "0"], ["9", "0"]]
         frame = read_results(store)

@@ -20,8 +20,8 @@ import pimsim  # noqa: E402
 from pimsim._atomic import atomic_write  # noqa: E402
 from pimsim.errors import PimsimError  # noqa: E402
 from pimsim.spec import preset_overrides  # noqa: E402
-from pimsim.training import load_checkpoint, save_checkpoint, train  # noqa: E402
 from pimsim.training import _train as train_module  # noqa: E402
+from pimsim.training import load_checkpoint, save_checkpoint, train  # noqa: E402
 from pimsim.training._train import build_model  # noqa: E402
 from tests._cli import ROOT, run_cli  # noqa: E402
 

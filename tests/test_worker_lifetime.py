@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,23 +14,14 @@ import pytest
 
 from tests._cli import ROOT
 from tests.conftest import UNIT_ARCH
+from tests.test_explore import KILL_SWEEP, _rows
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the process tree from /proc"
 )
 
 # Far more points than the test lets it reach: the sweep is still running when it is killed.
-LONG_SWEEP = """\
-kind: sweep
-name: long
-arch: unit.yaml
-workload: resnet20_cifar10
-parameters:
-  adc.bits: {range: [1, 16]}
-  technology.clock_hz: {range: [1.0e8, 1.0e9], count: 100}
-  array.rows_per_adc_read: [8, 16, 32, 64]
-  decomposition.input_bits: [4, 8]
-"""
+LONG_SWEEP = KILL_SWEEP.replace("name: kill", "name: long").replace("count: 10", "count: 100")
 
 
 def _stat(pid: int) -> tuple[int, str, int] | None:
@@ -66,14 +56,6 @@ def _alive(pid: int, start: int) -> bool:
     """Whether the process that had ``pid`` at ``start`` still runs (zombies count as dead)."""
     stat = _stat(pid)
     return stat is not None and stat[2] == start and stat[1] not in ("Z", "X")
-
-
-def _rows(store: Path) -> int:
-    try:
-        with sqlite3.connect(store, timeout=5) as db:
-            return db.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 @pytest.mark.parametrize("executor", ["local", "dask"])
