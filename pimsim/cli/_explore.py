@@ -232,7 +232,9 @@ def pareto(store, objectives, constraints, sweep_name, plot, parallel, fmt, outp
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--parameter", required=True, help="Parameter column (a field path, e.g. adc.bits).")
 @click.option("--metric", required=True, help="Metric column (e.g. energy_pj).")
-@click.option("--hue", help="Another parameter: one line per value.")
+@click.option(
+    "--hue", help="Another parameter (e.g. checkpoint, with several): one line per value."
+)
 @click.option("--sweep", "sweep_name", help="Only this sweep's rows.")
 @click.option(
     "--output",

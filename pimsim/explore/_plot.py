@@ -12,6 +12,7 @@ import numpy as np
 
 from pimsim.explore._pareto import as_objectives, feasible, pareto
 from pimsim.spec._metrics import METRICS, ObjectiveError
+from pimsim.spec._sweep import CHECKPOINT_PARAMETER
 
 FRONT_GID = "pareto-front"
 
@@ -39,10 +40,19 @@ def _spans_decades(values) -> bool:
     return len(v) > 1 and v.max() / v.min() > 100
 
 
+def _is_parameter(column: str) -> bool:
+    """Whether ``column`` holds a parameter: a field path, or the checkpoint label."""
+    return "." in column or column == CHECKPOINT_PARAMETER
+
+
 def _varying(frame, columns=None) -> list[str]:
     if columns is not None:
         return list(columns)
-    return [c for c in frame.columns if "." in c and frame[c].astype(str).nunique(dropna=False) > 1]
+    return [
+        c
+        for c in frame.columns
+        if _is_parameter(c) and frame[c].astype(str).nunique(dropna=False) > 1
+    ]
 
 
 def _text(row, columns) -> str:
@@ -210,7 +220,7 @@ def plot_sensitivity(frame, parameter, metric, path=None, *, hue=None):
     """``metric`` against ``parameter`` over the ``ok`` rows: the median over every other
     parameter with its min-max band, one line per value of ``hue``."""
     plt = _pyplot()
-    params = [c for c in frame.columns if "." in c]
+    params = [c for c in frame.columns if _is_parameter(c)]
     for column, kind in ((parameter, "parameter"), (hue, "parameter"), (metric, "metric")):
         if column is not None and column not in frame:
             known = params if kind == "parameter" else [c for c in frame if c in METRICS]

@@ -5,7 +5,10 @@ base spec's YAML content, so a re-run can tell finished requests from new ones w
 any spec; its *design key* (made where the point is evaluated) hashes the fully resolved spec, the
 workload and the oracle budget, and is the results store's primary key. With an accuracy oracle
 both keys also hold the sha256 of the workload's checkpoint file, so replacing a checkpoint makes
-every design of it a new request (and a new oracle run).
+every design of it a new request (and a new oracle run). With several checkpoints
+(``accuracy.checkpoints``) a point's ``checkpoint`` value is the label of the one it runs, and
+both keys hold that label with its file's sha256; the oracle's result (its accuracy key) depends
+on the file's content only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pimsim.spec._sweep import AccuracyBudget, SweepSpec, workload_digest
+from pimsim.spec._sweep import (
+    CHECKPOINT_PARAMETER,
+    AccuracyBudget,
+    SweepSpec,
+    workload_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,13 @@ class DesignPoint:
 
     @property
     def overrides(self) -> dict:
-        """``{path: value}``."""
-        return dict(self.values)
+        """``{path: value}`` of the spec fields (the checkpoint label is no field)."""
+        return {p: v for p, v in self.values if p != CHECKPOINT_PARAMETER}
+
+    @property
+    def checkpoint(self) -> str | None:
+        """The label of the checkpoint this point runs (``accuracy.checkpoints``), else None."""
+        return dict(self.values).get(CHECKPOINT_PARAMETER)
 
 
 def _digest(obj) -> str:
@@ -72,7 +85,10 @@ class KeyMaker:
     budget: dict | None
     latency: dict | None = None
     weights: tuple[str, ...] = ()
-    """sha256 of each workload's checkpoint file (``()`` without an accuracy oracle)."""
+    """sha256 of each workload's checkpoint file (``()`` without an accuracy oracle, or with
+    several checkpoints)."""
+    labelled: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """With ``accuracy.checkpoints``: ``(label, sha256 of each workload's checkpoint file)``."""
 
     @classmethod
     def of(cls, sweep: SweepSpec) -> KeyMaker:
@@ -88,30 +104,50 @@ class KeyMaker:
             for a in sweep.archs
         )
         works = tuple(workload_digest(w) for w in sweep.workloads)
-        weights = ()
-        if isinstance(sweep.accuracy, AccuracyBudget):
-            weights = tuple(
-                file_sha256(sweep.accuracy.checkpoints[w.name].path) for w in sweep.workloads
+        weights, labelled = (), ()
+        budget = sweep.accuracy
+        if isinstance(budget, AccuracyBudget) and budget.alternatives:
+            labelled = tuple(
+                (label, tuple(file_sha256(refs[w.name].path) for w in sweep.workloads))
+                for label, refs in budget.alternatives.items()
             )
+        elif isinstance(budget, AccuracyBudget):
+            weights = tuple(file_sha256(budget.checkpoints[w.name].path) for w in sweep.workloads)
         return cls(
             archs,
             works,
-            sweep.accuracy.key() if sweep.accuracy else None,
+            budget.key() if budget else None,
             dict(sweep.latency),
             weights,
+            labelled,
         )
 
-    def checkpoint(self, workload: int) -> str | None:
-        """sha256 of workload ``workload``'s checkpoint file (None without an oracle)."""
+    def checkpoint(self, workload: int, label: str | None = None) -> str | None:
+        """sha256 of workload ``workload``'s checkpoint file (of the one labelled ``label``, with
+        several checkpoints); None without an oracle."""
+        if self.labelled:
+            if label is None:
+                raise KeyError("this sweep has several checkpoints: give the point's label")
+            return dict(self.labelled)[label][workload]
         return self.weights[workload] if self.weights else None
 
-    def _weights(self, workload: int) -> list:
-        # absent without a checkpoint, so that the keys of cost-only stores stay as they were
-        return [self.weights[workload]] if self.weights else []
+    def _weights(self, workload: int, label: str | None) -> list:
+        # absent without a checkpoint, so that the keys of cost-only stores stay as they were;
+        # with several checkpoints the label is there too (two labels are two designs)
+        digest = self.checkpoint(workload, label)
+        if digest is None:
+            return []
+        return [{"checkpoint": label, "sha256": digest}] if self.labelled else [digest]
+
+    def _key(self, head, workload: int, tail: list) -> str:
+        return _digest(
+            [head, self.workload_digests[workload], self.budget, self.latency, *tail]
+        )[:32]
 
     def request(self, arch: int, workload: int, values: tuple) -> str:
         """Key of a request: base content + workload + overrides + oracle budget + latency
-        model (+ the checkpoint file's digest)."""
+        model (+ the checkpoint file's digest, and its label when there are several)."""
+        label = dict(values).get(CHECKPOINT_PARAMETER) if self.labelled else None
         return _digest(
             [
                 self.arch_digests[arch],
@@ -119,22 +155,22 @@ class KeyMaker:
                 list(values),
                 self.budget,
                 self.latency,
-                *self._weights(workload),
+                *self._weights(workload, label),
             ]
         )[:32]
 
-    def design(self, resolved: dict, workload: int) -> str:
+    def design(self, resolved: dict, workload: int, checkpoint: str | None = None) -> str:
         """Key of a resolved design: the spec's every field + workload + oracle budget +
-        latency model (+ the checkpoint file's digest)."""
-        return _digest(
-            [
-                resolved,
-                self.workload_digests[workload],
-                self.budget,
-                self.latency,
-                *self._weights(workload),
-            ]
-        )[:32]
+        latency model (+ the checkpoint file's digest, and label ``checkpoint`` when the sweep
+        has several)."""
+        return self._key(resolved, workload, self._weights(workload, checkpoint))
+
+    def accuracy(self, fields: dict, workload: int, checkpoint: str | None = None) -> str:
+        """Key of an oracle result: ``fields`` (what of the spec it depends on) + workload +
+        oracle budget + latency model + the digest of the checkpoint file it runs (not the
+        label: two labels of one file, or a sweep with that one checkpoint, share the result)."""
+        digest = self.checkpoint(workload, checkpoint)
+        return self._key(fields, workload, [digest] if digest is not None else [])
 
     def point(self, index: int, arch: int, workload: int, values: tuple) -> DesignPoint:
         """A :class:`DesignPoint` with its request key."""

@@ -4,7 +4,9 @@ Cost-only sweeps send points to the workers in batches (a cost evaluation takes 
 one task per point would be mostly overhead). Sweeps with the oracle first resolve each point's
 spec here and group the points by accuracy key, so that one task runs the oracle once for all the
 designs it cannot tell apart (a sweep over the clock or the node runs it once); a key already in
-the store's accuracy cache is not run again.
+the store's accuracy cache is not run again. With several checkpoints (``accuracy.checkpoints``)
+each label is a parameter value like any other, so every strategy handles it: the oracle runs once
+per checkpoint and accuracy key.
 
 Every run records which designs the sweep asks for (the store's ``requested`` table), so the
 sweep's frame and front hold every design it asked for, also those another sweep sharing the store
@@ -103,7 +105,7 @@ def _tasks(ctx: Context, points: list[DesignPoint], cache: dict, workers: int) -
     singles = []
     for point in points:
         try:
-            key = accuracy_key(ctx, resolve(ctx, point), point.workload)
+            key = accuracy_key(ctx, resolve(ctx, point), point.workload, point.checkpoint)
         except PimsimError:  # the worker records the error
             singles.append(Task([point]))
             continue

@@ -5,6 +5,7 @@ same results store as a grid point, and the store (not optuna's storage) is the 
 are asked in batches of ``population`` so that the workers stay busy; a design already in the
 store (a re-run, or a proposal made twice) is told its stored values without being evaluated
 again, so re-running a search with the same seed replays it and continues where it stopped.
+The checkpoint label of ``accuracy.checkpoints`` is a categorical parameter like any other.
 """
 
 from __future__ import annotations

@@ -52,22 +52,23 @@ class TaskResult:
     oracle_runs: int = 0
 
 
-def accuracy_key(ctx: Context, spec, workload: int) -> str:
+def accuracy_key(ctx: Context, spec, workload: int, checkpoint: str | None = None) -> str:
     """The key of the oracle's result: the spec's oracle fields, the checkpoint (the weights'
     digest its sidecar records and the sha256 of the ``.pt`` file itself, so a replaced
-    checkpoint is a new key) and the budget (the technology, the clock or buffer sizes never
-    enter it)."""
+    checkpoint is a new key; with several checkpoints, the one labelled ``checkpoint``) and the
+    budget (the technology, the clock or buffer sizes never enter it)."""
     name = ctx.workloads[workload].name
     if isinstance(ctx.accuracy, TrainingBudget):  # trained on chip: the spec's fields decide
-        return ctx.keys.design({"oracle": oracle_fields(spec), "train": True}, workload)
-    ref = ctx.accuracy.checkpoints[name]
-    return ctx.keys.design(
+        return ctx.keys.accuracy({"oracle": oracle_fields(spec), "train": True}, workload)
+    ref = ctx.accuracy.ref(name, checkpoint)
+    return ctx.keys.accuracy(
         {
             "oracle": oracle_fields(spec),
             "weights": ref.sha256,
-            "checkpoint": ctx.keys.checkpoint(workload),
+            "checkpoint": ctx.keys.checkpoint(workload, checkpoint),
         },
         workload,
+        checkpoint,
     )
 
 
@@ -185,7 +186,7 @@ def _training_cost(spec, workload, acc: dict) -> dict:
     }
 
 
-def _oracle(ctx: Context, spec, workload: int) -> dict:
+def _oracle(ctx: Context, spec, workload: int, checkpoint: str | None = None) -> dict:
     import torch
 
     from pimsim.oracle import accuracy
@@ -194,26 +195,36 @@ def _oracle(ctx: Context, spec, workload: int) -> dict:
 
     budget = ctx.accuracy
     workload_name = ctx.workloads[workload].name
-    ref = budget.checkpoints[workload_name]
+    ref = budget.ref(workload_name, checkpoint)
     dec = spec.decomposition
     # the file's digest: a checkpoint replaced between sweeps of one process is loaded anew
-    model_key = ("model", str(ref.path), ctx.keys.checkpoint(workload), dec.weight_bits,
-                 dec.input_bits)
+    model_key = ("model", str(ref.path), ctx.keys.checkpoint(workload, checkpoint),
+                 dec.weight_bits, dec.input_bits)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if model_key not in _PROCESS:
             _PROCESS[model_key] = load_checkpoint(ref.path, dec.weight_bits, dec.input_bits)[0]
-        data_key = ("data", workload_name, str(budget.data), budget.images, budget.batch)
+        data_key = ("data", workload_name, str(budget.data), budget.images, budget.batch,
+                    budget.calibration)
         if data_key not in _PROCESS:
-            x, y = load_dataset(workload_name.rsplit("_", 1)[-1], budget.data, "test")
+            dataset = workload_name.rsplit("_", 1)[-1]
+            x, y = load_dataset(dataset, budget.data, "test")
             if budget.images:
                 x, y = x[: budget.images], y[: budget.images]
-            _PROCESS[data_key] = list(
-                zip(torch.split(x, budget.batch), torch.split(y, budget.batch), strict=True)
+            x_cal = load_dataset(dataset, budget.data, "train")[0][: budget.calibration]
+            _PROCESS[data_key] = (
+                list(zip(torch.split(x, budget.batch), torch.split(y, budget.batch), strict=True)),
+                list(torch.split(x_cal, budget.batch)),
             )
+        test, calibration = _PROCESS[data_key]
         start = time.perf_counter()
         result = accuracy(
-            _PROCESS[model_key], spec, _PROCESS[data_key], n_chips=budget.chips, seed=budget.seed
+            _PROCESS[model_key],
+            spec,
+            test,
+            n_chips=budget.chips,
+            seed=budget.seed,
+            calibration=calibration,
         )
     return {
         "accuracy": result.mean,
@@ -234,17 +245,21 @@ def run_task(ctx: Context, task: Task) -> TaskResult:
         row = _base_row(ctx, point)
         try:
             spec = resolve(ctx, point)
-            row["key"] = ctx.keys.design(spec.model_dump(mode="json"), point.workload)
+            row["key"] = ctx.keys.design(
+                spec.model_dump(mode="json"), point.workload, point.checkpoint
+            )
             row.update(_cost(spec, ctx.workloads[point.workload], ctx.keys.latency))
             if ctx.accuracy is not None:
-                key = task.accuracy_key or accuracy_key(ctx, spec, point.workload)
+                key = task.accuracy_key or accuracy_key(
+                    ctx, spec, point.workload, point.checkpoint
+                )
                 row["accuracy_key"] = key
                 training = isinstance(ctx.accuracy, TrainingBudget)
                 if acc is None:
                     if training:
                         acc = _train(ctx, spec, ctx.workloads[point.workload].name)
                     else:
-                        acc = _oracle(ctx, spec, point.workload)
+                        acc = _oracle(ctx, spec, point.workload, point.checkpoint)
                     out.accuracy[key] = acc
                     out.oracle_runs += 1
                 row.update({k: acc[k] for k in ("accuracy", "accuracy_worst", "accuracy_std")})

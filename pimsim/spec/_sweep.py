@@ -26,6 +26,10 @@ load errors: those designs become infeasible points of the sweep.
     strategy: grid                          # or {kind: random|nsga2|tpe, n: 100, seed: 0}
     accuracy: {checkpoint: ../../results/checkpoints/lenet5_mnist_qat.pt, images: 500}
 
+``accuracy.checkpoints`` (instead of ``checkpoint``) names several trained checkpoints of the same
+network by label, ``{qat: ..._qat.pt, float: ..._float.pt}``: the label is then a parameter of the
+sweep (column ``checkpoint``, the first dimension), and every design is evaluated with each.
+
 Instead of ``accuracy:``, a ``training:`` section trains every design on chip (the learning rule,
 update scheme, threshold, learning rate, epochs and batch of its ``training`` spec section, which
 may be parameters: ``training.rule: [backprop, dfa]``) and records the trained chip's accuracy and
@@ -64,6 +68,9 @@ from pimsim.spec._metrics import (
 from pimsim.spec._yaml import Document, format_path, parse_override_path, read_document
 
 STRATEGIES = ("grid", "random", "nsga2", "tpe")
+CHECKPOINT_PARAMETER = "checkpoint"
+"""The parameter (and store column) that names the checkpoint of ``accuracy.checkpoints``."""
+MAX_LABEL_LENGTH = 64
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MAX_NAME_LENGTH = 128
 Scalar = str | bool | int | float | None
@@ -133,8 +140,12 @@ class LatencySpec(SpecModel):
 class AccuracySpec(SpecModel):
     """The accuracy oracle's budget: which trained network, how many test images and chips."""
 
-    checkpoint: str | dict[str, str]
+    checkpoint: str | dict[str, str] | None = None
     """A checkpoint written by ``pimsim train`` (relative to this file), or one per workload."""
+    checkpoints: dict[str, str | dict[str, str]] | None = None
+    """Instead of ``checkpoint``: several checkpoints by label (each a path, or one per
+    workload), e.g. ``{qat: a_qat.pt, float: a_float.pt}``. The label is a parameter of the sweep
+    (column ``checkpoint``): every design is evaluated with each checkpoint."""
     images: PositiveInt | Literal["all"] = 500
     """Test images per design (the first N of the test split)."""
     chips: PositiveInt = 1
@@ -145,6 +156,10 @@ class AccuracySpec(SpecModel):
     """Dataset folder (default: the shipped MNIST copy), relative to this file."""
     batch: PositiveInt = 250
     """Images per forward pass."""
+    calibration: PositiveInt = 256
+    """Training images (the first N of the training split) that set each chip's ADC ranges
+    (``adc.range`` calibrated or learned), a float checkpoint's input scales and which layers
+    take signed inputs."""
 
 
 class TrainingSweepSpec(SpecModel):
@@ -203,7 +218,9 @@ class Dimension:
     """One axis of the design space: one field, or several linked fields varied together.
 
     ``values`` holds one tuple per choice (a value per path); a continuous axis has
-    ``values = None`` and samples ``[low, high]`` (geometrically when ``log``)."""
+    ``values = None`` and samples ``[low, high]`` (geometrically when ``log``). The path
+    ``checkpoint`` (:data:`CHECKPOINT_PARAMETER`) is no spec field: its values are the labels of
+    ``accuracy.checkpoints``."""
 
     paths: tuple[str, ...]
     values: tuple[tuple, ...] | None
@@ -233,7 +250,10 @@ class CheckpointRef:
 
 @dataclass(frozen=True)
 class AccuracyBudget:
-    """The oracle's budget, resolved: checkpoints by workload name, images, chips, seed."""
+    """The oracle's budget, resolved: checkpoints by workload name, images, chips, seed.
+
+    With ``accuracy.checkpoints`` the checkpoints are in ``alternatives`` (``{label: {workload
+    name: CheckpointRef}}``, in file order) and ``checkpoints`` is empty."""
 
     checkpoints: dict
     images: int | None
@@ -241,6 +261,21 @@ class AccuracyBudget:
     seed: int
     data: Path | None
     batch: int
+    calibration: int = 256
+    alternatives: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of ``accuracy.checkpoints`` (``()`` with a single checkpoint)."""
+        return tuple(self.alternatives)
+
+    def ref(self, workload: str, label: str | None = None) -> CheckpointRef:
+        """The checkpoint of ``workload`` (of the one labelled ``label``, with several)."""
+        if self.alternatives:
+            if label is None:
+                raise KeyError(f"a checkpoint label is needed (one of {', '.join(self.labels)})")
+            return self.alternatives[label][workload]
+        return self.checkpoints[workload]
 
     def key(self) -> dict:
         """What of the budget can change an accuracy (for cache keys and design hashes)."""
@@ -249,6 +284,7 @@ class AccuracyBudget:
             "chips": self.chips,
             "seed": self.seed,
             "data": str(self.data) if self.data else None,
+            "calibration": self.calibration,
         }
 
 
@@ -387,6 +423,17 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
         elif all(lengths.values()):
             dims.append(Dimension(tuple(group), tuple(zip(*group.values(), strict=True))))
     for key, loc in seen.items():
+        if key == CHECKPOINT_PARAMETER:
+            errors.append(
+                _err(
+                    doc,
+                    loc,
+                    f"{key!r} is not an arch field: to evaluate every design with several "
+                    "checkpoints, name them in 'accuracy: {checkpoints: {label: path, ...}}'",
+                    key=True,
+                )
+            )
+            continue
         for spec in archs:
             problem = _check_field_path(spec, key)
             if problem:
@@ -425,6 +472,11 @@ def _resolve(raw: SweepFile, doc: Document, path: Path) -> SweepSpec:
             budget = _budget(raw.accuracy, doc, here, workloads)
         except SpecError as exc:
             errors.append(exc)
+        else:
+            if budget.alternatives:  # the checkpoint is the first axis: one design per label
+                dims.insert(
+                    0, Dimension((CHECKPOINT_PARAMETER,), tuple((b,) for b in budget.labels))
+                )
     elif raw.training is not None:
         from pimsim.workload import zoo_names
 
@@ -672,33 +724,87 @@ def _check_strategy(strategy, dims, objectives, raw, doc, errors) -> None:
         errors.append(_err(doc, loc, f"strategy {strategy.kind} needs objectives to optimise"))
 
 
+def checkpoint_label_problem(label) -> str | None:
+    """Why ``label`` cannot label a checkpoint of ``accuracy.checkpoints``, or None when it can."""
+    if (
+        isinstance(label, str)
+        and len(label) <= MAX_LABEL_LENGTH
+        and _PLAIN_NAME.fullmatch(label)
+        and ".." not in label
+    ):
+        return None
+    return (
+        f"checkpoint label {label!r} is not a plain name: use letters, digits, '_', '-' and '.' "
+        f"(not first), at most {MAX_LABEL_LENGTH} characters (e.g. qat, float)"
+    )
+
+
 def _budget(spec: AccuracySpec, doc: Document, here: Path, workloads) -> AccuracyBudget:
     from pimsim.workload import zoo_names
 
-    loc = ("accuracy", "checkpoint")
-    by_workload = spec.checkpoint if isinstance(spec.checkpoint, dict) else None
-    refs = {}
+    if spec.checkpoint is not None and spec.checkpoints is not None:
+        raise _err(
+            doc,
+            ("accuracy", "checkpoints"),
+            "give either 'checkpoint:' (one trained network) or 'checkpoints:' (label: path, a "
+            "parameter of the sweep), not both",
+            key=True,
+        )
+    if spec.checkpoint is None and spec.checkpoints is None:
+        raise _err(
+            doc,
+            ("accuracy",),
+            "the oracle needs 'checkpoint:' (written by pimsim train) or 'checkpoints:' "
+            "(label: path, every design evaluated with each)",
+        )
+    loc = ("accuracy", "checkpoint" if spec.checkpoint is not None else "checkpoints")
     for w in workloads:
         if w.name not in zoo_names():
             raise _err(doc, loc, f"workload {w.name!r}: checkpoints exist for zoo networks only")
-        text = by_workload.get(w.name) if by_workload is not None else spec.checkpoint
-        if text is None:
-            raise _err(doc, loc, f"no checkpoint for workload {w.name!r}")
-        base = (here / text).with_suffix("")
-        pt, sidecar = base.with_name(base.name + ".pt"), base.with_name(base.name + ".json")
-        if not pt.exists() or not sidecar.exists():
-            raise _err(doc, loc, f"checkpoint {text} not found (need {pt.name} and {sidecar.name})")
-        try:
-            meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError) as exc:
-            raise _err(doc, loc, f"checkpoint sidecar {sidecar.name} unreadable: {exc}") from None
-        if meta.get("workload") != w.name:
-            raise _err(
-                doc, loc, f"checkpoint {text} holds {meta.get('workload')!r}, not {w.name!r}"
-            )
-        refs[w.name] = CheckpointRef(pt, str(meta.get("state_dict_sha256", "")), w.name)
+    refs, alternatives = {}, {}
+    if spec.checkpoint is not None:
+        refs = _checkpoint_refs(spec.checkpoint, loc, doc, here, workloads)
+    elif not spec.checkpoints:
+        raise _err(doc, loc, "no checkpoint given: name one or more as 'label: path'")
+    else:
+        for label, given in spec.checkpoints.items():
+            problem = checkpoint_label_problem(label)
+            if problem:
+                raise _err(doc, loc + (label,), problem, key=True)
+            alternatives[label] = _checkpoint_refs(given, loc + (label,), doc, here, workloads)
     data = (here / spec.data) if spec.data else None
     if data is not None and not data.is_dir():
         raise _err(doc, ("accuracy", "data"), f"dataset folder {spec.data} not found")
     images = None if spec.images == "all" else spec.images
-    return AccuracyBudget(refs, images, spec.chips, spec.seed, data, spec.batch)
+    return AccuracyBudget(
+        refs, images, spec.chips, spec.seed, data, spec.batch, spec.calibration, alternatives
+    )
+
+
+def _checkpoint_refs(given, loc: tuple, doc: Document, here: Path, workloads) -> dict:
+    """``{workload name: CheckpointRef}`` of a checkpoint path (or of one path per workload) at
+    ``loc``, each ``.pt`` with its sidecar, trained for that workload."""
+    by_workload = given if isinstance(given, dict) else None
+    refs = {}
+    for w in workloads:
+        text = by_workload.get(w.name) if by_workload is not None else given
+        if text is None:
+            raise _err(doc, loc, f"no checkpoint for workload {w.name!r}")
+        where = loc + (w.name,) if by_workload is not None else loc
+        base = (here / text).with_suffix("")
+        pt, sidecar = base.with_name(base.name + ".pt"), base.with_name(base.name + ".json")
+        if not pt.exists() or not sidecar.exists():
+            raise _err(
+                doc, where, f"checkpoint {text} not found (need {pt.name} and {sidecar.name})"
+            )
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as exc:
+            raise _err(
+                doc, where, f"checkpoint sidecar {sidecar.name} unreadable: {exc}"
+            ) from None
+        if not isinstance(meta, dict) or meta.get("workload") != w.name:
+            held = meta.get("workload") if isinstance(meta, dict) else None
+            raise _err(doc, where, f"checkpoint {text} holds {held!r}, not {w.name!r}")
+        refs[w.name] = CheckpointRef(pt, str(meta.get("state_dict_sha256", "")), w.name)
+    return refs
