@@ -49,7 +49,7 @@ name: bench
 technology: {{node_nm: 32, clock_hz: 1.0e9}}
 cell: {{device: rram}}
 array: {{rows: {rows}, cols: {cols}, rows_per_adc_read: {rpr}}}
-adc: {{model: survey, bits: 8, cols_per_adc: 1}}
+adc: {{model: survey, bits: 8, cols_per_adc: 1, range: full_scale}}
 decomposition: {{scheme: {scheme}, input_bits: {bits}, weight_bits: {bits}}}
 pe: {{arrays: 8}}
 tile: {{pes: 8}}
@@ -136,6 +136,7 @@ def memory_child() -> None:
             "decomposition.input_bits": 8,
             "decomposition.weight_bits": 8,
             "decomposition.signed_encoding": "twos_complement",
+            "adc.range": "full_scale",
             "cell.bits": 1,
             "dac.bits": 1,
             "array.rows_per_adc_read": 128,

@@ -11,7 +11,7 @@ name: unit
 technology: {node_nm: 32, clock_hz: 1.0e9}
 cell: {device: rram}
 array: {model: unit, rows: 128, cols: 64, rows_per_adc_read: 32, read_time_ns: 10}
-adc: {model: unit, bits: 8, cols_per_adc: 8, sample_rate_hz: 1.0e9}
+adc: {model: unit, bits: 8, cols_per_adc: 8, sample_rate_hz: 1.0e9, range: full_scale}
 dac: {model: unit}
 decomposition: {scheme: bit_serial, input_bits: 8, weight_bits: 8}
 pe:
@@ -37,7 +37,7 @@ name: small
 technology: {node_nm: 32, clock_hz: 1.0e9}
 cell: {device: rram}
 array: {rows: 32, cols: 64, rows_per_adc_read: 16}
-adc: {model: survey, bits: 16, cols_per_adc: 1}
+adc: {model: survey, bits: 16, cols_per_adc: 1, range: full_scale}
 decomposition: {scheme: native, input_bits: 4, weight_bits: 4}
 pe: {arrays: 4}
 tile: {pes: 4}

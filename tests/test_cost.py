@@ -20,7 +20,9 @@ ZOO = pimsim.zoo_names()
 
 
 def hand_count(arch, layer) -> int:
-    """Every action of one mapped layer, counted over an explicit list of arrays."""
+    """Every action of one mapped layer, counted over an explicit list of arrays (with a
+    reference column, each array holds one weight fewer and reads and converts its reference
+    like one more weight)."""
     dec = arch.decomposition
     diff = dec.signed_encoding in ("differential_analog", "differential_digital")
     slices = -(-(dec.weight_bits - diff) // arch.cell.bits)
@@ -28,6 +30,8 @@ def hand_count(arch, layer) -> int:
     cycles = -(-dec.input_bits // arch.dac.bits)
     rows, cols, rpr = arch.array.rows, arch.array.cols, arch.array.rows_per_adc_read
     per_col = 2 if dec.signed_encoding == "differential_digital" else 1
+    ref = int(dec.signed_encoding == "offset" and dec.offset_reference == "column")
+    per_array = cols // cpw - ref
     if layer.kind == "conv":
         g = layer.groups
         k, n = layer.in_channels // g * layer.kernel[0] * layer.kernel[1], layer.out_channels // g
@@ -37,8 +41,8 @@ def hand_count(arch, layer) -> int:
     arrays = []  # (rows used, weights held) of every array
     for _ in range(g):
         for r0 in range(0, k, rows):
-            for c0 in range(0, n, cols // cpw):
-                arrays.append((min(rows, k - r0), min(cols // cpw, n - c0)))
+            for c0 in range(0, n, per_array):
+                arrays.append((min(rows, k - r0), min(per_array, n - c0) + ref))
     conversions = dac = cells = 0
     for used_rows, weights in arrays:
         conversions += positions * cycles * math.ceil(used_rows / rpr) * weights * slices * per_col

@@ -25,6 +25,12 @@ SCHEMES = [
     },
     {"decomposition.scheme": "native", "cell.bits": 2, "dac.bits": 2},
     {"decomposition.scheme": "bit_serial", "decomposition.signed_encoding": "offset"},
+    {
+        "decomposition.scheme": "bit_serial",
+        "decomposition.signed_encoding": "offset",
+        "decomposition.offset_reference": "digital",
+    },
+    {"decomposition.scheme": "native", "decomposition.offset_reference": "digital"},
 ]
 
 
@@ -39,13 +45,17 @@ def small_layers():
 
 def loop_reference(arch, layer):
     """Independent count: walk an explicit layout of every group's matrix on arrays and count one
-    conversion per (position, row group, input cycle, column pair or column, slice)."""
+    conversion per (position, row group, input cycle, column pair or column, slice); with a
+    reference column (``offset`` weights, ``offset_reference: column``) each array also converts
+    its reference column (one weight's worth of physical columns) like one more column."""
     dec = arch.decomposition
     diff = dec.signed_encoding in ("differential_analog", "differential_digital")
     m_bits = dec.weight_bits - 1 if diff else dec.weight_bits
     slices = -(-m_bits // arch.cell.bits)
     cycles = -(-dec.input_bits // arch.dac.bits)
     rows, rpr = arch.array.rows, arch.array.rows_per_adc_read
+    reference = dec.signed_encoding == "offset" and dec.offset_reference == "column"
+    physical = slices * (2 if diff else 1)  # physical columns of one weight
     if layer.kind == "conv":
         groups = layer.groups
         k = layer.in_channels // groups * layer.kernel[0] * layer.kernel[1]
@@ -53,19 +63,28 @@ def loop_reference(arch, layer):
         positions = layer.output_shape[1] * layer.output_shape[2]
     else:
         groups, k, n, positions = 1, layer.in_channels, layer.out_channels, 1
+    # the columns of each array: weights placed left to right while they fit, then the reference
+    arrays_cols, placed = [], 0
+    while placed < n:
+        free, here = arch.array.cols - (physical if reference else 0), 0
+        while placed < n and free >= physical:
+            free, here, placed = free - physical, here + 1, placed + 1
+        arrays_cols.append(here + (1 if reference else 0))
     count = 0
     for _group in range(groups):
         for _pos in range(positions):
             start = 0
             while start < k:  # row tiles, arrays filled first
                 used = min(rows, k - start)
-                row_start = 0
-                while row_start < used:  # row groups
-                    for _cycle in range(cycles):
-                        for _col in range(n):
-                            for _slice in range(slices):
-                                count += 2 if dec.signed_encoding == "differential_digital" else 1
-                    row_start += rpr
+                for cols_here in arrays_cols:  # the arrays of this row tile
+                    row_start = 0
+                    while row_start < used:  # row groups
+                        for _cycle in range(cycles):
+                            for _col in range(cols_here):
+                                for _slice in range(slices):
+                                    digital = dec.signed_encoding == "differential_digital"
+                                    count += 2 if digital else 1
+                        row_start += rpr
                 start += rows
     return count
 

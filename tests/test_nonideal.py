@@ -166,6 +166,25 @@ def test_adc_gain_offset_inl_and_thermal_noise(small_path):
     assert abs(float(codes.std()) / math.sqrt(9 + 1 / 12) - 1) < 0.01
 
 
+def test_bipolar_inl_is_an_odd_bow_zero_at_zero_and_the_ends(small_path):
+    """A differential (bipolar) ADC's INL bends codes by up to inl_lsb steps at |p| = FS/sqrt(3),
+    in opposite directions for opposite inputs, and leaves zero and the ends alone: it is not
+    an offset of the codes around zero, where most partial sums of a differential pair fall."""
+    arch = pimsim.load_arch(
+        small_path,
+        {"adc.bits": 8, "decomposition.scheme": "differential", "adc.nonideal.inl_lsb": 2.0},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = pimsim.oracle.convert(nn.Sequential(nn.Linear(16, 2)), arch, (1, 16))[0].plan
+    assert plan.bipolar
+    fs = plan.adc_full_scale
+    p = torch.tensor([-fs, -fs / math.sqrt(3), 0.0, fs / math.sqrt(3), fs], dtype=torch.float64)
+    codes = NI.adc_convert(arch, plan, p.clone(), None, gen())
+    ideal = torch.round(p / plan.step)
+    assert (codes - ideal).tolist() == [0.0, -2.0, 0.0, 2.0, 0.0]
+
+
 def test_dnl_shifts_thresholds_per_chip(small_path):
     """DNL: each decision threshold moves by a Normal(0, dnl_lsb) draw, fixed per chip (seed),
     and the conversion follows the moved thresholds."""

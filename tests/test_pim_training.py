@@ -43,6 +43,9 @@ def arch(preset="differential", bits=6, **extra):
             **preset_overrides(preset, 8, 8),
             "adc.bits": bits,
             "array.rows_per_adc_read": 128,
+            # PIM-QAT's training forward converts at full scale: the oracle it is compared with
+            # must too (data-driven ranges need calibration batches)
+            "adc.range": "full_scale",
             **extra,
         },
     )

@@ -169,6 +169,18 @@ def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_f
                          pulses_per_step=pulses)
 
 
+def _signed_layers(spec, net, mapping) -> list[str]:
+    """Mapped layers whose inputs the oracle quantizes as signed, by the graph alone
+    (``signed_inputs: auto``: all but those whose input is provably non-negative)."""
+    from pimsim.oracle._layers import non_negative_inputs
+
+    mode = spec.decomposition.signed_inputs
+    nonneg = non_negative_inputs(net)
+    return [
+        n for n in mapping.layers if mode == "signed" or (mode == "auto" and not nonneg[n])
+    ]
+
+
 @main.command()
 @click.argument("arch")
 @click.option("--workload", help="Size an auto chip (chip.tiles: auto) for this network.")
@@ -184,11 +196,15 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
 
     spec = load_arch(arch, overrides)
     tiles = spec.chip.tiles if spec.chip.tiles != "auto" else None
+    signed_layers = None
     if workload:
         from pimsim.mapping import map_network
         from pimsim.workload import load_workload
 
-        tiles = map_network(spec, load_workload(workload)).chip_tiles
+        net = load_workload(workload)
+        mapping = map_network(spec, net)
+        tiles = mapping.chip_tiles
+        signed_layers = _signed_layers(spec, net, mapping)
     levels = level_reports(spec, tiles)
     dec = spec.decomposition
     resolved = {
@@ -196,11 +212,14 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
         "input_bits": dec.input_bits,
         "weight_bits": dec.weight_bits,
         "signed_encoding": dec.signed_encoding,
+        "offset_reference": dec.offset_reference if dec.signed_encoding == "offset" else None,
         "signed_inputs": dec.signed_inputs,
         "dac.bits": spec.dac.bits,
         "cell.bits": spec.cell.bits,
         "weight_slices": spec.weight_slices,
         "input_cycles": spec.input_cycles,
+        "adc.range": spec.adc.range,
+        "adc.range_granularity": spec.adc.range_granularity,
     }
     if fmt == "json":
         payload = {
@@ -208,6 +227,8 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
             "decomposition": resolved,
             "levels": [lv.to_dict() for lv in levels],
         }
+        if signed_layers is not None:
+            payload["signed_input_layers"] = signed_layers
         write(json.dumps(payload, indent=2) + "\n", output)
         return
     rows = []
@@ -232,6 +253,11 @@ def inspect(arch, workload, overrides, fmt, output) -> None:
                 }
             )
     extra = {"decomposition": ", ".join(f"{k}={v}" for k, v in resolved.items())}
+    if signed_layers is not None:
+        extra["signed inputs"] = (", ".join(signed_layers) or "none") + (
+            " (from the graph, image pixels as input; the oracle also looks at its calibration "
+            "data)" if dec.signed_inputs == "auto" else ""
+        )
     if tiles is None:
         extra["chip"] = "chip.tiles is auto: give --workload for the chip level"
     emit_table(pd.DataFrame(rows), fmt, output, extra if fmt == "table" else None)

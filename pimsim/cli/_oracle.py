@@ -21,7 +21,9 @@ from pimsim.cli._common import format_options, main, set_option, user_errors, wr
     help="float; conventional digital QAT; or PIM-QAT through ARCH's PIM quantization.",
 )
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from this checkpoint "
-              "(PIM-QAT then fine-tunes: 2 epochs at half the recipe's learning rate).")
+              "(PIM-QAT then fine-tunes: 5 epochs from a learning rate of 0.0001 on the cosine "
+              "schedule, FINETUNE_EPOCHS and FINETUNE_LR of pimsim.training._train, unless "
+              "--epochs/--lr say otherwise).")
 @click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
 @click.option("--lr", type=float, help="Initial learning rate (default: the recipe's).")
 @click.option("--batch-size", type=int, help="Images per step (default: the recipe's).")
@@ -144,6 +146,8 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
     )
     save_checkpoint(path, model, meta)
     where = f"on {spec.name} (PIM)" if method == "pimqat" else "(digital)"
+    if method == "pimqat" and spec.adc.range != "full_scale":
+        where += ", with its trained ADC ranges: pimsim accuracy --set adc.range=trained"
     click.echo(
         f"test accuracy {metrics['test_accuracy']:.4f} {where}; wrote {path} and log {log_csv}"
     )
@@ -244,12 +248,17 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
               "output statistics mapped onto the nominal chip's, no weight reprogrammed.")
 @click.option("--bn-calibration", "bn_images", type=int, default=0, show_default=True,
               help="Re-estimate BatchNorm statistics on each chip from N training images.")
+@click.option("--calibration", "cal_images", type=click.IntRange(min=1), default=256,
+              show_default=True,
+              help="Training images that set each chip's ADC ranges (adc.range calibrated or "
+              "learned), the input scales of a float checkpoint and which layers take signed "
+              "inputs (signed_inputs: auto).")
 @set_option
 @format_options(choices=("table", "json"))
 @user_errors
 def accuracy(
-    arch, workload, checkpoint, data_root, chips, seed, limit, self_tune, bn_images, overrides,
-    fmt, output
+    arch, workload, checkpoint, data_root, chips, seed, limit, self_tune, bn_images, cal_images,
+    overrides, fmt, output
 ) -> None:
     """Accuracy of a trained WORKLOAD on ARCH (mean and spread over chips) and the measured ADC
     conversions per layer."""
@@ -281,9 +290,11 @@ def accuracy(
     if limit:
         x, y = x[:limit], y[:limit]
     batches = list(zip(torch.split(x, 250), torch.split(y, 250), strict=True))
+    x_train = load_dataset(dataset, data_root, "train")[0]
+    calibration = list(torch.split(x_train[:cal_images], 250))
     tune = None
     if self_tune or bn_images:
-        x_cal = load_dataset(dataset, data_root, "train")[0]
+        x_cal = x_train
         tune = chip_tuning(
             model,
             spec,
@@ -295,7 +306,14 @@ def accuracy(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run(
-            model, spec, batches, n_chips=chips, seed=seed, progress=chips > 1, tune=tune
+            model,
+            spec,
+            batches,
+            n_chips=chips,
+            seed=seed,
+            progress=chips > 1,
+            tune=tune,
+            calibration=calibration,
         )
     payload = {
         "arch": spec.name,
@@ -305,6 +323,9 @@ def accuracy(
         "chips": chips,
         "self_tune_images": self_tune,
         "bn_calibration_images": bn_images,
+        "calibration_images": min(cal_images, len(x_train)),
+        "adc_range": spec.adc.range,
+        "adc_range_granularity": spec.adc.range_granularity,
         **result.to_dict(),
     }
     if fmt == "json":
@@ -315,6 +336,9 @@ def accuracy(
         f"{name} on {spec.name}: {y.numel()} test images, {chips} chip(s)",
         f"accuracy mean {result.mean:.4f}  std {result.std:.4f}  worst {result.worst:.4f}",
         f"checkpoint accuracy ({where}): {meta.get('accuracy')}",
+        f"ADC range: {spec.adc.range} per {spec.adc.range_granularity} "
+        f"({payload['calibration_images']} calibration images)",
+        "signed-input layers: " + (", ".join(result.signed_layers) or "none"),
         "ADC conversions per layer:",
     ]
     lines += [f"  {k}: {v}" for k, v in result.conversions.items()]

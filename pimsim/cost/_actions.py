@@ -3,8 +3,10 @@
 Classes of actions (the keys of energy breakdowns):
 ``adc`` conversions; ``sample_hold`` one sample per conversion; ``dac`` row activations (one per
 used row per input cycle per array read); ``array`` cell reads; ``shift_add`` one per conversion
-(recombining slices and cycles); ``accumulator`` partial-sum additions across row tiles and the
-digital offset correction of ``offset``/``differential_digital`` encodings; ``buffer`` bits
+(recombining slices and cycles, reference columns included); ``accumulator`` partial-sum
+additions across row tiles and, once per output, the offset correction of ``offset`` (the
+reference column's subtraction, or the exact digital term) and ``differential_digital``
+encodings; ``buffer`` bits
 read and written (:func:`pimsim.mapping.layer_traffic`: inputs read once per output position,
 outputs written once, as partial sums where activation units sit at chip level); ``interconnect``
 bit-transfers: each consumer of a layer's output receives it over one local transfer plus the

@@ -306,6 +306,20 @@ def dac_drive(arch, dac) -> ComponentEstimate:
     )
 
 
+def adc_reference(arch) -> ComponentEstimate:
+    """The programmable reference of one ADC whose input range is set per layer (or finer) from
+    calibration data (``adc.range`` other than ``full_scale``): an ``adc.bits``-bit reference
+    DAC, first order as the row driver's, 1 um2 per level at 32 nm scaled by node. It is set
+    when the range changes (once per layer with ``range_granularity: layer``), not per
+    conversion, so no conversion energy is charged to it; its rate is the ADC's."""
+    levels = 2**arch.adc.bits - 1
+    return ComponentEstimate(
+        energy_pj=0.0,
+        area_um2=levels * node_area(arch.technology.node_nm, ISAAC_NODE_NM),
+        rate_hz=0.0,
+    )
+
+
 # ----------------------------------------------------------------------------- unit costs
 
 

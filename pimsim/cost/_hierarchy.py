@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pimsim.cost._components import adc_reference
 from pimsim.cost._registry import ComponentEstimate, lookup
 from pimsim.spec import ArchSpec
 
@@ -57,6 +58,17 @@ def instances(arch: ArchSpec) -> list[Instance]:
         ),
         Instance("array", "dac", "dac", arch.array.rows, 1, estimate(arch, "dac")),
     ]
+    if arch.adc.range != "full_scale":  # a programmable reference per ADC sets its range
+        out.append(
+            Instance(
+                "array",
+                "adc_reference",
+                "adc_reference",
+                math.ceil(arch.array.cols / arch.adc.cols_per_adc),
+                1,
+                adc_reference(arch),
+            )
+        )
     for level in ("pe", "tile", "chip"):
         for comp in getattr(arch, level).components:
             out.append(

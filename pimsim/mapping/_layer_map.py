@@ -4,6 +4,23 @@ The unrolled (im2col) matrix of a layer, or of each group of a grouped conv, has
 logical columns. Row tiles fill arrays first (300 rows on 128-row arrays: 128, 128, 44); the
 physical columns of one weight (its cell slices, doubled for differential encodings) stay in one
 array, so an array holds floor(cols / columns_per_weight) logical columns.
+
+Reference columns (``signed_encoding: offset`` with ``offset_reference: column``): every array
+that holds a column tile of a matrix also holds one reference column per weight slice (a
+*reference weight* of ``columns_per_weight`` physical columns) whose cells, in the array's used
+rows, store the offset's slices; it serves that array's columns only. So an array holds
+floor(cols / columns_per_weight) - 1 logical columns, and the reference is read and converted
+like a column: per (row group, input cycle, slice) an array with n columns of a column tile makes
+n + 1 conversions. Over a layer, for one input sample:
+
+    conversions = output_positions x (N + column_tiles) x weight_slices x input_cycles
+                  x sum over row tiles of ceil(rows_used / rows_per_adc_read)   (x matrices)
+
+(DESIGN.md's Counting with N + column_tiles columns; unchanged with ``offset_reference:
+digital`` and every other encoding). Reference cells count as used cells and as cell reads. With
+block-diagonal packing and a reference column, the off-diagonal cells of a packed array hold a
+zero weight (the offset level) so that one reference column serves every column of the array;
+they count as used cells then.
 """
 
 from __future__ import annotations
@@ -41,6 +58,21 @@ class LayerMapping:
     array_rows: int
     array_cols: int
     copies: int = 1
+    references: int = 0
+    """Reference weights (each ``cols_per_weight`` physical columns) per array: 1 with
+    ``offset`` weights and ``offset_reference: column``, else 0."""
+
+    @property
+    def reference_cols(self) -> int:
+        """Reference (logical) columns of one matrix: one per column tile, as every array of a
+        column tile holds its own (0 without reference columns)."""
+        return self.references * len(self.col_tiles)
+
+    @property
+    def converted_cols(self) -> int:
+        """Logical columns of one matrix that the ADCs convert: its N columns plus the reference
+        columns."""
+        return self.n_cols + self.reference_cols
 
     @property
     def row_groups(self) -> tuple[int, ...]:
@@ -59,7 +91,7 @@ class LayerMapping:
 
     @property
     def used_cells(self) -> int:
-        """Cells holding weights, one copy."""
+        """Cells holding weights (and reference cells), one copy."""
         return self.matrices * self.used_cells_per_matrix
 
     @property
@@ -69,10 +101,11 @@ class LayerMapping:
 
     @property
     def adc_conversions(self) -> int:
-        """ADC conversions for one input sample (DESIGN.md Counting), independent of copies."""
+        """ADC conversions for one input sample (DESIGN.md Counting, with the reference columns
+        of the module docstring), independent of copies."""
         return (
             self.output_positions
-            * self.n_cols
+            * self.converted_cols
             * self.weight_slices
             * self.input_cycles
             * sum(self.row_groups)
@@ -94,8 +127,9 @@ class LayerMapping:
 
     @property
     def cell_reads(self) -> int:
-        """Cells activated for one input sample (rows driven x used columns of each array)."""
-        used_cols = sum(self.col_tiles) * self.cols_per_weight
+        """Cells activated for one input sample (rows driven x used columns of each array,
+        reference columns included)."""
+        used_cols = self.converted_cols * self.cols_per_weight
         return (
             self.output_positions
             * self.input_cycles
@@ -118,11 +152,14 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
     slices = arch.weight_slices
     cpw = slices * (2 if dec.differential else 1)
     rows, cols = arch.array.rows, arch.array.cols
-    if cpw > cols:
+    refs = 1 if dec.reference_column else 0
+    if cpw * (1 + refs) > cols:
         raise MappingError(
             f"layer {layer.name!r}: a weight needs {cpw} columns ({slices} slices"
-            f"{' x 2 polarities' if cpw > slices else ''}) but arrays have {cols}; use more "
-            "bits per cell or wider arrays"
+            f"{' x 2 polarities' if cpw > slices else ''})"
+            f"{' and its reference column as many more' if refs else ''} but arrays have {cols};"
+            " use more bits per cell or wider arrays"
+            f"{' (or decomposition.offset_reference: digital)' if refs else ''}"
         )
     if layer.kind == "conv":
         groups = layer.groups
@@ -134,11 +171,14 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         positions = math.prod(layer.output_shape[:-1])
     if groups > 1 and arch.mapping.pack_groups == "block_diagonal":
         matrices, k, n = 1, groups * k_g, groups * n_g
-        used = groups * k_g * n_g * cpw
+        # with a reference column the off-diagonal cells hold a zero weight (the offset level)
+        used = (k * n if refs else groups * k_g * n_g) * cpw
     else:
         matrices, k, n = groups, k_g, n_g
         used = k_g * n_g * cpw
-    per_array = cols // cpw
+    per_array = cols // cpw - refs
+    col_tiles = _tiles(n, per_array)
+    used += refs * k * len(col_tiles) * cpw  # reference cells: the used rows of every array
     rpr = arch.array.rows_per_adc_read or rows
     return LayerMapping(
         name=layer.name,
@@ -153,8 +193,9 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         input_cycles=arch.input_cycles,
         rows_per_adc_read=rpr,
         row_tiles=_tiles(k, rows),
-        col_tiles=_tiles(n, per_array),
+        col_tiles=col_tiles,
         conversions_per_column_read=2 if dec.signed_encoding == "differential_digital" else 1,
         array_rows=rows,
         array_cols=cols,
+        references=refs,
     )

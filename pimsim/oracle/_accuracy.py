@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,6 +16,11 @@ class AccuracyResult:
 
     per_chip: tuple[float, ...]
     conversions: dict
+    signed_layers: tuple[str, ...] = ()
+    """Layers whose inputs were quantized as signed (``signed_inputs: auto`` decides per layer)."""
+    adc_ranges: dict = field(default_factory=dict)
+    """First chip: each layer's ADC range as a fraction of its nominal full scale (the largest
+    of its ranges where ``adc.range_granularity`` gives it several)."""
 
     @property
     def mean(self) -> float:
@@ -46,6 +51,8 @@ class AccuracyResult:
             "p50": self.percentile(50),
             "per_chip": list(self.per_chip),
             "adc_conversions": self.conversions,
+            "signed_input_layers": list(self.signed_layers),
+            "adc_range_fraction": self.adc_ranges,
         }
 
 
@@ -69,14 +76,14 @@ def accuracy(
     defaults to the first batch's shape. Returns per-chip accuracies and the ADC conversions of
     the first chip per layer. ``tune``: a callable run on each chip's converted model before it
     is measured (per-chip BN calibration or self-tuning, :func:`pimsim.training.chip_tuning`)."""
-    from pimsim.oracle._convert import counts, set_chip
+    from pimsim.oracle._convert import _pim_layers, counts, set_chip
 
     batches = list(data)
     if calibration is not None:
         calibration = list(calibration)  # every chip calibrates its ADCs on the same batches
     if input_shape is None:
         input_shape = (1, *batches[0][0].shape[1:])
-    results, first_counts = [], {}
+    results, first_counts, signed, ranges = [], {}, (), {}
     chips = np.random.SeedSequence(seed).spawn(n_chips)
     iterator = chips
     if progress:
@@ -108,4 +115,9 @@ def accuracy(
         results.append(correct / total)
         if i == 0:
             first_counts = counts(pim)
-    return AccuracyResult(tuple(results), first_counts)
+            layers = _pim_layers(pim)
+            signed = tuple(n for n, layer in layers.items() if layer.plan.signed_inputs)
+            ranges = {
+                n: layer.plan.adc_full_scale / layer.plan.full_scale for n, layer in layers.items()
+            }
+    return AccuracyResult(tuple(results), first_counts, signed, ranges)

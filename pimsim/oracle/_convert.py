@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import warnings
 from collections import OrderedDict
 
@@ -28,7 +29,11 @@ from pimsim.oracle._nonideal import draw_chip
 from pimsim.workload import from_torch
 
 
-def _signed(arch, name: str, non_negative: dict[str, bool], module) -> bool:
+def _signed(arch, name: str, non_negative: dict[str, bool], module, seen_min) -> bool:
+    """Whether layer ``name`` takes signed inputs (DESIGN.md 'signed inputs'): the spec's
+    ``signed``/``unsigned``, else what a QAT module was trained with, else signed unless the
+    graph proves its input non-negative and the calibration data (``seen_min``: the smallest
+    input value the layer received, None without data) never showed a negative value."""
     mode = arch.decomposition.signed_inputs
     if mode == "signed":
         return True
@@ -36,30 +41,39 @@ def _signed(arch, name: str, non_negative: dict[str, bool], module) -> bool:
         return False
     if hasattr(module, "signed_input"):  # a QAT module knows how it was trained
         return bool(module.signed_input)
-    return not non_negative[name]
+    return not non_negative[name] or (seen_min is not None and seen_min < 0)
 
 
-def _calibrate(model, names, batches, bits, signed) -> dict[str, float]:
-    """Input scales from the maximum seen over the calibration batches (DESIGN.md)."""
-    seen = dict.fromkeys(names, 0.0)
+def _observe(model, names, batches) -> tuple[dict[str, float], dict[str, float], float]:
+    """Run the calibration batches through the float ``model``: the largest |input| and the
+    smallest input of each named layer, and the smallest network input value."""
+    top = dict.fromkeys(names, 0.0)
+    low = dict.fromkeys(names, math.inf)
     modules = dict(model.named_modules())
+
+    def record(n, x):
+        x = x.detach()
+        top[n] = max(top[n], float(x.abs().max()))
+        low[n] = min(low[n], float(x.min()))
+
     hooks = [
-        modules[n].register_forward_pre_hook(
-            lambda mod, args, n=n: seen.__setitem__(n, max(seen[n], float(args[0].abs().max())))
-        )
+        modules[n].register_forward_pre_hook(lambda mod, args, n=n: record(n, args[0]))
         for n in names
     ]
+    first = math.inf
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for batch in batches:
-                model(batch[0] if isinstance(batch, list | tuple) else batch)
+                x = batch[0] if isinstance(batch, list | tuple) else batch
+                first = min(first, float(x.min()))
+                model(x)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return {n: scale_from_max(seen[n], bits, signed[n]) for n in names}
+    return top, low, first
 
 
 def convert(
@@ -83,7 +97,7 @@ def convert(
     output positions) processed at once. ``seed`` (an int or a ``numpy.random.SeedSequence``)
     draws the chip: every stochastic non-ideality of the spec comes from it.
     """
-    if arch.adc.range != "full_scale" and calibration is None:
+    if arch.adc.range not in ("full_scale", "trained") and calibration is None:
         raise SpecError(
             f"adc.range {arch.adc.range!r} needs calibration batches (calibration=...)",
             field="adc.range",
@@ -99,7 +113,6 @@ def convert(
     mapping = mapping or map_network(arch, workload)
     pim = copy.deepcopy(model)
     modules = dict(pim.named_modules())
-    non_negative = non_negative_inputs(workload)
     targets = [n for n in mapping.layers if n in modules]
     missing = [n for n in mapping.layers if n not in modules]
     if missing:
@@ -107,7 +120,14 @@ def convert(
             f"mapped layers {missing} are not modules of the model (functional conv/linear or a "
             "module called more than once cannot be converted)"
         )
-    signed = {n: _signed(arch, n, non_negative, modules[n]) for n in targets}
+    top: dict[str, float] = {}
+    low: dict[str, float | None] = dict.fromkeys(targets)
+    input_nonnegative = True  # without data: image pixels (a runtime check warns otherwise)
+    if calibration is not None:
+        top, low, first = _observe(model, targets, calibration)
+        input_nonnegative = first >= 0
+    non_negative = non_negative_inputs(workload, input_nonnegative)
+    signed = {n: _signed(arch, n, non_negative, modules[n], low[n]) for n in targets}
     scales: dict[str, float | None] = {}
     bits = arch.decomposition.input_bits
     for n in targets:
@@ -125,21 +145,31 @@ def convert(
             warnings.warn(
                 f"{n}: trained with {trained}-bit inputs, requantized to {bits} bits", stacklevel=2
             )
-    if calibration is not None:
-        todo = [n for n in targets if scales[n] is None]
-        if todo:
-            scales.update(
-                _calibrate(model, todo, calibration, arch.decomposition.input_bits, signed)
-            )
+    if calibration is not None:  # DESIGN.md: max over the calibration batches / top level
+        for n in targets:
+            if scales[n] is None:
+                scales[n] = scale_from_max(top[n], bits, signed[n])
     if any(s is None for s in scales.values()):
         warnings.warn(
             "no activation scales (neither a QAT model nor calibration batches): scales are "
             "measured on every batch, which is optimistic",
             stacklevel=2,
         )
+    if arch.adc.range == "trained":
+        untrained = [n for n in targets if trained_range(modules[n]) is None]
+        if untrained:
+            raise SpecError(
+                f"adc.range 'trained' needs the ADC ranges PIM-QAT trains (adc_range of each "
+                f"quantized layer), and layers {untrained} have none: train the model with "
+                "pimsim train --method pimqat on an arch whose adc.range is not full_scale, or "
+                "use adc.range learned or calibrated (with calibration batches)",
+                field="adc.range",
+            )
     for n in targets:
         plan = make_plan(arch, mapping.layers[n], signed[n])
         old = modules[n]
+        if arch.adc.range == "trained":
+            plan = plan_with_range(plan, trained_range(old), n)
         cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
         replace_module(pim, n, cls(n, plan, old, scales[n], chunk))
     pim.pim_mapping = mapping
@@ -160,25 +190,68 @@ def set_chip(pim: nn.Module, arch, seed, calibration=None) -> None:
     for n in names:
         layers[n].set_chip(arch, chip.e_chip, chip.layer_seeds[n])
     pim.pim_seed = seed
-    if arch.adc.range != "full_scale":
+    if arch.adc.range not in ("full_scale", "trained"):  # trained ranges were set by convert
         _calibrate_adc_ranges(pim, calibration, arch.adc.range, arch.adc.range_percentile)
 
 
+def trained_range(module) -> torch.Tensor | None:
+    """The ADC ranges PIM-QAT trained into ``module`` (its ``adc_range`` buffer, partial-sum
+    units), or None when it has none."""
+    value = getattr(module, "adc_range", None)
+    if value is None or value.numel() == 0 or value.device.type == "meta":
+        return None
+    return value.detach()
+
+
+def plan_with_range(plan, ranges: torch.Tensor, name: str = "layer"):
+    """``plan`` whose ADCs span ``ranges`` (partial-sum units): one value for the whole layer,
+    or one per range group of ``plan.granularity`` (:func:`~pimsim.oracle._engine.group_shape`),
+    each kept within [largest code, nominal full scale] as calibration keeps it. PIM-QAT's
+    forward and ``adc.range: trained`` build their plans with this one function, so both
+    convert with the same steps."""
+    from pimsim.oracle._engine import group_shape
+
+    levels = plan.code_range[1]
+    fs = ranges.detach().to(torch.float64).cpu().reshape(-1)
+    fs = fs.clamp(float(levels), max(plan.full_scale, float(levels)))
+    shape = group_shape(plan)
+    if fs.numel() == 1:
+        return dataclasses.replace(plan, adc_full_scale=float(fs[0]), adc_steps=None)
+    if fs.numel() != math.prod(shape):
+        raise SpecError(
+            f"{name}: {fs.numel()} trained ADC ranges do not fit adc.range_granularity "
+            f"{plan.granularity!r} ({math.prod(shape)} range groups): deploy with the "
+            "granularity it was trained with",
+            field="adc.range_granularity",
+        )
+    steps = (fs / levels).clamp(min=1.0).view(shape)
+    return dataclasses.replace(plan, adc_full_scale=float(fs.max()), adc_steps=steps)
+
+
 def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: float) -> None:
-    """``adc.range: calibrated`` or ``learned``: run the calibration batches through the PIM
-    model, recording every layer's partial sums, and set each ADC's range from them (see
-    :meth:`PimMatrixLayer.calibrate_range`; DESIGN.md 'ADC range'). Layers are calibrated
-    together, each seeing its inputs through the full-scale ADCs of the layers before it."""
+    """``adc.range: calibrated`` or ``learned``: set each layer's ADC ranges from the partial
+    sums it produces on the calibration batches (see :meth:`PimMatrixLayer.calibrate_range`).
+    Layers are calibrated in order, as a chip is: in one pass over the calibration images (one
+    batch), each layer records its partial sums, sets its ranges and then computes its output
+    through them, so every layer sees its inputs through the calibrated ADCs before it."""
     layers = _pim_layers(pim)
-    for layer in layers.values():  # record through full-scale ADCs, as at conversion
-        layer.plan = dataclasses.replace(layer.plan, adc_full_scale=layer.plan.full_scale)
-        layer.partial_samples = []
-    with torch.no_grad():
-        for batch in batches:
-            pim(batch[0] if isinstance(batch, list | tuple) else batch)
-    for layer in layers.values():
-        layer.calibrate_range(policy, percentile)
-        layer.reset_counts()
+    inputs = [b[0] if isinstance(b, list | tuple) else b for b in batches]
+    x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+    for layer in layers.values():  # until calibrated, a layer's ADCs span the full scale
+        layer.plan = dataclasses.replace(
+            layer.plan, adc_full_scale=layer.plan.full_scale, adc_steps=None
+        )
+        layer.calibrating = (policy, percentile)
+    try:
+        with torch.no_grad():
+            pim(x)
+        idle = [name for name, layer in layers.items() if layer.calibrating is not None]
+        if idle:
+            raise ValueError(f"layers {idle} did not run on the calibration batches")
+    finally:
+        for layer in layers.values():
+            layer.calibrating = None
+            layer.reset_counts()
 
 
 def _pim_layers(pim_model: nn.Module) -> dict[str, PimMatrixLayer]:

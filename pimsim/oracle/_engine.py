@@ -13,8 +13,18 @@ For one mapped matrix (DESIGN.md primer and Conventions):
 * rows are laid out as the mapping tiles them (row tiles filled first, row groups of
   ``rows_per_adc_read`` contiguous in a tile); every (row group, input cycle, slice, column)
   partial sum passes through the ADC: code = clip(round_half_even(p / step)), step = max(1, FS /
-  code range), FS = rows_per_adc_read x (2^cell_bits - 1) x (2^dac_bits - 1);
-* codes are recombined by shift-and-add in float64.
+  code range), FS = rows_per_adc_read x (2^cell_bits - 1) x (2^dac_bits - 1) at full scale, or
+  the calibrated range (one per layer, or one per column, per significance (input cycle x weight
+  slice) or both: ``adc.range_granularity``);
+* codes are recombined by shift-and-add in float64 (with one step per layer the codes are added
+  and the sum is multiplied by the step once; with finer ranges each code is multiplied by its
+  own step before the shift-and-add);
+* with ``offset`` weights and ``offset_reference: column`` each column tile (each array) has a
+  reference column whose cells hold the offset's slices (:mod:`pimsim.mapping`): it is laid out
+  after the N logical columns, converted like them (its own range group where the granularity
+  gives columns their own) and recombined like them, and its result is subtracted from the
+  results of its tile's columns (the digital units' work; with an ADC that resolves every level
+  the difference is exactly the digital offset correction).
 
 No Python loop runs over bits, slices or row groups: one batched product computes every partial
 sum ([row groups, cycles x samples, rows per read] x [row groups, rows per read, slices x
@@ -23,6 +33,7 @@ columns]), one fused in-place step quantizes them all, and one contraction recom
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -54,6 +65,40 @@ class EnginePlan:
     full_scale: float  # nominal: the largest partial sum the cells and DACs can produce
     bipolar: bool
     adc_full_scale: float = 0.0  # the range the ADC spans (nominal, or calibrated)
+    granularity: str = "layer"  # adc.range_granularity: what shares one calibrated range
+    adc_steps: torch.Tensor | None = None  # per-group steps [M, 1, C|1, 1, P|1, S|1, N'|1]
+    references: int = 0  # reference columns per matrix (one per column tile), laid out after N
+    tile_cols: int = 0  # logical columns per column tile (the last tile may hold fewer)
+
+    @property
+    def columns(self) -> int:
+        """Converted (logical) columns per matrix: the N columns, then the reference columns."""
+        return self.n_cols + self.references
+
+    @property
+    def output_step(self) -> float:
+        """What the recombined result of :func:`pim_matmul` is multiplied by to give column
+        values: the step with one range per layer (the codes were added as integers), 1 with
+        finer ranges (each code was multiplied by its own step before the shift-and-add)."""
+        return 1.0 if self.adc_steps is not None else self.step
+
+    @cached_property
+    def unit_plan(self) -> EnginePlan:
+        """This plan with a step of 1 (the ADC spans the code range itself): converts partial
+        sums already divided by their group's step."""
+        return dataclasses.replace(
+            self, adc_full_scale=float(self.code_range[1]), adc_steps=None
+        )
+
+    @cached_property
+    def polarities(self) -> int:
+        """Conversions per (slice, column) pair: 2 for ``differential_digital``, else 1."""
+        return 2 if self.encoding == "differential_digital" else 1
+
+    @cached_property
+    def slices(self) -> int:
+        """Weight slices per weight."""
+        return len(slice_weights(self))
 
     @property
     def row_groups(self) -> int:
@@ -88,9 +133,9 @@ class EnginePlan:
     @cached_property
     def direct(self) -> bool:
         """Whether each output is one ADC conversion of one dense float32 product (full scale
-        below 2^24): one matrix, one row group (its rows in order, then any padding), one input
-        cycle of unsigned inputs, one cell slice of weight 1, one polarity (the layers' CPU fast
-        path)."""
+        below 2^24), less its tile's reference conversion where there is one: one matrix, one row
+        group (its rows in order, then any padding), one input cycle of unsigned inputs, one cell
+        slice of weight 1, one polarity (the layers' CPU fast path)."""
         return (
             self.sum_dtype == torch.float32
             and self.matrices == 1
@@ -99,6 +144,7 @@ class EnginePlan:
             and not self.signed_inputs
             and self.shift_add == ((1.0,), (1.0,))
             and self.encoding not in DIFFERENTIAL
+            and self.adc_steps is None
         )
 
     @cached_property
@@ -134,6 +180,9 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
         full_scale=float(full_scale),
         adc_full_scale=float(full_scale),
         bipolar=bipolar,
+        granularity=arch.adc.range_granularity,
+        references=layer_mapping.reference_cols,
+        tile_cols=layer_mapping.col_tiles[0],
     )
 
 
@@ -207,6 +256,18 @@ def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _expand(shifts: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return shifts.view(-1, *([1] * like.dim()))
+
+
+def with_references(plan: EnginePlan, slices: torch.Tensor) -> torch.Tensor:
+    """[P, S, M, K, N] cell slices -> [P, S, M, K, N'] with the reference columns appended (one
+    per column tile): every cell of a reference column holds the slices of the offset
+    2^(b-1) - 1 (the offset encoding of a zero weight); their padding rows, added by
+    :func:`layout_weights`, hold nothing. ``slices`` itself without references."""
+    if not plan.references:
+        return slices
+    p, _, m, k, _ = slices.shape
+    zero = torch.zeros(m, k, plan.references, dtype=torch.int64, device=slices.device)
+    return torch.cat([slices, weight_slices(plan, zero).to(slices.dtype)], dim=4)
 
 
 def layout_weights(plan: EnginePlan, slices: torch.Tensor) -> torch.Tensor:
@@ -294,12 +355,49 @@ def use_kernels(t: torch.Tensor) -> bool:
 
 SAMPLE_LIMIT = 1 << 18  # partial sums kept per call for range calibration
 
+#: ``adc.range_granularity`` -> the axes of a partial sum's index [matrix, cycle, polarity,
+#: slice, column] whose values get ranges of their own (the other axes share one).
+GROUP_AXES = {
+    "layer": (),
+    "column": (0, 4),
+    "significance": (1, 3),
+    "column_significance": (0, 1, 2, 3, 4),
+}
+# positions of those axes in the 7-d view [M, G, C, B, P, S, N] of the partial sums
+_VIEW_AXES = (0, 2, 4, 5, 6)
 
-def _sample(partial: torch.Tensor, stats: Stats) -> None:
-    if not partial.is_meta:
-        flat = partial.reshape(-1)
-        stride = max(1, flat.numel() // SAMPLE_LIMIT)
-        stats.samples.append(flat[::stride].abs().to(torch.float64).cpu())
+
+def _view7(plan: EnginePlan, partial: torch.Tensor, b: int) -> torch.Tensor:
+    """Partial sums [M*G, C*B, P*S*N'] as [M, G, C, B, P, S, N'] (P: conversions per pair; N':
+    the columns and any reference columns)."""
+    return partial.view(
+        plan.matrices, plan.row_groups, plan.cycles, b, plan.polarities, plan.slices, plan.columns
+    )
+
+
+def group_shape(plan: EnginePlan) -> list[int]:
+    """Shape of the per-group steps, broadcastable to the 7-d view of the partial sums."""
+    sizes = (plan.matrices, plan.cycles, plan.polarities, plan.slices, plan.columns)
+    shape = [1] * 7
+    for axis in GROUP_AXES[plan.granularity]:
+        shape[_VIEW_AXES[axis]] = sizes[axis]
+    return shape
+
+
+def _sample(plan: EnginePlan, partial: torch.Tensor, b: int, stats: Stats) -> None:
+    """Keep a strided sample of |partial sums| per range group ([groups, n] per call)."""
+    if partial.is_meta:
+        return
+    axes = [_VIEW_AXES[a] for a in GROUP_AXES[plan.granularity]]
+    if axes:
+        view = _view7(plan, partial, b)
+        rest = [a for a in range(7) if a not in axes]
+        groups = math.prod(view.shape[a] for a in axes)
+        flat = view.permute(*axes, *rest).reshape(groups, -1)
+    else:
+        flat = partial.reshape(1, -1)
+    stride = max(1, flat.numel() // SAMPLE_LIMIT)
+    stats.samples.append(flat[:, ::stride].abs().to(torch.float64).cpu())
 
 
 def _histogram(plan, codes: torch.Tensor, stats: Stats) -> None:
@@ -390,9 +488,28 @@ def count_nonzero(t: torch.Tensor, nonnegative: bool = False) -> int:
     return int(rows.sum(dim=1).sum(dtype=torch.float64))
 
 
+def subtract_reference(plan: EnginePlan, y: torch.Tensor) -> torch.Tensor:
+    """[..., M, N'] results of the columns and reference columns -> [..., M, N]: each column's
+    result less its column tile's reference result (``y`` itself without references)."""
+    if not plan.references:
+        return y
+    n = plan.n_cols
+    refs = y[..., n:].repeat_interleave(plan.tile_cols, dim=-1)[..., :n]
+    return y[..., :n] - refs
+
+
 def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bool = True):
+    y = _recombine_chunk(plan, x_int, w_layout, stats, noise, count_active)
+    if not plan.references:
+        return y
     b = x_int.shape[0]
-    m, n = plan.matrices, plan.n_cols
+    return subtract_reference(plan, y.reshape(b, plan.matrices, plan.columns)).reshape(b, -1)
+
+
+def _recombine_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bool = True):
+    """Recombined codes [B, M * N'] of every converted column (references included)."""
+    b = x_int.shape[0]
+    m, n = plan.matrices, plan.columns
     g = plan.row_groups
     cycles = input_cycles(plan, x_int)
     if not cycles.is_meta:
@@ -422,10 +539,16 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bo
         signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
     stats.conversions += partial.numel()
     if stats.samples is not None:
-        _sample(partial, stats)
-    partial = _convert(plan, partial, noise)
+        _sample(plan, partial, b, stats)
+    if plan.adc_steps is None:
+        partial = codes = _convert(plan, partial, noise)
+    else:  # a range per group: codes in units of each group's step, then back to values
+        steps = plan.adc_steps.to(partial.device)
+        scaled = (_view7(plan, partial, b).to(torch.float64) / steps).reshape(partial.shape)
+        codes = _convert(plan.unit_plan, scaled, noise)
+        partial = (_view7(plan, codes, b).to(torch.float64) * steps).reshape(partial.shape)
     if stats.codes is not None:
-        _histogram(plan, partial, stats)
+        _histogram(plan, codes, stats)
     p = len(signs)
     if g == 1 and c == 1 and s == 1 and p == 1:  # one code per output: nothing to add up
         y = partial.view(b, n) if m == 1 else partial.view(m, b, n).transpose(0, 1)

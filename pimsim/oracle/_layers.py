@@ -10,6 +10,7 @@ tensor (from a QAT model, from calibration batches, or, with a warning, from eac
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,28 @@ def non_negative_inputs(workload, input_nonnegative: bool = True) -> dict[str, b
     return out
 
 
+def least_error_range(
+    seen: torch.Tensor, percentile_fs: torch.Tensor, levels: int, floor: float, top: float
+) -> torch.Tensor:
+    """Per row of ``seen`` ([groups, samples] of |partial sums|): the ADC range, among 63
+    geometrically spaced candidates in [floor, top] and that row's ``percentile_fs``, whose
+    quantization (step = max(1, range / levels), codes clipped to ``levels``) has the least mean
+    squared reconstruction error on the row."""
+    grid = torch.logspace(math.log10(floor), math.log10(top), 63, dtype=torch.float64)
+    out = torch.empty_like(percentile_fs)
+    per = max(1, 2**24 // (64 * seen.shape[1]))  # groups per chunk: bounded memory
+    for g0 in range(0, seen.shape[0], per):
+        rows = seen[g0 : g0 + per]  # [g, n]
+        cands = torch.cat(
+            [grid.expand(rows.shape[0], -1), percentile_fs[g0 : g0 + per, None]], dim=1
+        )  # [g, 64]
+        steps = (cands / levels).clamp(min=1.0)[:, :, None]
+        recon = (rows[:, None, :] / steps).round().clamp(0, levels) * steps
+        errors = (recon - rows[:, None, :]).square().mean(dim=2)
+        out[g0 : g0 + per] = cands.gather(1, errors.argmin(dim=1, keepdim=True))[:, 0]
+    return out
+
+
 def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     """Put ``module`` at the qualified ``name`` inside ``root``."""
     parent_name, _, attr = name.rpartition(".")
@@ -111,6 +134,8 @@ class PimMatrixLayer(nn.Module):
         self.dynamic_scale = not fixed
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.partial_samples = None  # a list while calibrating the ADC range
+        self.warned_negative = False  # an unsigned layer warns once when it clips negatives
+        self.calibrating = None  # (policy, percentile): set the ADC ranges on the next input
         self.reset_counts()
         self.noise = None
 
@@ -134,15 +159,17 @@ class PimMatrixLayer(nn.Module):
         w_scale = w_scale * self.output_scale  # a trained output rescaling rides on the scale
         matrices, mask = self._matrices(w_int)
         slices = E.weight_slices(plan, matrices)
-        if plan.encoding == "offset":
-            slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
         # only block-diagonal packing (one matrix for several groups) leaves cells unused: the
-        # cell mask is kept for those layers alone (None: every cell of the matrices is used)
-        packed = getattr(self, "groups", 1) > 1 and plan.matrices == 1
+        # cell mask is kept for those layers alone (None: every cell of the matrices is used);
+        # with a reference column their off-diagonal cells hold a zero weight (the offset level)
+        # instead, so that the array's one reference column serves every column
+        packed = getattr(self, "groups", 1) > 1 and plan.matrices == 1 and not plan.references
+        if plan.encoding == "offset" and packed:
+            slices = slices * mask.to(slices.dtype)  # unused cells of packed groups stay empty
         state = {
             "weight_int": w_int.to(torch.float32),
             "weight_scale": w_scale,
-            "w_layout": E.layout_weights(plan, slices),
+            "w_layout": E.layout_weights(plan, E.with_references(plan, slices)),
             "mask": mask.to(torch.float64) if packed else None,
             "col_sums": matrices.to(torch.float64).sum(dim=1),  # [M, N]
         }
@@ -183,32 +210,34 @@ class PimMatrixLayer(nn.Module):
         )
 
     def calibrate_range(self, policy: str, percentile: float = 99.99) -> None:
-        """Set the ADC range from the |partial sums| recorded since ``partial_samples`` was set
-        to a list: ``calibrated`` takes their ``percentile``; ``learned`` takes the range whose
-        quantization has the least mean squared reconstruction error on them (a search over 64
-        geometrically spaced candidate ranges, the percentile's included). Never beyond the
-        nominal full scale, never below one level per code."""
+        """Set the ADC ranges from the |partial sums| recorded since ``partial_samples`` was set
+        to a list, one range per group of ``adc.range_granularity`` (the layer, each column,
+        each significance or each column and significance): ``calibrated`` takes their
+        ``percentile``; ``learned`` takes the range whose quantization has the least mean squared
+        reconstruction error on them (a search over 63 geometrically spaced candidate ranges and
+        the percentile). Never beyond the nominal full scale, never below one level per code."""
         import dataclasses
 
         plan = self.plan
         if not self.partial_samples:
             raise ValueError(f"{self.name}: no partial sums were recorded for calibration")
-        seen = torch.cat(self.partial_samples)
-        if seen.numel() > 2**20:  # a strided subsample keeps the search cheap
-            seen = seen[:: seen.numel() // 2**20]
+        seen = torch.cat(self.partial_samples, dim=1)  # [groups, samples]
+        groups = seen.shape[0]
+        keep = max(512, 2**18 // groups)  # a cheap search (and within torch.quantile's limit)
+        if seen.shape[1] > keep:
+            seen = seen[:, :: math.ceil(seen.shape[1] / keep)]
         levels = plan.code_range[1]  # the largest code
-        floor, top = float(levels), plan.full_scale
-        fs = min(top, max(float(torch.quantile(seen, percentile / 100.0)), floor))
+        floor, top = float(levels), max(plan.full_scale, float(levels))
+        fs = torch.quantile(seen, percentile / 100.0, dim=1).clamp_(floor, top)
         if policy == "learned":
-            grid = torch.logspace(
-                math.log10(floor), math.log10(max(top, floor)), 63, dtype=torch.float64
+            fs = least_error_range(seen, fs, levels, floor, top)
+        if plan.granularity == "layer":
+            self.plan = dataclasses.replace(plan, adc_full_scale=float(fs[0]), adc_steps=None)
+        else:
+            steps = (fs / levels).clamp(min=1.0).view(E.group_shape(plan))
+            self.plan = dataclasses.replace(
+                plan, adc_full_scale=float(fs.max()), adc_steps=steps.to(self.w_layout.device)
             )
-            candidates = torch.cat([grid, torch.tensor([fs], dtype=torch.float64)])
-            steps = (candidates / levels).clamp(min=1.0)[:, None]
-            recon = (seen[None, :] / steps).round().clamp(0, levels) * steps
-            errors = (recon - seen[None, :]).square().mean(dim=1)
-            fs = float(candidates[int(errors.argmin())])
-        self.plan = dataclasses.replace(plan, adc_full_scale=fs)  # the step follows the range
         self.partial_samples = None
 
     def reset_counts(self) -> None:
@@ -240,6 +269,15 @@ class PimMatrixLayer(nn.Module):
         the integer inputs' sums [rows, M] per matrix and their number of non-zeros."""
         plan = self.plan
         lo, hi = input_levels(plan.input_bits, plan.signed_inputs)
+        if not (plan.signed_inputs or x.is_meta or self.warned_negative) and bool((x < 0).any()):
+            self.warned_negative = True  # never clip silently: say so once per layer
+            warnings.warn(
+                f"{self.name}: unsigned inputs received negative values, clipped to 0 (give "
+                "calibration data so that signed_inputs: auto sees them, or set "
+                "decomposition.signed_inputs: signed)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if x.is_meta:  # shape-only run: no values to scale
             scale = 1.0
         elif self.dynamic_scale:
@@ -299,13 +337,14 @@ class PimMatrixLayer(nn.Module):
     def _offsets(self, x_int: torch.Tensor, dtype) -> torch.Tensor | None:
         """What the digital units add to the column results (minus the corrections),
         broadcastable to [rows, M, N]: -off x the applied inputs' sum for ``offset`` weights (cells
-        hold w + off), -2^(b-1) x the weight column sums for offset inputs (applied as x +
-        2^(b-1)); None when there is nothing to correct."""
+        hold w + off) without a reference column, -2^(b-1) x the weight column sums for offset
+        inputs (applied as x + 2^(b-1)); None when there is nothing to correct. (A reference
+        column's result is subtracted by :func:`~pimsim.oracle._engine.pim_matmul`.)"""
         plan = self.plan
         m, k = plan.matrices, plan.k_rows
         shift = self._input_shift
         out = None
-        if plan.encoding == "offset":
+        if self._weight_offset:
             x = x_int.view(-1, m, k)
             if self.mask is None:  # every cell is used: one input sum per matrix
                 out = x.sum(dim=2, keepdim=True, dtype=dtype)
@@ -328,9 +367,12 @@ class PimMatrixLayer(nn.Module):
 
     @property
     def _weight_offset(self) -> int:
-        """Minus the offset stored with ``offset`` weights (cells hold w + 2^(b-1) - 1), else 0."""
+        """Minus the offset stored with ``offset`` weights (cells hold w + 2^(b-1) - 1) when the
+        digital units remove it exactly (``offset_reference: digital``), else 0 (no offset, or a
+        reference column removes it)."""
         plan = self.plan
-        return -(2 ** (plan.weight_bits - 1) - 1) if plan.encoding == "offset" else 0
+        digital = plan.encoding == "offset" and not plan.references
+        return -(2 ** (plan.weight_bits - 1) - 1) if digital else 0
 
     def _direct(self, x_rows: torch.Tensor, bias) -> torch.Tensor | None:
         """:meth:`matmul` on CPU for a plan whose every output is one ADC conversion of one
@@ -349,10 +391,15 @@ class PimMatrixLayer(nn.Module):
             and E.use_kernels(x_rows)
         ):
             return None
+        plan = self.plan
         x_int, scale, sums, nonzeros = self._quantize(x_rows)
-        partial = torch.mm(x_int, self.w_layout[0, : self.plan.k_rows])  # padding rows: zero
+        partial = torch.mm(x_int, self.w_layout[0, : plan.k_rows])  # padding rows: zero
         # one cycle of unsigned inputs: the active bits are the non-zero inputs
         self._tally(x_int, partial.numel(), nonzeros, x_int.numel(), nonzeros)
+        if plan.references:  # convert the reference columns too, subtract them, then finish
+            codes = E.adc_quantize_(plan, partial, in_range=plan.adc_full_scale >= plan.full_scale)
+            values = E.subtract_reference(plan, codes.unsqueeze(1))
+            return self._finish(values, False, sums, scale, bias, x_rows.dtype)
         return self._finish(partial.unsqueeze(1), True, sums, scale, bias, x_rows.dtype)
 
     def _finish(self, values, convert, sums, scale, bias, dtype) -> torch.Tensor:
@@ -364,7 +411,7 @@ class PimMatrixLayer(nn.Module):
         return E.kernels().finish(
             values,
             plan.code_range if convert else None,
-            plan.step,
+            plan.output_step,
             (sums, self._weight_offset, shift * plan.k_rows) if self._weight_offset else None,
             self.col_sums * -shift if shift else None,
             float(scale),
@@ -376,7 +423,7 @@ class PimMatrixLayer(nn.Module):
     def integer_matmul(self, x_int: torch.Tensor) -> torch.Tensor:
         """[rows, M*K] integer inputs -> [rows, M, N] results (float64, exact where the hardware
         is), with the digital corrections applied: what the hardware hands to the digital units."""
-        y = self._codes(x_int).to(torch.float64) * self.plan.step
+        y = self._codes(x_int).to(torch.float64) * self.plan.output_step
         offsets = self._offsets(x_int, torch.float64)
         return y if offsets is None else y + offsets
 
@@ -386,6 +433,12 @@ class PimMatrixLayer(nn.Module):
         After the ADC: (step x codes + corrections) x (input scale x weight scale) + bias, in
         float64, rounded once to the input's dtype; on CPU one fused kernel pass, elsewhere torch
         operations."""
+        if self.calibrating is not None:  # record these partial sums, set the ranges from them
+            policy, percentile = self.calibrating
+            self.partial_samples = []
+            self._codes(self._quantize(x_rows)[0])
+            self.calibrate_range(policy, percentile)
+            self.calibrating = None
         direct = self._direct(x_rows, bias)
         if direct is not None:
             return direct
@@ -407,7 +460,7 @@ class PimMatrixLayer(nn.Module):
         # The kernel's arithmetic with torch operations: float64, rounded once at the end, so
         # that every device gives the same outputs (to the order of float64 additions).
         f64 = torch.float64
-        y = codes.to(f64) * plan.step
+        y = codes.to(f64) * plan.output_step
         offsets = self._offsets(x_int, f64)
         if offsets is not None:
             y += offsets

@@ -16,7 +16,8 @@ conductances, never on the float weights (DESIGN.md Conventions, 'device variati
 
 ADC effects on each partial sum p (in level units): gain and offset, p (1 + gain) + offset x
 step; thermal noise Normal(0, (sigma x step)^2); integral non-linearity as a smooth bow of peak
-``inl_lsb`` steps, 4 (p / FS)(1 - p / FS) (unipolar) or (1 - (p / FS)^2) (bipolar); differential
+``inl_lsb`` steps, zero at zero and at the ends (offset and gain are their own errors):
+4 (p / FS)(1 - p / FS) unipolar, (3 sqrt(3) / 2)(p / FS)(1 - (p / FS)^2) bipolar; differential
 non-linearity as per-code threshold shifts Normal(0, dnl_lsb^2) steps, fixed per chip.
 """
 
@@ -108,6 +109,9 @@ def dnl_thresholds(plan, sigma_lsb: float, gen: torch.Generator) -> torch.Tensor
     return centres + shifts * sigma_lsb
 
 
+INL_CUBIC = 1.5 * 3**0.5  # 1 / max of r (1 - r^2) over [0, 1], reached at r = 1/sqrt(3)
+
+
 def adc_convert(arch, plan, partial: torch.Tensor, thresholds, gen) -> torch.Tensor:
     """Non-ideal conversion of partial sums (level units) to codes."""
     a = arch.adc.nonideal
@@ -115,7 +119,11 @@ def adc_convert(arch, plan, partial: torch.Tensor, thresholds, gen) -> torch.Ten
     fs = plan.adc_full_scale
     if a.inl_lsb:
         r = p / fs
-        bow = (1 - r * r) if plan.bipolar else 4 * r * (1 - r)
+        # offset and gain are trimmed (their own fields), so the bow is zero at zero input and at
+        # the ends: 4 r (1 - r) unipolar; bipolar, the odd cubic r (1 - r^2) scaled to peak 1 at
+        # |r| = 1/sqrt(3) (a symmetric bow would be an offset of the codes around zero, where
+        # most partial sums of a differential pair fall)
+        bow = INL_CUBIC * r * (1 - r * r) if plan.bipolar else 4 * r * (1 - r)
         p = p + a.inl_lsb * plan.step * bow
     if a.gain_error or a.offset_lsb:
         p = p * (1 + a.gain_error) + a.offset_lsb * plan.step

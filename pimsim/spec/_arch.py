@@ -60,6 +60,7 @@ ORACLE_FIELDS = (
     "adc.bits",
     "adc.range",
     "adc.range_percentile",
+    "adc.range_granularity",
     "adc.nonideal",
     "dac.bits",
     "decomposition",
@@ -225,13 +226,22 @@ class AdcSpec(ExplicitValues):
     """Columns multiplexed onto one ADC."""
     sample_rate_hz: PositiveFloat | None = None
     """Rated conversion rate (Hz); peak power uses it. Default: one conversion per clock."""
-    range: Literal["full_scale", "calibrated", "learned"] = "full_scale"
+    range: Literal["full_scale", "calibrated", "learned", "trained"] = "learned"
     """Input range policy (DESIGN.md Conventions, 'ADC range'): ``full_scale`` (fixed at design
     time), ``calibrated`` (the ``range_percentile`` of the partial sums seen on calibration
-    data) or ``learned`` (the range with the least mean squared ADC error on those partial sums,
-    found by a search over candidate ranges)."""
+    data), ``learned`` (the range with the least mean squared ADC error on those partial sums,
+    found by a search over candidate ranges) or ``trained`` (the ranges PIM-QAT trained with the
+    weights and stored in the checkpoint, ``adc_range`` of each quantized layer; no calibration
+    data; a model without them is refused)."""
     range_percentile: float = Field(default=99.99, gt=0, le=100)
     """With ``range: calibrated``: percentile of observed partial sums that sets full scale."""
+    range_granularity: Literal["layer", "column", "significance", "column_significance"] = (
+        "layer"
+    )
+    """What shares one calibrated range: the whole ``layer`` (one reference setting per layer),
+    each ``column`` (a logical output column: its weight slices and polarities), each
+    ``significance`` (input cycle x weight slice, shared by the columns) or each column and
+    significance. Ignored with ``range: full_scale``."""
     nonideal: AdcNonidealSpec = AdcNonidealSpec()
     """Non-linearity, gain/offset and thermal noise."""
 
@@ -260,11 +270,25 @@ class DecompositionSpec(SpecModel):
     """Signed-weight encoding. Default: from ``scheme``."""
     signed_inputs: Literal["auto", "signed", "unsigned"] = "auto"
     """Signed inputs: ``auto`` treats non-negative inputs (after ReLU, pixels) as unsigned."""
+    offset_reference: Literal["column", "digital"] = "column"
+    """With ``signed_encoding: offset``, how the stored offset (2^(b-1) - 1 per cell, times the
+    input sum) is removed: ``column`` (how offset chips are built): every array holding a column
+    tile also holds one reference column per weight slice whose cells store the offset's slice;
+    it is read and converted like every other column (so it takes array columns and ADC
+    conversions, and sees the chip's conductance shift) and its converted value is subtracted
+    digitally from every column of its array; ``digital``: the exact offset x input sum is
+    subtracted digitally (no reference column). Ignored with other encodings."""
 
     @property
     def differential(self) -> bool:
         """Whether each weight takes a positive and a negative cell (differential encodings)."""
         return self.signed_encoding in DIFFERENTIAL
+
+    @property
+    def reference_column(self) -> bool:
+        """Whether arrays hold a reference column (``offset`` weights, ``offset_reference:
+        column``)."""
+        return self.signed_encoding == "offset" and self.offset_reference == "column"
 
     @property
     def magnitude_bits(self) -> int:

@@ -2,10 +2,11 @@
 
 The sidecar says what the weights are: the zoo ``workload``, the training ``method`` (``float``,
 ``qat`` or ``pimqat``), the bit widths and, for quantized models, each quantized layer's input
-scale and signed flag (what the PIM oracle reads; a PIM-QAT model's output scales are in the state
-dict), the data split, the seed, the accuracy, the pimsim version and the
-sha256 of the ``.pt`` file. :func:`load_checkpoint` rebuilds the model from the zoo and refuses a
-``.pt`` whose digest does not match. State dicts are loaded with ``torch.load(weights_only=True)``,
+scale and signed flag (what the PIM oracle reads; a PIM-QAT model's output scales and trained ADC
+ranges, ``adc_range``, read under ``adc.range: trained``, are in the state dict), the data split,
+the seed, the accuracy, the pimsim version and the sha256 of the ``.pt`` file.
+:func:`load_checkpoint` rebuilds the model from the zoo and refuses a ``.pt`` whose digest does
+not match. State dicts are loaded with ``torch.load(weights_only=True)``,
 which cannot run code; a file it refuses is a :class:`CheckpointError`.
 
 Both files are written atomically (:func:`pimsim._atomic.atomic_write`), the sidecar inside the
@@ -168,6 +169,8 @@ def load_checkpoint(
         raise CheckpointError(f"{pt}: not a valid state dict (not a mapping of names to tensors)")
     for name in quant_layers(model):  # checkpoints from before PIM-QAT: no output rescaling
         state.setdefault(f"{name}.output_scale", torch.ones(()))
+        # no trained ADC ranges (digital QAT, PIM-QAT at full scale, older checkpoints)
+        state.setdefault(f"{name}.adc_range", torch.zeros(0, dtype=torch.float64))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

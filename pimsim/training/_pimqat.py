@@ -35,6 +35,13 @@ gradients as if gamma were 1.
   for a given upstream error is exactly the digital QAT layer's (STE).
 
 ``tests/test_pim_training.py`` checks both on random sparse inputs where eta is 1.79 and 0.43.
+
+Trained ADC ranges (``docs/pim_qat.md``, 'Trained ADC ranges'): unless the spec's ``adc.range`` is
+``full_scale``, each layer's ADC step is a parameter (``adc_log_step``, log form), started from
+the ``learned`` calibration on the first batch, used by the oracle layer's plan on every forward,
+and trained with LSQ's step gradient, computed on the oracle layer's partial sums and added to the
+output as a zero-valued term. The ranges in use are the ``adc_range`` buffer the checkpoint
+carries; ``adc.range: trained`` deploys them.
 """
 
 from __future__ import annotations
@@ -137,6 +144,8 @@ class _Engine:
     gain_sums: list | None = None  # moments (see _moments) summed while calibrating
     chip: tuple = (0.0, 0)  # (between-chip factor, seed) of the chip computing now
     last: tuple = (1.0, 1.0)  # (gamma, eta) of the last training batch
+    base_plan: object = None  # the layer's plan at full scale (trainable ranges replace its step)
+    trainable: bool = False  # are the ADC ranges trained (adc.range other than full_scale)?
 
 
 class _PimQatMixin:
@@ -160,9 +169,122 @@ class _PimQatMixin:
                 e.pim.set_chip(e.arch, e.chip[0], e.chip[1])
         e.version = key
 
+    def _step(self) -> torch.Tensor:
+        """The ADC step(s) exp(adc_log_step), kept within [1, nominal full scale / largest code]
+        (the parameter is clamped there before use)."""
+        e = self.engine
+        levels = e.base_plan.code_range[1]
+        top = max(e.base_plan.full_scale, float(levels)) / levels
+        with torch.no_grad():
+            self.adc_log_step.clamp_(0.0, math.log(top))
+        return self.adc_log_step.exp()
+
+    def _ranges(self) -> torch.Tensor:
+        """The ADC ranges (partial-sum units, float64) the current step(s) give: what the
+        forward converts with and what ``adc_range`` stores."""
+        levels = self.engine.base_plan.code_range[1]
+        return self._step().detach().to(torch.float64) * levels
+
+    def _set_ranges(self) -> torch.Tensor | None:
+        """Trainable ranges: point the oracle layer's plan at the current ranges and return the
+        step(s) (a tensor that carries the gradient), or, before the first batch, make the oracle
+        layer calibrate them on this batch (``learned``, or the percentile for ``calibrated``)
+        and return None. Fixed ranges: None."""
+        from pimsim.oracle._convert import plan_with_range
+
+        e = self.engine
+        if not e.trainable:
+            return None
+        if self.adc_range.numel() == 0:
+            e.pim.plan = e.base_plan
+            policy = "calibrated" if e.arch.adc.range == "calibrated" else "learned"
+            e.pim.calibrating = (policy, e.arch.adc.range_percentile)
+            return None
+        step = self._step()
+        ranges = step.detach().to(torch.float64) * e.base_plan.code_range[1]
+        e.pim.plan = plan_with_range(e.base_plan, ranges, e.pim.name)
+        self.adc_range = ranges.detach().clone()
+        return step
+
+    def _take_calibration(self) -> torch.Tensor:
+        """After the oracle layer calibrated its ranges on a batch: start the trained ranges (the
+        step parameter and ``adc_range``) from them; returns the step(s)."""
+        e = self.engine
+        plan = e.pim.plan
+        levels = plan.code_range[1]
+        if plan.adc_steps is None:
+            ranges = torch.tensor([max(plan.step, 1.0) * levels], dtype=torch.float64)
+        else:
+            ranges = plan.adc_steps.detach().to(torch.float64).cpu() * levels
+        ranges = ranges.reshape(self.adc_log_step.shape)
+        with torch.no_grad():
+            self.adc_log_step.copy_((ranges / levels).log())
+        self.adc_range = self._ranges().clone()
+        return self._step()
+
+    def _range_gradient(self, x_q: torch.Tensor, step: torch.Tensor, like: torch.Tensor):
+        """A tensor shaped like the layer's output ``like``, zero in value, whose gradient with
+        respect to the step(s) is the LSQ step gradient of the PIM result: for y = sum_i a_i
+        step clip(round(p_i / step), lo, hi), dy/dstep = sum_i a_i (q_i - p_i / step) for
+        partial sums in range and a_i x (the clip bound) outside (straight-through on the
+        rounding), times LSQ's gradient scale 1 / sqrt(N code_max), N the partial sums one sample
+        converts with one step. The partial sums are the oracle layer's (its plan, inputs and
+        cells); the forward value is not recomputed."""
+        from pimsim.oracle import _engine as E
+
+        pim = self.engine.pim
+        plan = pim.plan
+        samples = x_q.shape[0]
+        x = x_q.detach()
+        if isinstance(pim, PimConv2d):
+            cols = F.unfold(x, **pim.conv_args)
+            rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        else:
+            rows = x.reshape(-1, x.shape[-1])
+        x_int, _ = pim.quantize_input(rows)
+        b = x_int.shape[0]
+        m, g = plan.matrices, plan.row_groups
+        xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
+        cells = pim.w_layout
+        if pim.noise is not None and pim.noise.g_layout is not None:
+            cells = pim.noise.g_layout
+        partial = torch.bmm(xl.to(torch.float32), cells.to(torch.float32))
+        s_weights, c_weights = plan.shift_add
+        if plan.encoding == "differential_analog":
+            partial = partial.view(m * g, plan.cycles * b, 2, -1)
+            partial = partial[:, :, 0] - partial[:, :, 1]
+        signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
+        shape = E.group_shape(plan)
+        fine = plan.adc_steps is not None
+        current = plan.adc_steps.to(torch.float32) if fine else torch.tensor(plan.step)
+        u = E._view7(plan, partial, b).div_(current.view(shape) if fine else current)
+        lo, hi = plan.code_range
+        del partial
+        grad = torch.where(u < lo, float(lo), torch.where(u > hi, float(hi), u.round() - u))
+        del u
+        groups = math.prod(shape)
+        scale = 1.0 / math.sqrt(grad.numel() / (samples * groups) * hi)
+        s = step.to(torch.float32).view(shape if step.numel() > 1 else [1] * 7)
+        term = grad * ((s - s.detach()) * scale)
+        dev = term.device
+        y = torch.einsum(
+            "mgcbpsn,c,p,s->bmn",
+            term,
+            torch.tensor(c_weights, dtype=torch.float32, device=dev),
+            torch.tensor(signs, dtype=torch.float32, device=dev),
+            torch.tensor(s_weights, dtype=torch.float32, device=dev),
+        )
+        y = E.subtract_reference(plan, y)  # [rows, M, N]
+        out_scale = (pim.weight_scale.to(torch.float64) * pim.input_scale).to(torch.float32)
+        y = y * out_scale.view(1, m, plan.n_cols)
+        if like.dim() == 4:  # conv rows (sample, position) -> [B, C, H, W]
+            return y.reshape(samples, -1, m * plan.n_cols).transpose(1, 2).reshape(like.shape)
+        return y.reshape(like.shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The oracle's PIM result for the value, the digital STE product for the gradient, both
-        rescaled as the options say."""
+        rescaled as the options say; with trainable ADC ranges, the value converts with the
+        current ranges and the output carries the LSQ gradient of the step(s)."""
         x_q = self._quantize_input(x)
         e = self.engine
         self._program()
@@ -172,8 +294,12 @@ class _PimQatMixin:
             scale = float(self._batch_scale(x))
         # an all-zero input has no scale; any positive one gives its zero integers
         pim.input_scale.fill_(max(scale, MIN_SCALE))
+        step = self._set_ranges()
+        calibrating = e.trainable and step is None
         with torch.no_grad():
             value = pim(x_q.detach())
+        if calibrating:
+            step = self._take_calibration()
         if not (self.training or e.gain_sums is not None):  # plain eval: the value alone
             eta = float(self.output_scale)
             out = value * eta if eta != 1.0 else value
@@ -200,7 +326,10 @@ class _PimQatMixin:
             slope = 1.0
         # value exactly eta y_p (written so: d + (v - d) can be one float32 ulp off v)
         grad = digital * slope
-        return self._add_bias((value * eta if eta != 1.0 else value) + (grad - grad.detach()))
+        out = (value * eta if eta != 1.0 else value) + (grad - grad.detach())
+        if step is not None and self.training and step.requires_grad:
+            out = out + self._range_gradient(x_q, step, value) * eta  # zero in value
+        return self._add_bias(out)
 
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
         if self.bias is None:
@@ -255,14 +384,22 @@ def attach_pim(
     ``options``, :func:`training_arch`). The mapping comes from :func:`pimsim.map_network` on the
     traced model, as at deployment. The weights, input scales and output scales are the same
     parameters and buffers as the QAT model's, so :func:`detach_pim` (or saving the state dict)
-    gives back a QAT model that :func:`pimsim.oracle.convert` deploys."""
+    gives back a QAT model that :func:`pimsim.oracle.convert` deploys.
+
+    Unless ``arch``'s ``adc.range`` is ``full_scale``, each layer gets a trainable ADC step
+    ``adc_log_step`` (one per range group of ``adc.range_granularity``), started from the layer's
+    stored ``adc_range`` where it has one, else from the ``learned`` calibration on the first
+    batch it computes (see the module docstring); :func:`detach_pim` stores the ranges it gives
+    in ``adc_range``."""
     from pimsim.mapping import map_network
-    from pimsim.oracle._engine import make_plan
+    from pimsim.oracle._convert import trained_range
+    from pimsim.oracle._engine import group_shape, make_plan
     from pimsim.oracle._layers import replace_module
     from pimsim.training._qat import dequantize_model
     from pimsim.workload import from_torch
 
     train_arch = training_arch(arch, options)
+    trainable = train_arch.adc.range != "full_scale"
     layers = quant_layers(model)
     if not layers:
         raise ValueError("attach_pim needs a quantized model (pimsim.training.quantize_model)")
@@ -281,7 +418,20 @@ def attach_pim(
             pim = oracle_cls(name, plan, module, input_scale=1.0, chunk=chunk)
         pim.bias = None  # the bias is added after rescaling
         pim.output_scale = 1.0  # rescaling is this layer's; the oracle layer gives y_p
-        new.engine = _Engine(pim, train_arch, options, stochastic)
+        new.engine = _Engine(pim, train_arch, options, stochastic, base_plan=plan,
+                             trainable=trainable)
+        if trainable:
+            shape = [1] if plan.granularity == "layer" else group_shape(plan)
+            levels = plan.code_range[1]
+            stored = trained_range(module)
+            log_step = torch.zeros(shape, dtype=torch.float64)
+            if stored is not None and stored.numel() in (1, math.prod(shape)):
+                fs = stored.to(torch.float64).reshape(-1).expand(math.prod(shape))
+                log_step = (fs / levels).clamp(min=1.0).log().reshape(shape).clone()
+                new.adc_range = (log_step.exp() * levels).clone()
+            else:  # set from the first batch (see _set_ranges)
+                new.adc_range = torch.zeros(0, dtype=torch.float64)
+            new.adc_log_step = nn.Parameter(log_step)
         replace_module(out, name, new)
     out.pim_options = options
     return out
@@ -305,7 +455,8 @@ def _as_pimqat(module: nn.Module, cls: type) -> nn.Module:
 
 def detach_pim(model: nn.Module) -> nn.Module:
     """A copy of a PIM-QAT model with plain :class:`QuantConv2d` / :class:`QuantLinear` layers
-    holding the trained weights, input scales and output scales (what checkpoints store)."""
+    holding the trained weights, input scales, output scales and trained ADC ranges
+    (``adc_range``, from the current steps; what checkpoints store)."""
     from pimsim.oracle._layers import replace_module
 
     out = copy.deepcopy(model)
@@ -316,6 +467,13 @@ def detach_pim(model: nn.Module) -> nn.Module:
             plain.__dict__ = {
                 k: v for k, v in module.__dict__.items() if k not in ("engine", "scale_seen")
             }
+            plain._parameters = dict(module._parameters)
+            plain._buffers = dict(module._buffers)
+            if plain._parameters.pop("adc_log_step", None) is not None:
+                ready = module.adc_range.numel() > 0
+                plain._buffers["adc_range"] = (
+                    module._ranges().clone() if ready else torch.zeros(0, dtype=torch.float64)
+                )
             replace_module(out, name, plain)
     if hasattr(out, "pim_options"):
         del out.pim_options

@@ -103,6 +103,22 @@ class _QuantMixin:
         # digital output scale by pimsim.oracle.convert; 1 for conventional QAT. The digital
         # forward of this module ignores it (it compensates the PIM quantization alone).
         self.register_buffer("output_scale", torch.ones(()))
+        # The ADC ranges PIM-QAT trained for this layer (partial-sum units: the full scale each
+        # ADC spans; one value per layer, or one per range group of adc.range_granularity, in
+        # that group shape), read by pimsim.oracle.convert under adc.range: trained. Empty
+        # (numel 0) when the layer has none (digital QAT, or PIM-QAT at full scale).
+        self.register_buffer("adc_range", torch.zeros(0, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # adc_range has the shape of what was trained (or none): take the stored one's shape,
+        # and accept state dicts written before it existed
+        key = prefix + "adc_range"
+        if key in state_dict:
+            self.adc_range = torch.empty_like(state_dict[key], dtype=torch.float64)
+        else:
+            state_dict[key] = torch.zeros(0, dtype=torch.float64)
+            self.adc_range = torch.zeros(0, dtype=torch.float64)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def input_qmax(self) -> int:
         """Largest input integer: 2^b - 1 unsigned, 2^(b-1) - 1 signed."""
@@ -148,7 +164,8 @@ class QuantConv2d(_QuantMixin, nn.Conv2d):
     """:class:`torch.nn.Conv2d` with fake-quantized weights and inputs (see the module docstring).
 
     Extra arguments: ``weight_bits``, ``input_bits``, ``signed_input``; the buffer ``input_scale``
-    (a scalar tensor) holds the per-tensor input scale s.
+    (a scalar tensor) holds the per-tensor input scale s; ``adc_range`` the ADC ranges PIM-QAT
+    trained (empty when none).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +178,8 @@ class QuantLinear(_QuantMixin, nn.Linear):
     """:class:`torch.nn.Linear` with fake-quantized weights and inputs (see the module docstring).
 
     Extra arguments: ``weight_bits``, ``input_bits``, ``signed_input``; the buffer ``input_scale``
-    (a scalar tensor) holds the per-tensor input scale s.
+    (a scalar tensor) holds the per-tensor input scale s; ``adc_range`` the ADC ranges PIM-QAT
+    trained (empty when none).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,6 +234,9 @@ def _quant_copy(module: nn.Module, weight_bits: int, input_bits: int, signed: bo
     new.output_scale.fill_(1.0)  # built uninitialised: every buffer is set here
     if isinstance(module, QUANT_MODULES):
         new.output_scale.copy_(module.output_scale)
+        if (module.weight_bits, module.input_bits) == (weight_bits, input_bits):
+            # trained ADC ranges hold for the same integers only
+            new.adc_range = module.adc_range.detach().clone().to(torch.float64)
     if isinstance(module, QUANT_MODULES) and module.input_scale > 0:
         # Requantizing: keep the calibrated range max|x| = s * qmax, re-expressed in new bits.
         with torch.no_grad():

@@ -235,7 +235,7 @@ class OnChipNetwork:
         self.layers: dict[str, OnChipLayer] = {}
         for n in names:
             m = modules[n]
-            plan = make_plan(arch, self.mapping.layers[n], _signed(arch, n, non_negative, m))
+            plan = make_plan(arch, self.mapping.layers[n], _signed(arch, n, non_negative, m, None))
             cls = PimConv2d if isinstance(m, nn.Conv2d) else PimLinear
             with torch.no_grad():
                 pim = cls(n, plan, m, input_scale=None)

@@ -169,7 +169,7 @@ def chip_tuning(
     calibration = list(calibration)
     reference = None
     if self_tuning:
-        nominal = convert(model, training_arch(arch), input_shape)
+        nominal = convert(model, training_arch(arch), input_shape, calibration=calibration)
         if bn_calibration:
             bn_calibrate(nominal, calibration)
         reference = layer_statistics(nominal, calibration)

@@ -1,0 +1,229 @@
+"""PIM-QAT with trainable ADC ranges: the LSQ step gradient, ``adc.range: trained`` in the oracle,
+checkpoints that carry the ranges, and the accuracy ``pimsim train`` reports agreeing with
+``pimsim accuracy`` on the saved checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from click.testing import CliRunner  # noqa: E402
+from torch import nn  # noqa: E402
+
+import pimsim  # noqa: E402
+from pimsim.cli import main  # noqa: E402
+from pimsim.errors import SpecError  # noqa: E402
+from pimsim.oracle import convert  # noqa: E402
+from pimsim.oracle._convert import _pim_layers  # noqa: E402
+from pimsim.spec import preset_overrides  # noqa: E402
+from pimsim.training import (  # noqa: E402
+    attach_pim,
+    detach_pim,
+    load_checkpoint,
+    load_mnist,
+    quantize_model,
+    train_model,
+)
+from pimsim.training._pimqat import pimqat_layers  # noqa: E402
+from pimsim.training._train import FINETUNE_EPOCHS, FINETUNE_LR, build_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
+
+
+def arch(preset="differential", bits=4, rows=128, policy="learned", **extra):
+    return pimsim.load_arch(
+        SPEC,
+        {
+            **preset_overrides(preset, 8, 8),
+            "adc.bits": bits,
+            "array.rows_per_adc_read": rows,
+            "adc.range": policy,
+            **extra,
+        },
+    )
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def sparse_layer(seed=0):
+    """A quantized 256 -> 64 linear layer (no bias) and sparse non-negative random inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    linear = nn.Linear(256, 64, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(64, 256, generator=gen) * 0.05)
+    x = torch.rand(256, 256, generator=gen) * (torch.rand(256, 256, generator=gen) < 0.3)
+    model = quantize_model(nn.Sequential(linear), input_shape=(1, 256))
+    model.train()
+    model(x)  # calibrates the input scale
+    return model, x
+
+
+def test_step_gradient_is_lsq_over_every_partial_sum():
+    """Differential (one slice, one input cycle, two row groups of 128 rows, 4-bit bipolar
+    ADC): the gradient of <out, r> w.r.t. the log-step equals step x eta x the LSQ gradient
+    scale x sum r (sum over row groups of q - p / step in range, the clip bound outside),
+    computed here from the integers directly."""
+    model, x = sparse_layer()
+    pim_model = attach_pim(model, arch(), (1, 256))
+    layer = pimqat_layers(pim_model)["0"]
+    pim_model.train()
+    pim_model(x)  # first batch: the ranges start from the learned calibration
+    assert layer.adc_range.numel() == 1 and layer.adc_log_step.requires_grad
+    with torch.no_grad():  # move the step off the calibrated one so that some sums clip
+        layer.adc_log_step.sub_(0.7)
+    pim_model.zero_grad()
+    out = pim_model(x)
+    r = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    (out * r).sum().backward()
+    got = float(layer.adc_log_step.grad)
+
+    pim = layer.engine.pim
+    plan = pim.plan
+    step = plan.step
+    eta = layer.engine.last[1]
+    lo, hi = plan.code_range
+    x_int = torch.round(x / pim.input_scale).clamp(0, 255).to(torch.float64)
+    w_int = pim.weight_int.to(torch.float64).t()  # [in, out]
+    dy = torch.zeros(x.shape[0], 64, dtype=torch.float64)
+    groups = 0
+    for rows in plan.row_index.tolist():
+        rows = [i for i in rows if i < plan.k_rows]
+        p = x_int[:, rows] @ w_int[rows]
+        u = p / step
+        dy += torch.where(u < lo, lo, torch.where(u > hi, hi, torch.round(u) - u))
+        groups += 1
+    assert groups == 2
+    dy *= pim.weight_scale.to(torch.float64) * float(pim.input_scale)
+    grad_scale = 1.0 / math.sqrt(groups * 64 * hi)
+    want = step * eta * grad_scale * float((dy * r.to(torch.float64)).sum())
+    assert got == pytest.approx(want, rel=2e-3)
+    # the value converts with the current (moved) step: exactly the oracle at that range
+    assert float(layer.adc_range[0]) == pytest.approx(step * hi)
+
+
+def test_trained_policy_needs_trained_ranges():
+    """adc.range: trained on a model without trained ranges is refused, naming the layers."""
+    model, _ = sparse_layer()
+    with pytest.raises(SpecError, match="trained"):
+        convert(model, arch(policy="trained"), (1, 256))
+
+
+def test_trained_ranges_survive_detach_checkpoint_and_convert(tmp_path):
+    """detach_pim stores the ranges the last step used; convert under 'trained' builds its
+    plans from them (no calibration batches needed); a state dict without them still loads."""
+    model, x = sparse_layer()
+    pim_model = attach_pim(model, arch(), (1, 256))
+    pim_model.train()
+    pim_model(x)
+    layer = pimqat_layers(pim_model)["0"]
+    with torch.no_grad():
+        layer.adc_log_step.sub_(0.3)
+    plain = detach_pim(pim_model)
+    stored = plain[0].adc_range
+    assert "0.adc_log_step" not in plain.state_dict()
+    assert float(stored[0]) == pytest.approx(float(layer.adc_log_step.exp()) * 7)
+    oracle = convert(plain, arch(policy="trained"), (1, 256))
+    pim = _pim_layers(oracle)["0"]
+    assert pim.plan.adc_full_scale == float(stored[0])
+    # the state dict round trip (weights_only) keeps them; an old one without them loads
+    torch.save(plain.state_dict(), tmp_path / "s.pt")
+    fresh, _ = sparse_layer(1)
+    fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert torch.equal(fresh[0].adc_range, stored)
+    old = {k: v for k, v in plain.state_dict().items() if not k.endswith("adc_range")}
+    fresh.load_state_dict(old)
+    assert fresh[0].adc_range.numel() == 0
+
+
+def test_pimqat_loss_falls_with_trained_ranges():
+    """The MLP from scratch through a 4-bit ADC with 64 rows per read (native: offset weights,
+    where a full-scale ADC leaves nothing) at batch 64: the PIM training loss falls every
+    epoch, and the ranges moved from their calibrated start."""
+    x, y = load_mnist(split="train")
+    data = (x[:512], y[:512])
+    model = build_model("mlp_mnist", "pimqat", seed=0)
+    spec = arch("native", rows=64)
+    trained, metrics = train_model(
+        model, data, method="pimqat", arch=spec, epochs=3, batch_size=64, lr=1e-3,
+        progress=False,
+    )
+    losses = metrics["epoch_losses"]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+    ranges = [m.adc_range for m in trained.modules() if hasattr(m, "adc_range")]
+    assert ranges and all(r.numel() == 1 and float(r[0]) > 0 for r in ranges)
+
+
+def test_cli_train_report_matches_accuracy_on_the_checkpoint(tmp_path):
+    """pimsim train --method pimqat reports the test accuracy of the deployed model with its
+    trained ranges; pimsim accuracy on the saved checkpoint with adc.range=trained gives the
+    same number. The .pt holds the ranges (read with weights_only=True)."""
+    ckpt = tmp_path / "mlp.pt"
+    sets = ["--set", "adc.bits=4", "--set", "array.rows_per_adc_read=128"]
+    for key, value in preset_overrides("differential", 8, 8).items():
+        sets += ["--set", f"{key}={value}"]
+    result = CliRunner().invoke(main, [
+        "train", str(SPEC), "mlp_mnist", "--method", "pimqat", "--train-samples", "128",
+        "--epochs", "1", "--checkpoint", str(ckpt), *sets,
+    ])
+    assert result.exit_code == 0, result.output
+    reported = json.loads(ckpt.with_suffix(".json").read_text())["accuracy"]
+    state = torch.load(ckpt, weights_only=True)
+    assert all(state[f"{n}.adc_range"].numel() == 1 for n in ("fc1", "fc2", "fc3"))
+    assert "adc.range=trained" in result.output
+    out = CliRunner().invoke(main, [
+        "accuracy", str(SPEC), "mlp_mnist", "--checkpoint", str(ckpt), "--format", "json",
+        *sets, "--set", "adc.range=trained",
+    ])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.output)
+    assert payload["adc_range"] == "trained"
+    assert payload["mean"] == pytest.approx(reported, abs=1.5e-3)  # at most 3 of 2,000 images
+    model, _ = load_checkpoint(ckpt)
+    assert float(model.fc1.adc_range[0]) == float(state["fc1.adc_range"][0])
+
+
+def test_init_help_says_what_fine_tuning_runs():
+    """The --init help text names the fine-tuning recipe the code runs."""
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert f"{FINETUNE_EPOCHS} epochs" in text and f"{FINETUNE_LR:g}" in text
+
+
+def test_ranges_per_column_train_and_deploy():
+    """adc.range_granularity: column: one trained step per column, each with a gradient; the
+    oracle under 'trained' computes exactly what the PIM-QAT layer computes in eval."""
+    model, x = sparse_layer()
+    spec = arch(**{"adc.range_granularity": "column"})
+    pim_model = attach_pim(model, spec, (1, 256))
+    layer = pimqat_layers(pim_model)["0"]
+    assert layer.adc_log_step.numel() == 64
+    pim_model.train()
+    pim_model(x)  # calibrates
+    pim_model.zero_grad()
+    pim_model(x).square().sum().backward()
+    assert int((layer.adc_log_step.grad != 0).sum()) > 32
+    with torch.no_grad():
+        layer.adc_log_step.sub_(0.01 * layer.adc_log_step.grad.sign())
+    pim_model.eval()
+    with torch.no_grad():
+        want = pim_model(x)
+    plain = detach_pim(pim_model)
+    assert plain[0].adc_range.numel() == 64
+    oracle = convert(plain, arch(policy="trained", **{"adc.range_granularity": "column"}), (1, 256))
+    with torch.no_grad():
+        got = oracle(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(SpecError, match="granularity"):
+        convert(plain, arch(policy="trained"), (1, 256))
