@@ -34,6 +34,17 @@ SCHEMES = [
 ]
 
 
+def layer_geometry(layer) -> tuple[int, int, int, int]:
+    """(groups, rows K and columns N of one group's matrix, output positions) of a conv or
+    linear layer, from its shapes alone."""
+    if layer.kind == "conv":
+        groups = layer.groups
+        k = layer.in_channels // groups * layer.kernel[0] * layer.kernel[1]
+        positions = layer.output_shape[1] * layer.output_shape[2]
+        return groups, k, layer.out_channels // groups, positions
+    return 1, layer.in_channels, layer.out_channels, 1
+
+
 def small_layers():
     return [
         L.linear("fc", ("input",), (300,), 10),
@@ -56,13 +67,7 @@ def loop_reference(arch, layer):
     rows, rpr = arch.array.rows, arch.array.rows_per_adc_read
     reference = dec.signed_encoding == "offset" and dec.offset_reference == "column"
     physical = slices * (2 if diff else 1)  # physical columns of one weight
-    if layer.kind == "conv":
-        groups = layer.groups
-        k = layer.in_channels // groups * layer.kernel[0] * layer.kernel[1]
-        n = layer.out_channels // groups
-        positions = layer.output_shape[1] * layer.output_shape[2]
-    else:
-        groups, k, n, positions = 1, layer.in_channels, layer.out_channels, 1
+    groups, k, n, positions = layer_geometry(layer)
     # the columns of each array: weights placed left to right while they fit, then the reference
     arrays_cols, placed = [], 0
     while placed < n:

@@ -311,6 +311,16 @@ def zoo_cases():
         yield pytest.param(path, name, id=f"{path.stem}-{name}")
 
 
+def cost_model_conversions(arch, net, mapping, batch: int) -> dict:
+    """The cost model's ADC conversions per layer for ``batch`` inputs (layers with any)."""
+    report = pimsim.evaluate(arch, net, mapping)
+    return {
+        r["name"]: r["adc_conversions"] * batch
+        for r in report.layers.to_dict("records")
+        if r["adc_conversions"]
+    }
+
+
 @pytest.mark.parametrize("path, name", list(zoo_cases()))
 def test_conversions_equal_cost_model_times_batch(path, name):
     # the count does not depend on the ADC range; full scale needs no calibration data (and
@@ -332,13 +342,7 @@ def test_conversions_equal_cost_model_times_batch(path, name):
         if real
         else torch.empty(batch, *net.input_shape, device="meta")
     )
-    report = pimsim.evaluate(arch, net, mapping)
-    expected = {
-        r["name"]: r["adc_conversions"] * batch
-        for r in report.layers.to_dict("records")
-        if r["adc_conversions"]
-    }
-    assert pimsim.oracle.counts(pim) == expected
+    assert pimsim.oracle.counts(pim) == cost_model_conversions(arch, net, mapping, batch)
 
 
 def test_qat_model_converts_and_matches_its_fake_quantized_forward(small_path):

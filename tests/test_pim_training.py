@@ -36,16 +36,16 @@ from pimsim.training._pimqat import pimqat_layers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
-def arch(preset="differential", bits=6, **extra):
+def arch(preset="differential", bits=6, rows=128, policy="full_scale", **extra):
+    """The SRAM macro with ``preset``'s knobs explicit. Full scale by default: these tests hold
+    PIM-QAT's fixed-range forward against the oracle (trained ranges: test_pimqat_ranges.py)."""
     return pimsim.load_arch(
         SPEC,
         {
             **preset_overrides(preset, 8, 8),
             "adc.bits": bits,
-            "array.rows_per_adc_read": 128,
-            # PIM-QAT's training forward converts at full scale: the oracle it is compared with
-            # must too (data-driven ranges need calibration batches)
-            "adc.range": "full_scale",
+            "array.rows_per_adc_read": rows,
+            "adc.range": policy,
             **extra,
         },
     )
@@ -58,13 +58,14 @@ def _quiet():
         yield
 
 
-def sparse_layer(seed=0):
-    """A quantized 256 -> 64 linear layer (no bias) and sparse non-negative random inputs."""
+def sparse_layer(seed=0, rows=512, density=0.2):
+    """A quantized 256 -> 64 linear layer (no bias) and ``rows`` sparse non-negative random
+    inputs (a fraction ``density`` non-zero)."""
     gen = torch.Generator().manual_seed(seed)
     linear = nn.Linear(256, 64, bias=False)
     with torch.no_grad():
         linear.weight.copy_(torch.randn(64, 256, generator=gen) * 0.05)
-    x = torch.rand(512, 256, generator=gen) * (torch.rand(512, 256, generator=gen) < 0.2)
+    x = torch.rand(rows, 256, generator=gen) * (torch.rand(rows, 256, generator=gen) < density)
     model = quantize_model(nn.Sequential(linear), input_shape=(1, 256))
     model.train()
     model(x)  # calibrates the input scale

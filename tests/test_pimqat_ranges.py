@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
-from torch import nn  # noqa: E402
 
-import pimsim  # noqa: E402
 from pimsim.cli import main  # noqa: E402
 from pimsim.errors import SpecError  # noqa: E402
 from pimsim.oracle import convert  # noqa: E402
@@ -26,47 +23,24 @@ from pimsim.training import (  # noqa: E402
     detach_pim,
     load_checkpoint,
     load_mnist,
-    quantize_model,
     train_model,
 )
 from pimsim.training._pimqat import pimqat_layers  # noqa: E402
 from pimsim.training._train import FINETUNE_EPOCHS, FINETUNE_LR, build_model  # noqa: E402
+from tests.test_pim_training import SPEC, _quiet  # noqa: E402,F401 (_quiet: autouse fixture)
+from tests.test_pim_training import arch as pim_arch  # noqa: E402
+from tests.test_pim_training import sparse_layer as pim_sparse_layer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
 
 
 def arch(preset="differential", bits=4, rows=128, policy="learned", **extra):
-    return pimsim.load_arch(
-        SPEC,
-        {
-            **preset_overrides(preset, 8, 8),
-            "adc.bits": bits,
-            "array.rows_per_adc_read": rows,
-            "adc.range": policy,
-            **extra,
-        },
-    )
-
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    return pim_arch(preset, bits, rows, policy, **extra)
 
 
 def sparse_layer(seed=0):
-    """A quantized 256 -> 64 linear layer (no bias) and sparse non-negative random inputs."""
-    gen = torch.Generator().manual_seed(seed)
-    linear = nn.Linear(256, 64, bias=False)
-    with torch.no_grad():
-        linear.weight.copy_(torch.randn(64, 256, generator=gen) * 0.05)
-    x = torch.rand(256, 256, generator=gen) * (torch.rand(256, 256, generator=gen) < 0.3)
-    model = quantize_model(nn.Sequential(linear), input_shape=(1, 256))
-    model.train()
-    model(x)  # calibrates the input scale
-    return model, x
+    """A quantized 256 -> 64 linear layer and 256 inputs, 30% non-zero."""
+    return pim_sparse_layer(seed, rows=256, density=0.3)
 
 
 def test_step_gradient_is_lsq_over_every_partial_sum():

@@ -18,6 +18,8 @@ from pimsim.errors import MappingError  # noqa: E402
 from pimsim.mapping import map_layer  # noqa: E402
 from pimsim.oracle import _kernels as K  # noqa: E402
 from pimsim.workload import _layer as L  # noqa: E402
+from tests.test_mapping import layer_geometry  # noqa: E402
+from tests.test_oracle import cost_model_conversions  # noqa: E402
 
 # 128 x 64 arrays, 32 rows per read: a 300-row layer takes row tiles 128, 128, 44 (4, 4, 2 row
 # groups); with native 4-bit cells (one slice) an array holds 63 columns and its reference
@@ -113,13 +115,7 @@ def loop_conversions(arch, layer) -> int:
     cycles = math.ceil(dec.input_bits / arch.dac.bits)
     rows, cols, rpr = arch.array.rows, arch.array.cols, arch.array.rows_per_adc_read
     reference = dec.signed_encoding == "offset" and dec.offset_reference == "column"
-    if layer.kind == "conv":
-        groups = layer.groups
-        k = layer.in_channels // groups * layer.kernel[0] * layer.kernel[1]
-        n = layer.out_channels // groups
-        positions = layer.output_shape[1] * layer.output_shape[2]
-    else:
-        groups, k, n, positions = 1, layer.in_channels, layer.out_channels, 1
+    groups, k, n, positions = layer_geometry(layer)
     count = 0
     for _group in range(groups):
         for r0 in range(0, k, rows):  # row tiles
@@ -306,11 +302,5 @@ def test_zoo_conversions_with_reference_columns_equal_cost_model(name):
     batch = 2
     shape = (batch, *net.input_shape)
     pim(torch.rand(shape) if real else torch.empty(shape, device="meta"))
-    report = pimsim.evaluate(arch, net, mapping)
-    expected = {
-        r["name"]: r["adc_conversions"] * batch
-        for r in report.layers.to_dict("records")
-        if r["adc_conversions"]
-    }
-    assert pimsim.oracle.counts(pim) == expected
+    assert pimsim.oracle.counts(pim) == cost_model_conversions(arch, net, mapping, batch)
     assert all(m.references == 1 for m in mapping.layers.values())
