@@ -16,7 +16,7 @@ import pimsim.explore._worker as worker
 from pimsim.cli import main
 from pimsim.errors import SpecError
 from pimsim.explore import ResultStore, plot_pareto, plot_sensitivity, read_results, sweep
-from pimsim.explore._points import KeyMaker, _digest, grid_points, random_points
+from pimsim.explore._points import KeyMaker, grid_points, random_points
 from pimsim.spec import load_sweep
 from tests._cli import ROOT
 from tests.conftest import SMALL_ARCH
@@ -149,23 +149,15 @@ def test_bad_label_or_path_names_file_line_and_field(tmp_path, case):
     assert out.exit_code == 2 and f"{path}:{line}:" in out.output, out.output
 
 
-def test_single_checkpoint_sweeps_keep_their_keys(tmp_path):
-    """Old sweep files (``checkpoint:``) make the keys they always made, so old stores stay
-    valid: no label, the file's digest alone."""
+def test_a_single_checkpoint_sweep_has_no_label_dimension(tmp_path):
+    """A sweep with ``checkpoint:`` has no label dimension: its points carry no label, only spec
+    fields as overrides, and one point per design."""
     body = HEAD.format(name="one", bits="[6, 8]") + f"accuracy: {{checkpoint: {QAT}}}\n"
     spec = load_sweep(write(tmp_path, body))
     assert "checkpoint" not in spec.parameters and spec.accuracy.labels == ()
-    keys = KeyMaker.of(spec)
-    point = grid_points(spec, keys)[0]
-    assert point.checkpoint is None and point.overrides == {"adc.bits": 6}
-    digest = keys.checkpoint(0)
-    assert point.request == _digest(
-        [keys.arch_digests[0], keys.workload_digests[0], list(point.values), keys.budget,
-         keys.latency, digest]
-    )[:32]
-    assert keys.design({"x": 1}, 0) == _digest(
-        [{"x": 1}, keys.workload_digests[0], keys.budget, keys.latency, digest]
-    )[:32]
+    points = grid_points(spec, KeyMaker.of(spec))
+    assert [p.checkpoint for p in points] == [None, None]
+    assert [p.overrides for p in points] == [{"adc.bits": 6}, {"adc.bits": 8}]
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -170,15 +170,13 @@ def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_f
 
 
 def _signed_layers(spec, net, mapping) -> list[str]:
-    """Mapped layers whose inputs the oracle quantizes as signed, by the graph alone
-    (``signed_inputs: auto``: all but those whose input is provably non-negative)."""
+    """Mapped layers whose inputs the oracle quantizes as signed, by the graph alone (the
+    oracle's rule without calibration data: image pixels as the network input)."""
+    from pimsim.oracle._convert import _signed
     from pimsim.oracle._layers import non_negative_inputs
 
-    mode = spec.decomposition.signed_inputs
     nonneg = non_negative_inputs(net)
-    return [
-        n for n in mapping.layers if mode == "signed" or (mode == "auto" and not nonneg[n])
-    ]
+    return [n for n in mapping.layers if _signed(spec, n, nonneg, None, None)]
 
 
 @main.command()

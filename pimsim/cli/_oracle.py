@@ -171,14 +171,12 @@ def _init_model(init, name: str):
 
 def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
                   train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary):
-    import csv
     import json
 
-    from pimsim._atomic import atomic_write
     from pimsim.cost import training_cost
     from pimsim.training import save_checkpoint, train_onchip
     from pimsim.training._data import load_dataset
-    from pimsim.training._train import build_model, dataset_of
+    from pimsim.training._train import _write_log, build_model, dataset_of
     from pimsim.workload import load_workload
 
     model = _init_model(init, name) if init else build_model(name, "float", seed)
@@ -193,10 +191,7 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
 
     def log(rec):
         rows.append(rec)
-        with atomic_write(log_csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(rec))
-            w.writeheader()
-            w.writerows(rows)
+        _write_log(log_csv, rows)
         click.echo(f"epoch {rec['epoch']}: loss {rec['loss']:.4f}, test accuracy "
                    f"{rec['accuracy']:.4f}, {rec['writes']} device writes", err=True)
 

@@ -311,7 +311,8 @@ def adc_reference(arch) -> ComponentEstimate:
     calibration data (``adc.range`` other than ``full_scale``): an ``adc.bits``-bit reference
     DAC, first order as the row driver's, 1 um2 per level at 32 nm scaled by node. It is set
     when the range changes (once per layer with ``range_granularity: layer``), not per
-    conversion, so no conversion energy is charged to it; its rate is the ADC's."""
+    conversion, so no conversion energy and no action rate (nothing in peak power) are charged
+    to it: its area is what it adds."""
     levels = 2**arch.adc.bits - 1
     return ComponentEstimate(
         energy_pj=0.0,

@@ -46,16 +46,10 @@ def estimate(arch: ArchSpec, section: str, block=None) -> ComponentEstimate:
 
 def instances(arch: ArchSpec) -> list[Instance]:
     """Every component type with its level, count and sharing."""
+    adcs = math.ceil(arch.array.cols / arch.adc.cols_per_adc)
     out = [
         Instance("array", "array", "array", 1, 1, estimate(arch, "array")),
-        Instance(
-            "array",
-            "adc",
-            "adc",
-            math.ceil(arch.array.cols / arch.adc.cols_per_adc),
-            1,
-            estimate(arch, "adc"),
-        ),
+        Instance("array", "adc", "adc", adcs, 1, estimate(arch, "adc")),
         Instance("array", "dac", "dac", arch.array.rows, 1, estimate(arch, "dac")),
     ]
     if arch.adc.range != "full_scale":  # a programmable reference per ADC sets its range
@@ -64,7 +58,7 @@ def instances(arch: ArchSpec) -> list[Instance]:
                 "array",
                 "adc_reference",
                 "adc_reference",
-                math.ceil(arch.array.cols / arch.adc.cols_per_adc),
+                adcs,
                 1,
                 adc_reference(arch),
             )

@@ -15,7 +15,7 @@ from torch import nn
 from pimsim.cost import Activity
 from pimsim.errors import MappingError, SpecError
 from pimsim.mapping import Mapping, map_network
-from pimsim.oracle._engine import make_plan
+from pimsim.oracle._engine import make_plan, plan_with_range
 from pimsim.oracle._layers import (
     PimConv2d,
     PimLinear,
@@ -165,13 +165,16 @@ def convert(
                 "use adc.range learned or calibrated (with calibration batches)",
                 field="adc.range",
             )
+    proven = non_negative_inputs(workload, False)  # non-negative whatever the network input
     for n in targets:
         plan = make_plan(arch, mapping.layers[n], signed[n])
         old = modules[n]
         if arch.adc.range == "trained":
             plan = plan_with_range(plan, trained_range(old), n)
         cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
-        replace_module(pim, n, cls(n, plan, old, scales[n], chunk))
+        layer = cls(n, plan, old, scales[n], chunk)
+        layer.check_negative = not proven[n]  # no per-batch check where the graph proves it
+        replace_module(pim, n, layer)
     pim.pim_mapping = mapping
     pim.eval()
     set_chip(pim, arch, seed, calibration)
@@ -201,31 +204,6 @@ def trained_range(module) -> torch.Tensor | None:
     if value is None or value.numel() == 0 or value.device.type == "meta":
         return None
     return value.detach()
-
-
-def plan_with_range(plan, ranges: torch.Tensor, name: str = "layer"):
-    """``plan`` whose ADCs span ``ranges`` (partial-sum units): one value for the whole layer,
-    or one per range group of ``plan.granularity`` (:func:`~pimsim.oracle._engine.group_shape`),
-    each kept within [largest code, nominal full scale] as calibration keeps it. PIM-QAT's
-    forward and ``adc.range: trained`` build their plans with this one function, so both
-    convert with the same steps."""
-    from pimsim.oracle._engine import group_shape
-
-    levels = plan.code_range[1]
-    fs = ranges.detach().to(torch.float64).cpu().reshape(-1)
-    fs = fs.clamp(float(levels), max(plan.full_scale, float(levels)))
-    shape = group_shape(plan)
-    if fs.numel() == 1:
-        return dataclasses.replace(plan, adc_full_scale=float(fs[0]), adc_steps=None)
-    if fs.numel() != math.prod(shape):
-        raise SpecError(
-            f"{name}: {fs.numel()} trained ADC ranges do not fit adc.range_granularity "
-            f"{plan.granularity!r} ({math.prod(shape)} range groups): deploy with the "
-            "granularity it was trained with",
-            field="adc.range_granularity",
-        )
-    steps = (fs / levels).clamp(min=1.0).view(shape)
-    return dataclasses.replace(plan, adc_full_scale=float(fs.max()), adc_steps=steps)
 
 
 def _calibrate_adc_ranges(pim: nn.Module, batches, policy: str, percentile: float) -> None:

@@ -42,6 +42,7 @@ from functools import cached_property
 
 import torch
 
+from pimsim.errors import SpecError
 from pimsim.spec._arch import DIFFERENTIAL
 
 EXACT_FLOAT32 = 2**24  # integers below this are exact in float32 (DESIGN.md 'exactness')
@@ -384,6 +385,29 @@ def group_shape(plan: EnginePlan) -> list[int]:
     return shape
 
 
+def plan_with_range(plan, ranges: torch.Tensor, name: str = "layer"):
+    """``plan`` whose ADCs span ``ranges`` (partial-sum units): one value for the whole layer,
+    or one per range group of ``plan.granularity`` (:func:`~pimsim.oracle._engine.group_shape`),
+    each kept within [largest code, nominal full scale] as calibration keeps it. PIM-QAT's
+    forward and ``adc.range: trained`` build their plans with this one function, so both
+    convert with the same steps."""
+    levels = plan.code_range[1]
+    fs = ranges.detach().to(torch.float64).reshape(-1)
+    fs = fs.clamp(float(levels), max(plan.full_scale, float(levels)))
+    shape = group_shape(plan)
+    if fs.numel() == 1:
+        return dataclasses.replace(plan, adc_full_scale=float(fs[0]), adc_steps=None)
+    if fs.numel() != math.prod(shape):
+        raise SpecError(
+            f"{name}: {fs.numel()} trained ADC ranges do not fit adc.range_granularity "
+            f"{plan.granularity!r} ({math.prod(shape)} range groups): deploy with the "
+            "granularity it was trained with",
+            field="adc.range_granularity",
+        )
+    steps = (fs / levels).clamp(min=1.0).view(shape)
+    return dataclasses.replace(plan, adc_full_scale=float(fs.max()), adc_steps=steps)
+
+
 def _sample(plan: EnginePlan, partial: torch.Tensor, b: int, stats: Stats) -> None:
     """Keep a strided sample of |partial sums| per range group ([groups, n] per call)."""
     if partial.is_meta:
@@ -506,6 +530,36 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bo
     return subtract_reference(plan, y.reshape(b, plan.matrices, plan.columns)).reshape(b, -1)
 
 
+def column_partials(plan, xl, w_layout, noise=None, read_noise: bool = True) -> torch.Tensor:
+    """The partial sums the ADCs convert, [M*G, C*B, P*S*N'], of inputs ``xl`` in the row-group
+    layout: one batched product with the cells (the chip's actual conductances where ``noise``
+    has them, plus a read-noise draw from its generator unless ``read_noise`` is False), and the
+    analog subtraction of ``differential_analog`` pairs before the ADC."""
+    if noise is not None and noise.g_layout is not None:
+        partial = torch.bmm(as_dtype(xl, noise.g_layout.dtype), noise.g_layout)
+        if read_noise and noise.g_sq is not None:
+            from pimsim.oracle._nonideal import read_noise_sigma
+
+            sigma = read_noise_sigma(noise.arch, xl.to(noise.g_sq.dtype).square(), noise.g_sq)
+            partial = partial + sigma * torch.randn(
+                partial.shape, generator=noise.generator, dtype=partial.dtype, device=partial.device
+            )
+    else:
+        dtype = plan.sum_dtype
+        partial = torch.bmm(as_dtype(xl, dtype), as_dtype(w_layout, dtype))  # [M*G, C*B, P*S*N]
+    if plan.encoding == "differential_analog":
+        mg, cb = partial.shape[:2]
+        partial = partial.view(mg, cb, 2, -1)
+        partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
+    return partial
+
+
+def polarity_signs(plan) -> list[float]:
+    """Shift-and-add sign of each conversion of a (slice, column) pair: +1, -1 for the two
+    polarities of ``differential_digital``."""
+    return [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
+
+
 def _recombine_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bool = True):
     """Recombined codes [B, M * N'] of every converted column (references included)."""
     b = x_int.shape[0]
@@ -517,26 +571,10 @@ def _recombine_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_acti
             stats.active_bits += count_nonzero(cycles, nonnegative=True)
         stats.input_bits += cycles.numel()
     xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
-    if noise is not None and noise.g_layout is not None:
-        partial = torch.bmm(as_dtype(xl, noise.g_layout.dtype), noise.g_layout)
-        if noise.g_sq is not None:
-            from pimsim.oracle._nonideal import read_noise_sigma
-
-            sigma = read_noise_sigma(noise.arch, xl.to(noise.g_sq.dtype).square(), noise.g_sq)
-            partial = partial + sigma * torch.randn(
-                partial.shape, generator=noise.generator, dtype=partial.dtype, device=partial.device
-            )
-    else:
-        dtype = plan.sum_dtype
-        partial = torch.bmm(as_dtype(xl, dtype), as_dtype(w_layout, dtype))  # [M*G, C*B, P*S*N]
+    partial = column_partials(plan, xl, w_layout, noise)
     s_weights, c_weights = plan.shift_add
     s, c = len(s_weights), plan.cycles
-    if plan.encoding == "differential_analog":
-        partial = partial.view(m * g, c * b, 2, s * n)
-        partial = partial[:, :, 0] - partial[:, :, 1]  # analog subtraction before the ADC
-        signs = [1.0]
-    else:
-        signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
+    signs = polarity_signs(plan)
     stats.conversions += partial.numel()
     if stats.samples is not None:
         _sample(plan, partial, b, stats)

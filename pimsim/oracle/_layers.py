@@ -134,7 +134,10 @@ class PimMatrixLayer(nn.Module):
         self.dynamic_scale = not fixed
         self.record_codes = False  # set True to histogram every ADC code (costs a pass)
         self.partial_samples = None  # a list while calibrating the ADC range
-        self.warned_negative = False  # an unsigned layer warns once when it clips negatives
+        # an unsigned layer whose input the graph does not prove non-negative looks for
+        # negative values (convert clears this where the graph proves it) and warns once
+        self.check_negative = True
+        self.warned_negative = False
         self.calibrating = None  # (policy, percentile): set the ADC ranges on the next input
         self.reset_counts()
         self.noise = None
@@ -216,8 +219,6 @@ class PimMatrixLayer(nn.Module):
         ``percentile``; ``learned`` takes the range whose quantization has the least mean squared
         reconstruction error on them (a search over 63 geometrically spaced candidate ranges and
         the percentile). Never beyond the nominal full scale, never below one level per code."""
-        import dataclasses
-
         plan = self.plan
         if not self.partial_samples:
             raise ValueError(f"{self.name}: no partial sums were recorded for calibration")
@@ -231,13 +232,7 @@ class PimMatrixLayer(nn.Module):
         fs = torch.quantile(seen, percentile / 100.0, dim=1).clamp_(floor, top)
         if policy == "learned":
             fs = least_error_range(seen, fs, levels, floor, top)
-        if plan.granularity == "layer":
-            self.plan = dataclasses.replace(plan, adc_full_scale=float(fs[0]), adc_steps=None)
-        else:
-            steps = (fs / levels).clamp(min=1.0).view(E.group_shape(plan))
-            self.plan = dataclasses.replace(
-                plan, adc_full_scale=float(fs.max()), adc_steps=steps.to(self.w_layout.device)
-            )
+        self.plan = E.plan_with_range(plan, fs, self.name)  # the steps follow the ranges
         self.partial_samples = None
 
     def reset_counts(self) -> None:
@@ -269,7 +264,8 @@ class PimMatrixLayer(nn.Module):
         the integer inputs' sums [rows, M] per matrix and their number of non-zeros."""
         plan = self.plan
         lo, hi = input_levels(plan.input_bits, plan.signed_inputs)
-        if not (plan.signed_inputs or x.is_meta or self.warned_negative) and bool((x < 0).any()):
+        check = self.check_negative and not (plan.signed_inputs or self.warned_negative)
+        if check and not x.is_meta and bool((x < 0).any()):
             self.warned_negative = True  # never clip silently: say so once per layer
             warnings.warn(
                 f"{self.name}: unsigned inputs received negative values, clipped to 0 (give "
@@ -490,9 +486,13 @@ class PimLinear(PimMatrixLayer):
         w = w_int.t().unsqueeze(0)  # [1, in, out]
         return w, torch.ones_like(w)
 
+    def input_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The rows [rows, in] the arrays see for input ``x``."""
+        return x.reshape(-1, x.shape[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        y = self.matmul(x.reshape(-1, x.shape[-1]), self.bias)
+        y = self.matmul(self.input_rows(x), self.bias)
         return y.reshape(*lead, -1)
 
 
@@ -528,11 +528,14 @@ class PimConv2d(PimMatrixLayer):
             mask[i * k_g : (i + 1) * k_g, i * n_g : (i + 1) * n_g] = 1
         return packed.unsqueeze(0), mask.unsqueeze(0)
 
+    def input_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The im2col rows [B * L, Cin*kh*kw] (unfold order) the arrays see for input ``x``."""
+        cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        cols = F.unfold(x, **self.conv_args)  # [B, Cin*kh*kw, L]
-        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        y = self.matmul(rows, self.bias)
+        y = self.matmul(self.input_rows(x), self.bias)
         k, d, p, s = (self.conv_args[a] for a in ("kernel_size", "dilation", "padding", "stride"))
         ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
         raise CheckpointError(f"meta is not JSON-serialisable: {exc}") from exc
     with atomic_write(pt) as f_pt:
         f_pt.write(data)
+        f_pt.flush()  # the .pt is whole on disk before the sidecar replaces its old one
+        os.fsync(f_pt.fileno())
         with atomic_write(sidecar, "w", encoding="utf-8") as f_json:
             f_json.write(text + "\n")
     return pt, sidecar

@@ -190,7 +190,7 @@ class _PimQatMixin:
         step(s) (a tensor that carries the gradient), or, before the first batch, make the oracle
         layer calibrate them on this batch (``learned``, or the percentile for ``calibrated``)
         and return None. Fixed ranges: None."""
-        from pimsim.oracle._convert import plan_with_range
+        from pimsim.oracle._engine import plan_with_range
 
         e = self.engine
         if not e.trainable:
@@ -235,25 +235,15 @@ class _PimQatMixin:
         pim = self.engine.pim
         plan = pim.plan
         samples = x_q.shape[0]
-        x = x_q.detach()
-        if isinstance(pim, PimConv2d):
-            cols = F.unfold(x, **pim.conv_args)
-            rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        else:
-            rows = x.reshape(-1, x.shape[-1])
-        x_int, _ = pim.quantize_input(rows)
+        x_int, _ = pim.quantize_input(pim.input_rows(x_q.detach()))
         b = x_int.shape[0]
-        m, g = plan.matrices, plan.row_groups
+        m = plan.matrices
         xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
-        cells = pim.w_layout
-        if pim.noise is not None and pim.noise.g_layout is not None:
-            cells = pim.noise.g_layout
-        partial = torch.bmm(xl.to(torch.float32), cells.to(torch.float32))
+        # the forward's partial sums on the same cells (no second read-noise draw)
+        partial = E.column_partials(plan, xl, pim.w_layout, pim.noise, read_noise=False)
+        partial = partial.to(torch.float32)
         s_weights, c_weights = plan.shift_add
-        if plan.encoding == "differential_analog":
-            partial = partial.view(m * g, plan.cycles * b, 2, -1)
-            partial = partial[:, :, 0] - partial[:, :, 1]
-        signs = [1.0, -1.0] if plan.encoding == "differential_digital" else [1.0]
+        signs = E.polarity_signs(plan)
         shape = E.group_shape(plan)
         fine = plan.adc_steps is not None
         current = plan.adc_steps.to(torch.float32) if fine else torch.tensor(plan.step)
