@@ -297,7 +297,8 @@ def test_accuracy_tunes_every_chip_and_self_tuning_restores_statistics():
 
 def test_pimqat_training_reduces_loss_log_and_resume(tmp_path):
     spec = arch("differential", 6)
-    kwargs = dict(arch=spec, train_samples=256, batch_size=32, seed=3, progress=False)
+    # the recipe's rate (PIM-QAT from scratch takes a quarter of it by default: slower to start)
+    kwargs = dict(arch=spec, train_samples=256, batch_size=32, seed=3, lr=1e-3, progress=False)
     ckpt = tmp_path / "run.pt"
     log = tmp_path / "run.csv"
     model, metrics = train("mlp_mnist", "pimqat", epochs=2, log_csv=log, checkpoint=ckpt, **kwargs)

@@ -201,3 +201,79 @@ def test_ranges_per_column_train_and_deploy():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(SpecError, match="granularity"):
         convert(plain, arch(policy="trained"), (1, 256))
+
+
+def test_gradient_passes_only_through_partial_sums_the_adc_did_not_clip():
+    """Straight-through gradient of every partial-sum quantizer: differential (one conversion
+    per row group and column), two row groups, the step moved so that part of the partial sums
+    clip. The weight gradient of <out, r> equals that of sum_g m_g (x_q[g] @ w_q[g]) with m_g = 1
+    where the group's integer partial sum is within the ADC's range and 0 where it clipped,
+    computed here from the integers; it differs from the plain digital gradient."""
+    model, x = sparse_layer()
+    pim_model = attach_pim(model, arch(), (1, 256))
+    layer = pimqat_layers(pim_model)["0"]
+    pim_model.train()
+    pim_model(x)  # the ranges start from the learned calibration
+    with torch.no_grad():
+        layer.adc_log_step.sub_(0.7)
+    pim_model.zero_grad()
+    out = pim_model(x)
+    r = torch.randn(out.shape, generator=torch.Generator().manual_seed(5))
+    (out * r).sum().backward()
+    got = layer.weight.grad.clone()
+    eta = layer.engine.last[1]
+    slope = 1.0  # forward and backward rescaling together: the digital backward map
+
+    pim = layer.engine.pim
+    plan = pim.plan
+    lo, hi = plan.code_range
+    scale = float(pim.input_scale)
+    x_int = torch.round(x / scale).clamp(0, 255).to(torch.float64)
+    w_int = pim.weight_int.to(torch.float64).t()  # [in, out]
+    w = layer.weight.detach().clone().requires_grad_(True)
+    from pimsim.training._qat import fake_quantize_weight
+
+    w_q = fake_quantize_weight(w, layer.weight_bits).t()  # [in, out], STE to w
+    x_q = (x_int * scale).to(torch.float32)
+    want_out = 0.0
+    clipped = total = 0
+    for rows in plan.row_index.tolist():
+        rows = [i for i in rows if i < plan.k_rows]
+        u = (x_int[:, rows] @ w_int[rows]) / plan.step
+        inside = ((u >= lo) & (u <= hi)).to(torch.float32)
+        clipped += int((inside == 0).sum())
+        total += inside.numel()
+        want_out = want_out + (x_q[:, rows] @ w_q[rows]) * inside
+    assert 0 < clipped < total  # the test sees both cases
+    (want_out * r * slope).sum().backward()
+    want = w.grad
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+    # the plain digital gradient (no clipping) is another one
+    w2 = layer.weight.detach().clone().requires_grad_(True)
+    ((x_q @ fake_quantize_weight(w2, layer.weight_bits).t()) * r).sum().backward()
+    assert not torch.allclose(got, w2.grad, rtol=1e-2)
+    assert eta > 0
+
+
+def test_input_scales_hold_from_a_trained_model_and_follow_from_scratch():
+    """From a QAT model the input scale (the DAC's range, for which the ADC ranges are trained)
+    holds while PIM-QAT trains, whatever the batches; from scratch (no scale yet) it follows the
+    batches as QAT's moving average does."""
+    model, x = sparse_layer()
+    before = float(model[0].input_scale)
+    pim_model = attach_pim(model, arch(), (1, 256))
+    pim_model.train()
+    pim_model(x * 3.0)
+    assert float(pimqat_layers(pim_model)["0"].input_scale) == before
+
+    fresh, _ = sparse_layer()
+    with torch.no_grad():
+        fresh[0].input_scale.zero_()
+    pim_fresh = attach_pim(fresh, arch(), (1, 256))
+    layer = pimqat_layers(pim_fresh)["0"]
+    pim_fresh.train()
+    pim_fresh(x)
+    first = float(layer.input_scale)
+    assert first == pytest.approx(before, rel=1e-6)  # the first batch's own scale
+    pim_fresh(x * 3.0)
+    assert float(layer.input_scale) == pytest.approx(first * (1 + 2 * 0.1), rel=1e-6)

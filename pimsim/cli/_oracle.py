@@ -25,7 +25,8 @@ from pimsim.cli._common import format_options, main, set_option, user_errors, wr
               "schedule, FINETUNE_EPOCHS and FINETUNE_LR of pimsim.training._train, unless "
               "--epochs/--lr say otherwise).")
 @click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
-@click.option("--lr", type=float, help="Initial learning rate (default: the recipe's).")
+@click.option("--lr", type=float, help="Initial learning rate (default: the recipe's; PIM-QAT "
+              "from scratch: a quarter of it, SCRATCH_LR_FACTOR).")
 @click.option("--batch-size", type=int, help="Images per step (default: the recipe's).")
 @click.option("--train-samples", type=int, help="Train on the first N training images only.")
 @click.option("--seed", type=int, default=0, show_default=True)

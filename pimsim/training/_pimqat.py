@@ -61,6 +61,7 @@ from pimsim.training._qat import (
     SCALE_MOMENTUM,
     QuantConv2d,
     QuantLinear,
+    fake_quantize_input,
     fake_quantize_weight,
     quant_layers,
 )
@@ -146,6 +147,7 @@ class _Engine:
     last: tuple = (1.0, 1.0)  # (gamma, eta) of the last training batch
     base_plan: object = None  # the layer's plan at full scale (trainable ranges replace its step)
     trainable: bool = False  # are the ADC ranges trained (adc.range other than full_scale)?
+    track_scale: bool = False  # does the input scale follow the batches (no trained scale yet)?
 
 
 class _PimQatMixin:
@@ -222,54 +224,106 @@ class _PimQatMixin:
         self.adc_range = self._ranges().clone()
         return self._step()
 
-    def _range_gradient(self, x_q: torch.Tensor, step: torch.Tensor, like: torch.Tensor):
-        """A tensor shaped like the layer's output ``like``, zero in value, whose gradient with
-        respect to the step(s) is the LSQ step gradient of the PIM result: for y = sum_i a_i
-        step clip(round(p_i / step), lo, hi), dy/dstep = sum_i a_i (q_i - p_i / step) for
-        partial sums in range and a_i x (the clip bound) outside (straight-through on the
-        rounding), times LSQ's gradient scale 1 / sqrt(N code_max), N the partial sums one sample
+    def _quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize ``x`` with the layer's input scale, held fixed once it is set: the scale
+        is the DAC's range, and the ADC ranges (partial-sum units) are trained for it. Letting
+        it follow the batch maxima, as digital QAT does, feeds back: the PIM error inflates the
+        next layer's maxima, a larger scale shrinks the partial sums into the ADC's dead zone,
+        which adds more error (measured, LeNet-5 W4A4 native 4-bit ADC at a learning rate of
+        0: the training loss rose 1.41, 1.43, 1.50 over three epochs with the moving average,
+        1.20, 1.22, 1.21 with the scale held). A layer trained from scratch has no scale to
+        hold: it follows the batches as in QAT (``engine.track_scale``)."""
+        if self.training and (self.engine.track_scale or not self.input_scale > 0):
+            return super()._quantize_input(x)  # from scratch: the moving average of QAT
+        scale = self.input_scale if self.input_scale > 0 else self._batch_scale(x)
+        if scale <= 0:  # an all-zero input: nothing to quantize
+            return x
+        return fake_quantize_input(x, scale.to(x.dtype), self.input_bits, self.signed_input)
+
+    def _through_adc(self, x_q, w_q, step, like):
+        """What the PIM result's gradient flows through: ``(masked, digital, range_term)``, each
+        shaped like the layer's output ``like``.
+
+        ``digital`` is the digital product y_d = sum_g d_g (no gradient; for the rescaling
+        moments), d_g the product of row group g (one ADC read) in real units. ``masked`` =
+        sum_g m_g d_g carries the straight-through gradient of every partial-sum quantizer: m_g
+        (per sample, row group and column) is the share of the shift-and-add weight |a_i| of the
+        group's conversions (input cycle x weight slice x polarity) whose partial sum fell
+        within the ADC's range (a clipped conversion passes no gradient, as the clip's
+        derivative is 0); with one conversion per group it is the exact STE of clip(round(.)),
+        without clipping it is y_d's gradient. ``range_term`` (zero in value; None when ``step``
+        is None) carries LSQ's step gradient: for y = sum_i a_i step clip(round(p_i / step),
+        lo, hi), dy/dstep = sum_i a_i (q_i - p_i / step) in range and a_i x (the clip bound)
+        outside, times LSQ's gradient scale 1 / sqrt(N code_max), N the partial sums one sample
         converts with one step. The partial sums are the oracle layer's (its plan, inputs and
-        cells); the forward value is not recomputed."""
+        cells, no second read-noise draw); the forward value is not recomputed."""
         from pimsim.oracle import _engine as E
 
         pim = self.engine.pim
         plan = pim.plan
+        m, n = plan.matrices, plan.n_cols
+        g_rows = plan.row_index
         samples = x_q.shape[0]
-        x_int, _ = pim.quantize_input(pim.input_rows(x_q.detach()))
-        b = x_int.shape[0]
-        m = plan.matrices
-        xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
-        # the forward's partial sums on the same cells (no second read-noise draw)
-        partial = E.column_partials(plan, xl, pim.w_layout, pim.noise, read_noise=False)
-        partial = partial.to(torch.float32)
-        s_weights, c_weights = plan.shift_add
-        signs = E.polarity_signs(plan)
-        shape = E.group_shape(plan)
-        fine = plan.adc_steps is not None
-        current = plan.adc_steps.to(torch.float32) if fine else torch.tensor(plan.step)
-        u = E._view7(plan, partial, b).div_(current.view(shape) if fine else current)
-        lo, hi = plan.code_range
-        del partial
-        grad = torch.where(u < lo, float(lo), torch.where(u > hi, float(hi), u.round() - u))
-        del u
-        groups = math.prod(shape)
-        scale = 1.0 / math.sqrt(grad.numel() / (samples * groups) * hi)
-        s = step.to(torch.float32).view(shape if step.numel() > 1 else [1] * 7)
-        term = grad * ((s - s.detach()) * scale)
-        dev = term.device
-        y = torch.einsum(
-            "mgcbpsn,c,p,s->bmn",
-            term,
-            torch.tensor(c_weights, dtype=torch.float32, device=dev),
-            torch.tensor(signs, dtype=torch.float32, device=dev),
-            torch.tensor(s_weights, dtype=torch.float32, device=dev),
+        # differentiable products per row group: [rows, M, G, N]
+        rows = pim.input_rows(x_q)
+        b = rows.shape[0]
+        xm = rows.reshape(b, m, plan.k_rows)
+        xg = torch.cat([xm, xm.new_zeros(b, m, 1)], dim=2)[:, :, g_rows]  # [rows, M, G, R]
+        wm = pim._matrices(w_q)[0].to(xm.dtype)  # [M, K, N]
+        wg = torch.cat([wm, wm.new_zeros(m, 1, n)], dim=1)[:, g_rows]  # [M, G, R, N]
+        d = torch.einsum("bmgr,mgrn->bmgn", xg, wg)
+        digital = d.detach().sum(dim=2)
+        # the ADC's partial sums of the same inputs on the programmed cells
+        with torch.no_grad():
+            x_int, _ = pim.quantize_input(rows.detach())
+            xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
+            partial = E.column_partials(plan, xl, pim.w_layout, pim.noise, read_noise=False)
+            shape = E.group_shape(plan)
+            fine = plan.adc_steps is not None
+            current = plan.adc_steps.to(torch.float32) if fine else torch.tensor(plan.step)
+            u = E._view7(plan, partial.to(torch.float32), b)  # [M, G, C, B, P, S, N']
+            u = u / (current.view(shape) if fine else current)
+            del partial
+            lo, hi = plan.code_range
+            inside = ((u >= lo) & (u <= hi)).to(torch.float32)
+            s_weights, c_weights = plan.shift_add
+            a = (
+                torch.tensor(c_weights).abs().view(1, 1, -1, 1, 1, 1, 1)
+                * torch.tensor(s_weights).abs().view(1, 1, 1, 1, 1, -1, 1)
+            ).to(torch.float32)
+            a = a.expand(1, 1, plan.cycles, 1, plan.polarities, plan.slices, 1)
+            mask = (inside * a).sum(dim=(2, 4, 5)) / a.sum()  # [M, G, B, N']
+            mask = mask[..., :n].permute(2, 0, 1, 3)  # [rows, M, G, N]
+        masked = (d * mask).sum(dim=2)  # [rows, M, N]
+        term = None
+        if step is not None:
+            grad = torch.where(u < lo, float(lo), torch.where(u > hi, float(hi), u.round() - u))
+            del u
+            groups = math.prod(shape)
+            scale = 1.0 / math.sqrt(grad.numel() / (samples * groups) * hi)
+            s = step.to(torch.float32).view(shape if step.numel() > 1 else [1] * 7)
+            signs = E.polarity_signs(plan)
+            y = torch.einsum(
+                "mgcbpsn,c,p,s->bmn",
+                grad * ((s - s.detach()) * scale),
+                torch.tensor(c_weights, dtype=torch.float32),
+                torch.tensor(signs, dtype=torch.float32),
+                torch.tensor(s_weights, dtype=torch.float32),
+            )
+            y = E.subtract_reference(plan, y)  # [rows, M, N]
+            out_scale = (pim.weight_scale.to(torch.float64) * pim.input_scale).to(torch.float32)
+            term = y * out_scale.view(1, m, n)
+
+        def as_output(t):
+            if like.dim() == 4:  # conv rows (sample, position) -> [B, C, H, W]
+                return t.reshape(samples, -1, m * n).transpose(1, 2).reshape(like.shape)
+            return t.reshape(like.shape)
+
+        return (
+            as_output(masked),
+            as_output(digital),
+            None if term is None else as_output(term),
         )
-        y = E.subtract_reference(plan, y)  # [rows, M, N]
-        out_scale = (pim.weight_scale.to(torch.float64) * pim.input_scale).to(torch.float32)
-        y = y * out_scale.view(1, m, plan.n_cols)
-        if like.dim() == 4:  # conv rows (sample, position) -> [B, C, H, W]
-            return y.reshape(samples, -1, m * plan.n_cols).transpose(1, 2).reshape(like.shape)
-        return y.reshape(like.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The oracle's PIM result for the value, the digital STE product for the gradient, both
@@ -294,7 +348,15 @@ class _PimQatMixin:
             eta = float(self.output_scale)
             out = value * eta if eta != 1.0 else value
             return self._add_bias(out)
-        digital = self._digital(x_q, fake_quantize_weight(self.weight, self.weight_bits))
+        w_q = fake_quantize_weight(self.weight, self.weight_bits)
+        range_term = None
+        if e.trainable:  # ranges below full scale clip: the gradient goes through each ADC
+            source, digital, range_term = self._through_adc(
+                x_q, w_q, step if self.training and step.requires_grad else None, value
+            )
+        else:
+            digital = self._digital(x_q, w_q)
+            source = digital
         sums = _moments(value, digital.detach())
         if e.gain_sums is not None:
             e.gain_sums = [a + b for a, b in zip(e.gain_sums, sums, strict=True)]
@@ -315,10 +377,10 @@ class _PimQatMixin:
             eta = float(self.output_scale)
             slope = 1.0
         # value exactly eta y_p (written so: d + (v - d) can be one float32 ulp off v)
-        grad = digital * slope
+        grad = source * slope
         out = (value * eta if eta != 1.0 else value) + (grad - grad.detach())
-        if step is not None and self.training and step.requires_grad:
-            out = out + self._range_gradient(x_q, step, value) * eta  # zero in value
+        if range_term is not None and self.training:
+            out = out + range_term * eta  # zero in value
         return self._add_bias(out)
 
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
@@ -409,7 +471,7 @@ def attach_pim(
         pim.bias = None  # the bias is added after rescaling
         pim.output_scale = 1.0  # rescaling is this layer's; the oracle layer gives y_p
         new.engine = _Engine(pim, train_arch, options, stochastic, base_plan=plan,
-                             trainable=trainable)
+                             trainable=trainable, track_scale=not float(module.input_scale) > 0)
         if trainable:
             shape = [1] if plan.granularity == "layer" else group_shape(plan)
             levels = plan.code_range[1]
