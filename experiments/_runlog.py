@@ -27,3 +27,21 @@ class RunLog:
             f.write(json.dumps({"key": key, **fields}, default=float) + "\n")
         print(key, {k: v for k, v in fields.items() if not isinstance(v, (dict, list))},
               flush=True)
+
+
+def add_run_options(parser) -> None:
+    """The options every training experiment takes: fine-tuning steps, torch threads, report."""
+    parser.add_argument("--steps", type=int, default=125, help="PIM-QAT fine-tuning steps")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--report", action="store_true")
+
+
+def start(args) -> None:
+    """Apply the run options before any work: torch threads and the CPU allocator."""
+    import torch
+
+    import pimsim.oracle
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pimsim.oracle.tune_cpu_allocator()
