@@ -49,7 +49,7 @@ def table_a(frame: pd.DataFrame) -> pd.DataFrame:
         digital = group[group["method"] == "digital_qat"]["acc"].tolist()
         pim = group[group["method"] != "digital_qat"]
         for (preset, adc), cells in pim.groupby(["preset", "adc_bits"]):
-            row = {"network": network, "precision": f"W{bits}A{bits}", "preset": preset,
+            row = {"network": network, "precision": f"W{int(bits)}A{int(bits)}", "preset": preset,
                    "adc_bits": int(adc), "digital_qat": _cell(digital)}
             for method in METHODS_A[1:]:
                 row[method] = _cell(cells[cells["method"] == method]["acc"].tolist())
@@ -93,9 +93,11 @@ def plot_a(frame: pd.DataFrame, path: Path) -> None:
                     mean, std = m.mean() * 100, m.std(ddof=0).fillna(0) * 100
                     ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", ms=3,
                                 capsize=2, label=LABELS_A[method])
-            ax.set_title(f"{network} W{bits}A{bits}, {preset}", fontsize=9)
+            ax.set_title(f"{network} W{int(bits)}A{int(bits)}, {preset}", fontsize=9)
             ax.set_xlabel("ADC bits")
             ax.set_ylabel("test accuracy (%)")
+            ax.set_xticks([3, 4, 5, 6, 8])
+            ax.set_xlim(2.5, 8.5)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="lower right")

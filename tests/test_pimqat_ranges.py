@@ -277,3 +277,69 @@ def test_input_scales_hold_from_a_trained_model_and_follow_from_scratch():
     assert first == pytest.approx(before, rel=1e-6)  # the first batch's own scale
     pim_fresh(x * 3.0)
     assert float(layer.input_scale) == pytest.approx(first * (1 + 2 * 0.1), rel=1e-6)
+
+
+def test_self_tuning_re_ranges_the_adcs_it_corrects():
+    """With a data-driven ADC range, self-tuning sets each layer's ranges again on its inputs as
+    the layers before it corrected them. On a chip whose between-chip gain g is 1.5 sigma off,
+    the second layer's partial sums are g^2 the nominal ones before tuning (its inputs carry the
+    first layer's gain, its cells their own) and g after (the inputs corrected): the range
+    follows them, and the tuned chip's outputs match the nominal chip's."""
+    import numpy as np
+
+    from pimsim.oracle._convert import set_chip
+    from pimsim.oracle._nonideal import draw_chip
+    from pimsim.training import chip_tuning, quantize_model
+    from pimsim.training._pimqat import training_arch
+
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = quantize_model(net, input_shape=(1, 64))
+    x = torch.rand(256, 64, generator=gen)
+    model.train()
+    model(x)
+    model.eval()
+    spec = pim_arch("native", 8, 64, "learned", **{"cell.variation.between_chip": 0.2})
+    names = ["0", "2"]
+    seed = next(s for s in range(200) if abs(draw_chip(spec, names, s).e_chip) > 0.3)
+    gain = float(np.exp(draw_chip(spec, names, seed).e_chip))
+    nominal = convert(model, training_arch(spec), (1, 64), calibration=[x])
+    pim = convert(model, spec, (1, 64), calibration=[x])
+    set_chip(pim, spec, seed, [x])
+    before = _pim_layers(pim)["2"].plan.adc_full_scale
+    want = _pim_layers(nominal)["2"].plan.adc_full_scale
+    assert before / want == pytest.approx(gain**2, rel=0.1)  # the uncorrected chip's
+    chip_tuning(model, spec, (1, 64), [x], self_tuning=True)(pim)
+    assert _pim_layers(pim)["2"].plan.adc_full_scale / want == pytest.approx(gain, rel=0.1)
+    with torch.no_grad():
+        ref, out = nominal(x), pim(x)
+    assert float((out - ref).norm() / ref.norm()) < 0.05
+
+
+def test_bn_calibration_re_ranges_the_adcs_after_it():
+    """BN calibration with a data-driven range: after the BatchNorm statistics move, a pass
+    sets every layer's ranges again on the corrected activations (none is left pending), and
+    the layer after the BatchNorm gets the range that calibrating that chip afresh gives."""
+    from pimsim.oracle._convert import _calibrate_adc_ranges
+    from pimsim.training import chip_tuning, quantize_model
+
+    gen = torch.Generator().manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.BatchNorm1d(64),
+                              torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = quantize_model(net, input_shape=(1, 64))
+    x = torch.rand(256, 64, generator=gen)
+    model.train()
+    model(x)
+    model.eval()
+    with torch.no_grad():  # statistics that BN calibration will change
+        net_bn = model[1]
+        net_bn.running_mean.add_(0.5)
+        net_bn.running_var.mul_(4.0)
+    spec = pim_arch("native", 8, 64, "learned")
+    pim = convert(model, spec, (1, 64), calibration=[x])
+    chip_tuning(model, spec, (1, 64), [x], bn_calibration=True)(pim)
+    layers = _pim_layers(pim)
+    assert all(layer.calibrating is None for layer in layers.values())
+    tuned = layers["3"].plan.adc_full_scale
+    _calibrate_adc_ranges(pim, [x], "learned", spec.adc.range_percentile)
+    assert layers["3"].plan.adc_full_scale == pytest.approx(tuned, rel=1e-6)
