@@ -25,7 +25,7 @@ from pimsim.training import (  # noqa: E402
     load_mnist,
     train_model,
 )
-from pimsim.training._pimqat import pimqat_layers  # noqa: E402
+from pimsim.training._pimqat import SCALE_WARMUP_STEPS, pimqat_layers  # noqa: E402
 from pimsim.training._train import FINETUNE_EPOCHS, FINETUNE_LR, build_model  # noqa: E402
 from tests.test_pim_training import SPEC, _quiet  # noqa: E402,F401 (_quiet: autouse fixture)
 from tests.test_pim_training import arch as pim_arch  # noqa: E402
@@ -258,7 +258,7 @@ def test_gradient_passes_only_through_partial_sums_the_adc_did_not_clip():
 def test_input_scales_hold_from_a_trained_model_and_follow_from_scratch():
     """From a QAT model the input scale (the DAC's range, for which the ADC ranges are trained)
     holds while PIM-QAT trains, whatever the batches; from scratch (no scale yet) it follows the
-    batches as QAT's moving average does."""
+    batches as QAT's moving average does, for its first SCALE_WARMUP_STEPS batches."""
     model, x = sparse_layer()
     before = float(model[0].input_scale)
     pim_model = attach_pim(model, arch(), (1, 256))
@@ -277,6 +277,11 @@ def test_input_scales_hold_from_a_trained_model_and_follow_from_scratch():
     assert first == pytest.approx(before, rel=1e-6)  # the first batch's own scale
     pim_fresh(x * 3.0)
     assert float(layer.input_scale) == pytest.approx(first * (1 + 2 * 0.1), rel=1e-6)
+    # ... for its first SCALE_WARMUP_STEPS training batches, then it holds
+    layer.engine.tracked = SCALE_WARMUP_STEPS
+    held = float(layer.input_scale)
+    pim_fresh(x * 9.0)
+    assert float(layer.input_scale) == held and not layer.engine.track_scale
 
 
 def test_self_tuning_re_ranges_the_adcs_it_corrects():
