@@ -68,7 +68,8 @@ def _by_method(frame: pd.DataFrame, table: str, level_cols: list[str]) -> pd.Dat
         levels = levels if isinstance(levels, tuple) else (levels,)
         row = dict(zip(level_cols, levels, strict=True))
         for method in methods:
-            row[method] = _cell(_samples(group[group["method"] == method]))
+            runs = group[group["method"] == method]
+            row[method] = _cell(_samples(runs)) if len(runs) else "-"  # not a row of this level
         rows.append(row)
     return pd.DataFrame(rows)
 
