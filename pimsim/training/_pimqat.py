@@ -151,8 +151,7 @@ class _Engine:
     last: tuple = (1.0, 1.0)  # (gamma, eta) of the last training batch
     base_plan: object = None  # the layer's plan at full scale (trainable ranges replace its step)
     trainable: bool = False  # are the ADC ranges trained (adc.range other than full_scale)?
-    track_scale: bool = False  # does the input scale follow the batches (no trained scale yet)?
-    tracked: int = 0  # training batches the input scale has followed
+    tracked: int = 0  # training batches the input scale has followed (SCALE_WARMUP_STEPS: holds)
 
 
 class _PimQatMixin:
@@ -237,15 +236,13 @@ class _PimQatMixin:
         which adds more error (measured, LeNet-5 W4A4 native 4-bit ADC at a learning rate of
         0: the training loss rose 1.41, 1.43, 1.50 over three epochs with the moving average,
         1.20, 1.22, 1.21 with the scale held). A layer trained from scratch has no scale to
-        hold: it follows the batches as in QAT (``engine.track_scale``) for its first
+        hold: it follows the batches as in QAT (``engine.tracked`` counts them) for its first
         :data:`SCALE_WARMUP_STEPS` training batches, then holds. The MLP from scratch, W4A4,
         native, 4-bit ADC, 128 rows: training loss 1.83, 1.04, 1.06, 1.17, 1.37, ..., 5.54 over
         the recipe's 20 epochs (73.1%) while the scale follows every batch; 1.82, 1.10, 0.92,
         0.85, ..., 0.76 over 12 epochs (84.1%) held after 125."""
         e = self.engine
-        if self.training and e.track_scale and e.tracked >= SCALE_WARMUP_STEPS:
-            e.track_scale = False
-        if self.training and (e.track_scale or not self.input_scale > 0):
+        if self.training and (e.tracked < SCALE_WARMUP_STEPS or not self.input_scale > 0):
             e.tracked += 1
             return super()._quantize_input(x)  # from scratch: the moving average of QAT
         scale = self.input_scale if self.input_scale > 0 else self._batch_scale(x)
@@ -363,9 +360,9 @@ class _PimQatMixin:
             return self._add_bias(out)
         w_q = fake_quantize_weight(self.weight, self.weight_bits)
         range_term = None
-        if e.trainable:  # ranges below full scale clip: the gradient goes through each ADC
+        if e.trainable and self.training:  # ranges below full scale clip: through each ADC
             source, digital, range_term = self._through_adc(
-                x_q, w_q, step if self.training and step.requires_grad else None, value
+                x_q, w_q, step if step.requires_grad else None, value
             )
         else:
             digital = self._digital(x_q, w_q)
@@ -484,7 +481,8 @@ def attach_pim(
         pim.bias = None  # the bias is added after rescaling
         pim.output_scale = 1.0  # rescaling is this layer's; the oracle layer gives y_p
         new.engine = _Engine(pim, train_arch, options, stochastic, base_plan=plan,
-                             trainable=trainable, track_scale=not float(module.input_scale) > 0)
+                             trainable=trainable,
+                             tracked=SCALE_WARMUP_STEPS if float(module.input_scale) > 0 else 0)
         if trainable:
             shape = [1] if plan.granularity == "layer" else group_shape(plan)
             levels = plan.code_range[1]
