@@ -114,14 +114,20 @@ def test_row_tiles_fill_arrays_first(unit_path):
     assert m.utilization == pytest.approx(300 * 10 * 8 / (6 * 128 * 64))
 
 
-def test_block_diagonal_packing_counts_packed_matrix(unit_path):
+def test_block_diagonal_packing_shares_arrays_without_reading_zeros(unit_path):
     arch = pimsim.load_arch(unit_path, {"mapping.pack_groups": "block_diagonal"})
-    layer = L.conv("g", ("input",), (8, 6, 6), 12, 3, padding=1, groups=4)
-    m = map_layer(arch, layer)
-    assert (m.matrices, m.k_rows, m.n_cols) == (1, 4 * 2 * 9, 12)
-    assert m.used_cells == 4 * (2 * 9) * 3 * 8  # only the diagonal blocks hold weights
-    # 36 positions x 12 columns x 8 slices x 8 cycles x ceil(72 / 32) = 3 row groups
-    assert m.adc_conversions == 36 * 12 * 8 * 8 * 3
+    separate = map_layer(pimsim.load_arch(unit_path), L.conv(
+        "g", ("input",), (8, 6, 6), 12, 3, padding=1, groups=4))  # fmt: skip
+    m = map_layer(arch, L.conv("g", ("input",), (8, 6, 6), 12, 3, padding=1, groups=4))
+    # each group is an 18 x 3 matrix; a 128-row array with 64 // 8 = 8 logical columns holds
+    # min(128 // 18, 8 // 3) = 2 of them on its diagonal
+    assert (m.matrices, m.k_rows, m.n_cols, m.groups_per_array) == (4, 18, 3, 2)
+    assert (m.arrays, separate.arrays) == (2, 4)
+    assert m.used_cells == separate.used_cells == 4 * 18 * 3 * 8  # the diagonal blocks only
+    # 36 positions x 3 columns x 8 slices x 8 cycles x 1 row group x 4 groups, as separately
+    assert m.adc_conversions == separate.adc_conversions == 36 * 3 * 8 * 8 * 4
+    # the two groups of an array are read one after the other
+    assert m.position_steps == 2 * separate.position_steps
 
 
 def test_weight_too_wide_for_array(unit_path):

@@ -188,6 +188,26 @@ def max_pool(arch, comp) -> ComponentEstimate:
     return _generic(arch, comp, _per_op(0.4), 240.0)
 
 
+# 8-bit integer multiply and add at 45 nm (M. Horowitz, "Computing's energy problem", ISSCC 2014,
+# Fig. 1.1.9): 0.2 pJ + 0.03 pJ, 282 um2 + 36 um2. Rescaled to 32 nm here so that _generic's
+# node scaling applies as for every other generic component.
+HOROWITZ_NODE_NM = 45.0
+MAC8_ENERGY_PJ_45 = 0.2 + 0.03
+MAC8_AREA_UM2_45 = 282.0 + 36.0
+
+
+@register("component", "digital_mac")
+def digital_mac(arch, comp) -> ComponentEstimate:
+    """One 8-bit integer multiply-accumulate unit (one MAC per cycle): Horowitz, ISSCC 2014,
+    0.23 pJ and 318 um2 at 45 nm, scaled to the node like the other generic components; the
+    energy and area scale with the operand bits (inputs) squared over 8 bits squared, as an
+    array multiplier's partial-product array does."""
+    bits = arch.decomposition.input_bits / 8
+    e = MAC8_ENERGY_PJ_45 * node_energy(ISAAC_NODE_NM, HOROWITZ_NODE_NM) * bits**2
+    a = MAC8_AREA_UM2_45 * node_area(ISAAC_NODE_NM, HOROWITZ_NODE_NM) * bits**2
+    return _generic(arch, comp, e, a)
+
+
 def _buffer(arch, comp, ref_bytes, power_mw, area_um2, ref_width=256) -> ComponentEstimate:
     size = comp.size_bytes or ref_bytes
     width = comp.width_bits or ref_width

@@ -49,6 +49,7 @@ FALLBACK_MODELS = {
     "activation": "relu",
     "pooling": "max_pool",
     "digital": "shift_add",
+    "mac": "digital_mac",
 }
 
 
@@ -160,17 +161,28 @@ def _units(arch: ArchSpec, mapping: Mapping):
 
 
 def _digital_class(layer) -> str:
-    return {"act": "activation", "pool": "pooling"}.get(layer.kind, "digital")
+    return {"act": "activation", "pool": "pooling", "matmul": "mac"}.get(layer.kind, "digital")
 
 
 def _digital_ns(arch, layer, counts, units, period) -> float:
     """Time of a digital layer: its operations / (units of its class x clock). A spec without
-    ``digital`` units runs element-wise layers (adds, batch-norm) on its shift-and-add units;
-    a missing activation or pooling class counts one unit."""
-    ops = max(counts["activation"], counts["pooling"], counts["digital"])
+    ``digital`` units runs element-wise layers (adds, batch-norm) on its shift-and-add units,
+    and one without ``mac`` units runs activation x activation products on them (one MAC per
+    unit per cycle); a missing activation or pooling class counts one unit."""
+    ops = max(counts["activation"], counts["pooling"], counts["digital"], counts["mac"])
     cls = _digital_class(layer)
-    n = units.get(cls) or (units.get("shift_add", 1) if cls == "digital" else 1)
+    shared = cls in ("digital", "mac")
+    n = units.get(cls) or (units.get("shift_add", 1) if shared else 1)
     return ops * period / max(1, n)
+
+
+def write_ns(arch: ArchSpec, m) -> float:
+    """Time to write a rewritten (activation) matrix for one input: each array is written one
+    row at a time (``cell.write_pulses`` pulses of ``cell.write_latency_ns``), its arrays in
+    parallel; 0 when the spec gives no write latency."""
+    if not m.rewritten or arch.cell.write_latency_ns is None:
+        return 0.0
+    return max(m.row_tiles) * arch.cell.write_pulses * arch.cell.write_latency_ns
 
 
 def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
@@ -183,13 +195,15 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
     units = _units(arch, mapping)[0]
     adc_rate = per_class["adc"].rate_hz
     period = period_ns(arch, adc_rate)
-    position, adc_bound, digital, digital_class = {}, {}, {}, {}
+    position, adc_bound, digital, digital_class, writes = {}, {}, {}, {}, {}
     for layer in mapping.workload.layers:
         m = mapping.layers.get(layer.name)
         if m is not None:
             step = _step_ns(arch, m, adc_rate)
-            position[layer.name] = step * m.input_cycles * max(m.row_groups)
+            position[layer.name] = step * m.position_steps
             adc_bound[layer.name] = step > _read_ns(arch)
+            if m.rewritten:
+                writes[layer.name] = write_ns(arch, m)
         else:
             counts = layer_actions(mapping, layer)
             digital[layer.name] = _digital_ns(arch, layer, counts, units, period)
@@ -203,12 +217,18 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
             width = comp.width_bits or BUFFER_ACCESS_BITS
             if comp.component_class == "buffer":
                 name = comp.name.lower()
-                role = "input" if "in" in name.split("_")[0] else (
-                    "output" if "out" in name.split("_")[0] else "both")
+                role = (
+                    "input"
+                    if "in" in name.split("_")[0]
+                    else ("output" if "out" in name.split("_")[0] else "both")
+                )
                 cap = comp.size_bytes * 8 * comp.count if comp.size_bytes else None
             else:
-                network = level == "chip" or comp.shared_by > 1 or comp.topology in (
-                    "mesh", "crossbar", "point_to_point")
+                network = (
+                    level == "chip"
+                    or comp.shared_by > 1
+                    or comp.topology in ("mesh", "crossbar", "point_to_point")
+                )
                 role = "network" if network else "local"
                 cap = None
             ports.append(
@@ -231,6 +251,7 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
         digital_ns=digital,
         digital_class=digital_class,
         ports=tuple(ports),
+        write_ns=writes,
     )
 
 
@@ -275,6 +296,15 @@ def evaluate(
             "the network needs reprogramming but cell.write_energy_pj is not "
             "given: writes are counted, not costed"
         )
+    if any(m.rewritten for m in mapping.layers.values()):
+        missing = [f for f in ("write_energy_pj", "write_latency_ns")
+                   if getattr(arch.cell, f) is None]  # fmt: skip
+        if missing:
+            notes.append(
+                "activation x activation products are written into arrays for every input "
+                f"but cell.{' and cell.'.join(missing)} not given: those writes are counted, "
+                "not costed"
+            )
     rows = []
     for layer in workload.layers:
         counts = layer_actions(mapping, layer)
@@ -290,9 +320,11 @@ def evaluate(
         m = mapping.layers.get(layer.name)
         if m is not None:
             latency = steps_per_sample(m) / m.copies * _step_ns(arch, m, per_class["adc"].rate_hz)
+            latency += write_ns(arch, m)
         else:
             latency = _digital_ns(arch, layer, counts, units, period)
-        writes = m.used_cells * m.copies * arch.cell.write_pulses if m and reprogrammed else 0
+        rewrite = m is not None and (reprogrammed or m.rewritten)
+        writes = m.used_cells * m.copies * arch.cell.write_pulses if rewrite else 0
         energy["write"] = writes * write_pj
         row = {
             "name": layer.name,

@@ -305,6 +305,9 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
                         cap = max(1, int(share // max(1.0, traffic.output_bits / (n * nt))))
                         if (b, i, r - cap) in drain:
                             cap_pred = [drain[(b, i, r - cap)]]
+                    if timing.write_ns.get(layer.name) and r == 0:  # operand written first
+                        chain = [jobs.add(to_ps(timing.write_ns[layer.name]), arrays, chain, i,
+                                          "compute", "write", b)]
                     cls = "adc" if timing.adc_bound.get(layer.name) else "compute"
                     j = jobs.add(comp, arrays, chain + cap_pred, i, cls, "compute", b)
                     chain = [j]

@@ -48,3 +48,6 @@ class ChipTiming:
     digital_class: dict[str, str]
     ports: tuple[Port, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    write_ns: dict[str, float] = field(default_factory=dict)
+    """Per rewritten layer (``mapping.activation_matmul: rewrite``): time to write its arrays
+    with the operand of one input, before they are read."""

@@ -17,10 +17,24 @@ n + 1 conversions. Over a layer, for one input sample:
                   x sum over row tiles of ceil(rows_used / rows_per_adc_read)   (x matrices)
 
 (DESIGN.md's Counting with N + column_tiles columns; unchanged with ``offset_reference:
-digital`` and every other encoding). Reference cells count as used cells and as cell reads. With
-block-diagonal packing and a reference column, the off-diagonal cells of a packed array hold a
-zero weight (the offset level) so that one reference column serves every column of the array;
-they count as used cells then.
+digital`` and every other encoding). Reference cells count as used cells and as cell reads.
+
+**Grouped convs** (depthwise included) map each group's K/groups x N/groups matrix. With
+``mapping.pack_groups: block_diagonal`` several groups share an array along its diagonal
+(``groups_per_array`` = as many as fit in its rows and logical columns); a read drives only one
+group's rows and converts only that group's columns (and the array's reference columns), so
+packing saves arrays without reading or converting the zero cells off the diagonal: conversions,
+cell reads and used cells equal those of separate mapping, and the groups of one array are read
+one after another (``groups_per_array`` times the steps per output position).
+
+**Other mapped layers.** A linear layer on any leading dimensions has one output position per
+leading index; an ``rnn`` layer (LSTM/GRU) stores its input and hidden weights stacked in one
+matrix of I + H rows read once per time step, ``gates x H`` columns (a GRU's candidate gate keeps
+its input and hidden parts in separate column blocks, as the reset gate scales the hidden part
+alone, so it takes 4H columns, and the cells of each block outside its own rows hold zero:
+they are read and converted with the column but are not used cells); an activation x activation
+``matmul`` mapped on arrays (``mapping.activation_matmul: rewrite``) writes its second operand as
+the weights of ``batch`` matrices for every input and reads them once per row of the first.
 """
 
 from __future__ import annotations
@@ -58,6 +72,11 @@ class LayerMapping:
     array_rows: int
     array_cols: int
     copies: int = 1
+    groups_per_array: int = 1
+    """Matrices (groups) packed block-diagonally into one array (1: each on its own arrays)."""
+    rewritten: bool = False
+    """The weights are activations written for every input (``mapping.activation_matmul:
+    rewrite``): every used cell is written once per sample."""
     references: int = 0
     """Reference weights (each ``cols_per_weight`` physical columns) per array: 1 with
     ``offset`` weights and ``offset_reference: column``, else 0."""
@@ -82,7 +101,8 @@ class LayerMapping:
     @property
     def arrays(self) -> int:
         """Arrays holding one copy of the weights."""
-        return self.matrices * len(self.row_tiles) * len(self.col_tiles)
+        packs = math.ceil(self.matrices / self.groups_per_array)
+        return packs * len(self.row_tiles) * len(self.col_tiles)
 
     @property
     def arrays_total(self) -> int:
@@ -98,6 +118,12 @@ class LayerMapping:
     def utilization(self) -> float:
         """Used cells / cells of the allocated arrays (duplicates count as used)."""
         return self.used_cells / (self.arrays * self.array_rows * self.array_cols)
+
+    @property
+    def position_steps(self) -> int:
+        """Sequential row-group reads of one array per output position: the input cycles x the
+        largest row tile's reads, for each group packed into the array."""
+        return self.input_cycles * max(self.row_groups) * self.groups_per_array
 
     @property
     def adc_conversions(self) -> int:
@@ -144,9 +170,33 @@ def _tiles(total: int, size: int) -> tuple[int, ...]:
     return (size,) * full + ((rest,) if rest else ())
 
 
+#: Layer kinds always mapped onto arrays (``matmul`` too under ``activation_matmul: rewrite``).
+MAPPED_KINDS = ("conv", "linear", "rnn")
+
+
+def _matrix(layer: Layer) -> tuple[int, int, int, int, int]:
+    """(groups, K rows, N columns, output positions, weights per group) of a mapped layer."""
+    if layer.kind == "conv":
+        k_g = (layer.in_channels // layer.groups) * math.prod(layer.kernel)
+        n_g = layer.out_channels // layer.groups
+        return layer.groups, k_g, n_g, math.prod(layer.output_shape[1:]), k_g * n_g
+    if layer.kind == "rnn":
+        i, h = layer.input_shape[-1], layer.output_shape[-1]
+        steps = layer.input_shape[0]
+        if layer.op == "gru":  # r, z on [x, h]; candidate: input part, hidden part
+            return 1, i + h, 4 * h, steps, (i + h) * 3 * h
+        return 1, i + h, 4 * h, steps, (i + h) * 4 * h
+    if layer.kind == "matmul":
+        k, n = layer.inner, layer.cols
+        return layer.groups, k, n, layer.macs // (layer.groups * k * n), k * n
+    k, n = layer.in_channels, layer.out_channels
+    return 1, k, n, math.prod(layer.output_shape[:-1]), k * n
+
+
 def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
-    """Map one conv or linear layer (one copy; duplication is decided network-wide)."""
-    if layer.kind not in ("conv", "linear"):
+    """Map one conv, linear, rnn or activation-matmul layer (one copy; duplication is decided
+    network-wide)."""
+    if layer.kind not in MAPPED_KINDS + ("matmul",):
         raise MappingError(f"layer {layer.name!r} ({layer.kind}) is not mapped onto arrays")
     dec = arch.decomposition
     slices = arch.weight_slices
@@ -161,29 +211,19 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
             " use more bits per cell or wider arrays"
             f"{' (or decomposition.offset_reference: digital)' if refs else ''}"
         )
-    if layer.kind == "conv":
-        groups = layer.groups
-        k_g = (layer.in_channels // groups) * layer.kernel[0] * layer.kernel[1]
-        n_g = layer.out_channels // groups
-        positions = layer.output_shape[1] * layer.output_shape[2]
-    else:
-        groups, k_g, n_g = 1, layer.in_channels, layer.out_channels
-        positions = math.prod(layer.output_shape[:-1])
-    if groups > 1 and arch.mapping.pack_groups == "block_diagonal":
-        matrices, k, n = 1, groups * k_g, groups * n_g
-        # with a reference column the off-diagonal cells hold a zero weight (the offset level)
-        used = (k * n if refs else groups * k_g * n_g) * cpw
-    else:
-        matrices, k, n = groups, k_g, n_g
-        used = k_g * n_g * cpw
+    groups, k, n, positions, weights = _matrix(layer)
     per_array = cols // cpw - refs
     col_tiles = _tiles(n, per_array)
-    used += refs * k * len(col_tiles) * cpw  # reference cells: the used rows of every array
+    packed = 1
+    if groups > 1 and arch.mapping.pack_groups == "block_diagonal" and k <= rows:
+        if n <= per_array:  # whole groups side by side on the diagonal
+            packed = min(groups, rows // k, per_array // n)
+    used = weights * cpw + refs * k * len(col_tiles) * cpw  # reference cells: the used rows
     rpr = arch.array.rows_per_adc_read or rows
     return LayerMapping(
         name=layer.name,
         kind=layer.kind,
-        matrices=matrices,
+        matrices=groups,
         k_rows=k,
         n_cols=n,
         used_cells_per_matrix=used,
@@ -197,5 +237,7 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         conversions_per_column_read=2 if dec.signed_encoding == "differential_digital" else 1,
         array_rows=rows,
         array_cols=cols,
+        groups_per_array=packed,
+        rewritten=layer.kind == "matmul",
         references=refs,
     )

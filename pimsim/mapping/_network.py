@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from pimsim.errors import MappingError
-from pimsim.mapping._layer_map import LayerMapping, map_layer
+from pimsim.mapping._layer_map import MAPPED_KINDS, LayerMapping, map_layer
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
 
@@ -87,7 +87,7 @@ class Mapping:
 
 def steps_per_sample(m: LayerMapping) -> int:
     """Sequential row-group reads of one array per sample for one copy (arrays run in parallel)."""
-    return m.output_positions * m.input_cycles * max(m.row_groups)
+    return m.output_positions * m.position_steps
 
 
 def _pes(arch: ArchSpec, arrays: int) -> int:
@@ -162,9 +162,17 @@ def _speedup(arch: ArchSpec, workload: Workload, maps: list[LayerMapping]) -> li
     ]
 
 
+def is_mapped(arch: ArchSpec, layer) -> bool:
+    """Whether ``layer`` computes on arrays under ``arch``: conv, linear and rnn layers always,
+    activation x activation matmuls when ``mapping.activation_matmul`` is ``rewrite``."""
+    if layer.kind == "matmul":
+        return arch.mapping.activation_matmul == "rewrite"
+    return layer.kind in MAPPED_KINDS
+
+
 def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
     """Map every conv/linear layer of ``workload`` onto ``arch``; see the module docstring."""
-    maps = [map_layer(arch, layer) for layer in workload.layers if layer.kind in ("conv", "linear")]
+    maps = [map_layer(arch, layer) for layer in workload.layers if is_mapped(arch, layer)]
     fixed = arch.chip.tiles if arch.chip.tiles != "auto" else None
     if arch.mapping.duplication == "speedup":
         maps = _speedup(arch, workload, maps)

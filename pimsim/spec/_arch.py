@@ -42,6 +42,7 @@ COMPONENT_MODELS = (
     "level_shifter",
     "neurosim",
     "unit",
+    "digital_mac",
 )
 
 #: Spec fields that can change what the accuracy oracle computes (field paths; a path covers the
@@ -65,6 +66,7 @@ ORACLE_FIELDS = (
     "dac.bits",
     "decomposition",
     "mapping.pack_groups",
+    "mapping.activation_matmul",
     "cell.update",
     "training",
 )
@@ -309,6 +311,12 @@ class MappingSpec(SpecModel):
     """Upper bound on copies of one layer's weights (None: limited by chip size)."""
     reprogram: bool = False
     """Allow a network larger than a fixed chip to run in several passes, counting the writes."""
+    activation_matmul: Literal["digital", "rewrite"] = "digital"
+    """Where products of two activations (attention's Q K^T and softmax x V) run: ``digital``
+    MAC units (class ``mac``; what transformer PIM chips build, as their operands change with
+    every input) or ``rewrite``: arrays whose cells are written with the second operand for
+    every input, the writes' energy and time counted (needs ``cell.write_energy_pj`` to cost
+    them)."""
 
 
 class PeSpec(SpecModel):

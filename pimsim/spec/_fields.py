@@ -96,6 +96,7 @@ ACTION_CLASSES = (
     "activation",
     "pooling",
     "digital",
+    "mac",
 )
 
 #: Component classes with area (and leakage) only: no action of inference uses them.
@@ -115,7 +116,8 @@ class ComponentSpec(ExplicitValues):
     """Unique name within its level (e.g. ``edram``, ``router``)."""
     component_class: ComponentClass = Field(alias="class")
     """Class for breakdowns: adc, dac, array, sample_hold, shift_add, accumulator, buffer,
-    interconnect, activation, pooling, digital, level_shifter, io, other."""
+    interconnect, activation, pooling, digital, mac (digital multiply-accumulate units for
+    products of two activations), level_shifter, io, other."""
     count: PositiveInt = 1
     """Instances per instance of the level."""
     shared_by: PositiveInt = 1

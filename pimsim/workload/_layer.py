@@ -1,8 +1,12 @@
 """Layers and workloads: one representation for YAML files, the zoo and traced torch models.
 
-Shapes exclude the batch dimension. MACs and weights follow DESIGN.md's Conventions: ``macs``
-counts multiply-accumulates of conv and linear layers exactly (stride, padding, dilation and groups
-respected), ``weights`` counts conv/linear weight elements (no bias, no batch-norm parameters).
+Shapes exclude the batch dimension (of one sample; a model that folds the batch into another
+dimension, as windowed attention does, keeps that dimension). MACs and weights follow DESIGN.md's
+Conventions: ``macs`` counts multiply-accumulates of every matrix product exactly: conv (1-D and
+2-D; stride, padding, dilation and groups respected), linear on any leading dimensions, rnn (LSTM
+and GRU gates over every time step) and matmul (a product of two activations, such as attention's
+Q K^T); ``weights`` counts the static weight elements of conv, linear and rnn layers (no bias, no
+normalisation parameters, no embedding tables).
 
 The layer constructors below (:func:`conv`, :func:`linear`, ...) are the only place where output
 shapes, MACs and weights are computed, so every source of workloads agrees by construction.
@@ -11,7 +15,7 @@ shapes, MACs and weights are computed, so every source of workloads agrees by co
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import networkx as nx
@@ -21,8 +25,48 @@ from pimsim.errors import WorkloadError
 #: Name used in :attr:`Layer.inputs` for the network input.
 INPUT = "input"
 
-#: Layer kinds. ``conv`` and ``linear`` are mapped onto crossbars; the others run on digital units.
-KINDS = ("conv", "linear", "pool", "add", "concat", "bn", "act", "flatten")
+#: Layer kinds. ``conv``, ``linear`` and ``rnn`` are mapped onto crossbars; ``matmul`` (two
+#: activations) runs where ``mapping.activation_matmul`` says; the others run on digital units
+#: (``move``: data movement such as permute/transpose/slicing; ``eltwise``: element-wise
+#: arithmetic and reductions; ``norm``: layer/RMS/group normalisation; ``embedding``: table
+#: lookups).
+KINDS = (
+    "conv",
+    "linear",
+    "pool",
+    "add",
+    "concat",
+    "bn",
+    "act",
+    "flatten",
+    "matmul",
+    "rnn",
+    "norm",
+    "eltwise",
+    "move",
+    "embedding",
+)
+
+#: ``norm`` operations.
+NORM_OPS = ("layernorm", "rmsnorm", "groupnorm", "instancenorm")
+
+#: ``eltwise`` operations: binary arithmetic (either operand may be a stored constant), unary
+#: functions and reductions.
+ELTWISE_OPS = (
+    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal",
+    "mean", "sum", "amax", "amin", "square", "clamp", "where", "maximum", "minimum",
+)  # fmt: skip
+
+#: ``move`` operations. Views (no data moves) are :data:`VIEW_OPS`; the others copy their output.
+MOVE_OPS = (
+    "reshape", "view", "unflatten", "squeeze", "unsqueeze", "expand", "permute", "transpose",
+    "slice", "select", "chunk", "split", "unbind", "roll", "pad", "repeat", "flip", "narrow",
+    "gather", "index",
+)  # fmt: skip
+VIEW_OPS = ("reshape", "view", "unflatten", "squeeze", "unsqueeze", "expand")
+
+#: ``rnn`` cells.
+RNN_OPS = ("lstm", "gru")
 
 #: Activation functions an ``act`` layer may name.
 ACTIVATIONS = (
@@ -33,7 +77,14 @@ ACTIVATIONS = (
     "gelu",
     "silu",
     "hardswish",
+    "hardsigmoid",
     "softmax",
+    "log_softmax",
+    "leaky_relu",
+    "elu",
+    "hardtanh",
+    "softplus",
+    "mish",
     "identity",
 )
 
@@ -63,9 +114,11 @@ class Layer:
 
     ``inputs`` names the predecessor layers (``"input"`` for the network input) in argument order;
     ``input_shapes`` gives their shapes in the same order. ``op`` names the activation function
-    (``act``) or the pooling operation (``pool``); ``dim`` is the concatenation or flatten start
-    dimension (batch excluded). ``kernel``/``stride``/``padding``/``dilation`` are (height, width)
-    pairs for conv and pool layers and ``None`` otherwise.
+    (``act``), the pooling operation (``pool``) or the operation of ``norm``, ``eltwise``,
+    ``move`` and ``rnn`` layers; ``dim`` is the concatenation or flatten start dimension (batch
+    excluded). ``groups`` is the groups of a conv or the independent matrix products of a
+    ``matmul`` (attention heads x batch-like dimensions). ``kernel``/``stride``/``padding``/
+    ``dilation`` are (height, width) pairs for conv and pool layers and ``None`` otherwise.
     """
 
     name: str
@@ -83,6 +136,10 @@ class Layer:
     dim: int | None = None
     macs: int = 0
     weights: int = 0
+    inner: int = 0
+    """The summed dimension K of a ``matmul`` (0 for other kinds)."""
+    cols: int = 0
+    """The columns N of each of a ``matmul``'s products (0 for other kinds)."""
 
     @property
     def input_shape(self) -> Shape:
@@ -91,12 +148,12 @@ class Layer:
 
     @property
     def in_channels(self) -> int:
-        """Input channels of a conv layer, input features of a linear layer."""
+        """Input channels of a conv layer, input features of a linear or rnn layer."""
         return self.input_shape[0] if self.kind == "conv" else self.input_shape[-1]
 
     @property
     def out_channels(self) -> int:
-        """Output channels of a conv layer, output features of a linear layer."""
+        """Output channels of a conv layer, output features of a linear or rnn layer."""
         return self.output_shape[0] if self.kind == "conv" else self.output_shape[-1]
 
     def table_row(self) -> dict:
@@ -143,12 +200,12 @@ class Workload:
 
     @property
     def macs(self) -> int:
-        """Total multiply-accumulates of conv and linear layers, for one input sample."""
+        """Total multiply-accumulates of every matrix product, for one input sample."""
         return sum(layer.macs for layer in self.layers)
 
     @property
     def weights(self) -> int:
-        """Total conv/linear weight elements."""
+        """Total static weight elements (conv, linear, rnn)."""
         return sum(layer.weights for layer in self.layers)
 
     @cached_property
@@ -220,9 +277,28 @@ def conv(
     groups: int = 1,
     bias: bool = False,
 ) -> Layer:
-    """A 2-D convolution on a (C, H, W) input. ``padding`` may be ``"same"`` or ``"valid"``."""
+    """A 2-D convolution on a (C, H, W) input, or a 1-D one on a (C, L) input (kernel, stride,
+    padding and dilation then given as one integer each, or as pairs whose first is 1).
+    ``padding`` may be ``"same"`` or ``"valid"``."""
+    if len(input_shape) == 2:
+
+        def one(v, first=1):
+            return (first, v) if isinstance(v, int) else (first, *tuple(v)[-1:])
+
+        pad = padding if isinstance(padding, str) else one(padding, 0)
+        layer = conv(
+            name, inputs, (input_shape[0], 1, input_shape[1]), out_channels, one(kernel),
+            one(stride), pad, one(dilation), groups, bias,
+        )  # fmt: skip
+        return replace(
+            layer,
+            input_shapes=(tuple(input_shape),),
+            output_shape=(layer.output_shape[0], layer.output_shape[2]),
+        )
     if len(input_shape) != 3:
-        raise WorkloadError(f"layer {name!r}: conv needs a (C, H, W) input, got {input_shape}")
+        raise WorkloadError(
+            f"layer {name!r}: conv needs a (C, H, W) or (C, L) input, got {input_shape}"
+        )
     cin, h, w = input_shape
     k, s, d = _pair(kernel, "kernel"), _pair(stride, "stride"), _pair(dilation, "dilation")
     if padding == "valid":
@@ -382,3 +458,93 @@ def flatten(name: str, inputs: tuple[str, ...], input_shape: Shape, start_dim: i
         start_dim += len(shape)
     out = shape[:start_dim] + (math.prod(shape[start_dim:]),)
     return Layer(name, "flatten", inputs, (shape,), out, dim=start_dim)
+
+
+def matmul(
+    name: str,
+    inputs: tuple[str, ...],
+    input_shapes: tuple[Shape, ...],
+    output_shape: Shape,
+    inner: int,
+    cols: int | None = None,
+    groups: int = 1,
+) -> Layer:
+    """A product of two activations: ``groups`` independent (M, K) x (K, N) products (heads and
+    other batch-like dimensions), K = ``inner``, N = ``cols`` (default: the output's last
+    dimension); ``output_shape`` holds the groups x M x N results (in whatever layout the model
+    keeps them, heads merged or not)."""
+    out = tuple(output_shape)
+    _check_positive(name, out)
+    cols = out[-1] if cols is None else cols
+    if len(inputs) != 2 or min(inner, cols, groups) < 1 or math.prod(out) % (groups * cols):
+        raise WorkloadError(
+            f"layer {name!r}: matmul needs two inputs, K, N >= 1 and groups x N dividing its "
+            f"output (got {len(inputs)} inputs, K={inner}, N={cols}, groups={groups}, "
+            f"output {out})"
+        )
+    return Layer(
+        name, "matmul", tuple(inputs), tuple(tuple(s) for s in input_shapes), out,
+        groups=groups, macs=math.prod(out) * inner, inner=inner, cols=cols,
+    )  # fmt: skip
+
+
+def rnn(
+    name: str, inputs: tuple[str, ...], input_shape: Shape, hidden: int, op: str, bias: bool = True
+) -> Layer:
+    """One direction of one LSTM or GRU layer over a (T, I) sequence: output (T, H). Its gate
+    weights (W_ih: gates*H x I, W_hh: gates*H x H; 4 gates for LSTM, 3 for GRU) are applied at
+    every time step: MACs T x (I + H) x gates x H."""
+    if op not in RNN_OPS:
+        raise WorkloadError(f"layer {name!r}: rnn op {op!r} is not one of {RNN_OPS}")
+    if len(input_shape) != 2:
+        raise WorkloadError(f"layer {name!r}: rnn needs a (T, I) input, got {input_shape}")
+    steps, fin = input_shape
+    gates = 4 if op == "lstm" else 3
+    out = (steps, hidden)
+    _check_positive(name, out)
+    weights = (fin + hidden) * gates * hidden
+    return Layer(
+        name, "rnn", inputs, (tuple(input_shape),), out, bias=bias, op=op,
+        macs=steps * weights, weights=weights,
+    )  # fmt: skip
+
+
+def norm(name: str, inputs: tuple[str, ...], input_shape: Shape, op: str) -> Layer:
+    """Layer/RMS/group/instance normalisation (shape-preserving; runs on digital units)."""
+    if op not in NORM_OPS:
+        raise WorkloadError(f"layer {name!r}: norm op {op!r} is not one of {NORM_OPS}")
+    return Layer(name, "norm", inputs, (tuple(input_shape),), tuple(input_shape), op=op)
+
+
+def eltwise(
+    name: str, inputs: tuple[str, ...], input_shapes: tuple[Shape, ...], output_shape: Shape,
+    op: str,
+) -> Layer:  # fmt: skip
+    """Element-wise arithmetic or a reduction (:data:`ELTWISE_OPS`) of one or two activations
+    (a stored constant operand, such as a scale or a position embedding, is not an input)."""
+    if op not in ELTWISE_OPS:
+        raise WorkloadError(f"layer {name!r}: element-wise op {op!r} is not one of {ELTWISE_OPS}")
+    if not inputs:
+        raise WorkloadError(f"layer {name!r}: an element-wise op needs an activation operand")
+    shapes = tuple(tuple(s) for s in input_shapes)
+    return Layer(name, "eltwise", tuple(inputs), shapes, tuple(output_shape), op=op)
+
+
+def move(
+    name: str, inputs: tuple[str, ...], input_shapes: tuple[Shape, ...], output_shape: Shape,
+    op: str,
+) -> Layer:  # fmt: skip
+    """Data movement (:data:`MOVE_OPS`): permute, transpose, slicing, splitting, padding...; the
+    views of :data:`VIEW_OPS` move nothing."""
+    if op not in MOVE_OPS:
+        raise WorkloadError(f"layer {name!r}: data movement {op!r} is not one of {MOVE_OPS}")
+    shapes = tuple(tuple(s) for s in input_shapes)
+    return Layer(name, "move", tuple(inputs), shapes, tuple(output_shape), op=op)
+
+
+def embedding(name: str, inputs: tuple[str, ...], input_shape: Shape, dim: int) -> Layer:
+    """A table lookup: integer indices of ``input_shape`` -> vectors of ``dim`` (read from a
+    memory, no MACs)."""
+    out = tuple(input_shape) + (dim,)
+    _check_positive(name, out)
+    return Layer(name, "embedding", inputs, (tuple(input_shape),), out, dim=dim)
