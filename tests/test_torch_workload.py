@@ -11,7 +11,19 @@ from torch import nn
 from pimsim.errors import WorkloadError
 from pimsim.workload._torch import from_torch
 from pimsim.workload._zoo import ZOO, zoo_model
-from tests.test_workload_yaml import EXPECTED_MACS
+from tests.test_workload_yaml import EXPECTED_MACS as YAML_MACS
+
+# Zoo networks without a YAML twin (the graph kinds YAML does not spell: attention, RNNs...):
+# MACs from torch's FLOP counter / 2 and, for the LSTM, T x (I + H) x 4H per layer plus the head
+# (tests/test_zoo_modern.py checks each against those independent counts).
+TORCH_ONLY_MACS = {
+    "vit_tiny_cifar10": 182_849_664,
+    "bert_tiny": 27_279_616,
+    "lstm_mnist": 28 * (28 + 128) * 512 + 28 * (128 + 128) * 512 + 128 * 10,
+    "mobilenetv3_small_imagenet": 56_510_400,
+    "efficientnet_b0_imagenet": 385_814_752,
+}
+EXPECTED_MACS = YAML_MACS | TORCH_ONLY_MACS
 
 METHODS = ("fx", "record")
 
@@ -88,6 +100,8 @@ def test_zoo_matches_yaml_files(zoo_pair):
     from pimsim.workload import load_workload
 
     name, fx_wl, _ = zoo_pair
+    if name in TORCH_ONLY_MACS:
+        pytest.skip(f"{name} has no YAML twin")
     assert load_workload(name).layers == fx_wl.layers
 
 
@@ -228,7 +242,7 @@ def test_same_module_twice(method):
 @pytest.mark.parametrize(
     ("model", "shape", "named"),
     [
-        (nn.Sequential(nn.Conv3d(3, 4, 3)), (1, 3, 5, 5, 5), "'0' (Conv3d)"),
+        (nn.Sequential(nn.Conv3d(3, 4, 3)), (1, 3, 5, 5, 5), "'conv3d' (in '0')"),
         (nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4)), (1, 4), "'1' (LSTM)"),
     ],
 )

@@ -17,7 +17,10 @@ from pimsim.errors import MappingError, SpecError
 from pimsim.mapping import Mapping, map_network
 from pimsim.oracle._engine import make_plan, plan_with_range
 from pimsim.oracle._layers import (
+    DigitalMatMul,
+    PimConv1d,
     PimConv2d,
+    PimMatMul,
     PimLinear,
     PimMatrixLayer,
     input_levels,
@@ -27,6 +30,7 @@ from pimsim.oracle._layers import (
 )
 from pimsim.oracle._nonideal import draw_chip
 from pimsim.workload import from_torch
+from pimsim.workload._modules import MatMul, decompose
 
 
 def _signed(arch, name: str, non_negative: dict[str, bool], module, seen_min) -> bool:
@@ -111,20 +115,21 @@ def convert(
         model = nn.Sequential(OrderedDict([(workload.layers[0].name, model)]))
         workload = from_torch(model, input_shape)
     mapping = mapping or map_network(arch, workload)
-    pim = copy.deepcopy(model)
+    pim = decompose(copy.deepcopy(model))  # attention and RNNs as Linear and MatMul modules
     modules = dict(pim.named_modules())
     targets = [n for n in mapping.layers if n in modules]
     missing = [n for n in mapping.layers if n not in modules]
     if missing:
         raise MappingError(
-            f"mapped layers {missing} are not modules of the model (functional conv/linear or a "
-            "module called more than once cannot be converted)"
+            f"mapped layers {missing} are not modules of the model (functional conv/linear, a "
+            "module called more than once or a product of two activations written with @ "
+            "instead of a pimsim.workload.MatMul module cannot be converted)"
         )
     top: dict[str, float] = {}
     low: dict[str, float | None] = dict.fromkeys(targets)
     input_nonnegative = True  # without data: image pixels (a runtime check warns otherwise)
     if calibration is not None:
-        top, low, first = _observe(model, targets, calibration)
+        top, low, first = _observe(pim, targets, calibration)
         input_nonnegative = first >= 0
     non_negative = non_negative_inputs(workload, input_nonnegative)
     signed = {n: _signed(arch, n, non_negative, modules[n], low[n]) for n in targets}
@@ -171,10 +176,22 @@ def convert(
         old = modules[n]
         if arch.adc.range == "trained":
             plan = plan_with_range(plan, trained_range(old), n)
-        cls = PimConv2d if isinstance(old, nn.Conv2d) else PimLinear
+        if isinstance(old, MatMul):  # a product of two activations on rewritten arrays
+            m = dataclasses.replace(mapping.layers[n], matrices=1, groups_per_array=1)
+            array = PimLinear(n, make_plan(arch, m, signed[n]), nn.Linear(m.k_rows, m.n_cols),
+                              scales[n], chunk)  # fmt: skip
+            array.check_negative = not proven[n]
+            replace_module(pim, n, PimMatMul(n, array))
+            continue
+        cls = PimConv1d if isinstance(old, nn.Conv1d) else PimLinear
+        cls = PimConv2d if isinstance(old, nn.Conv2d) else cls
         layer = cls(n, plan, old, scales[n], chunk)
         layer.check_negative = not proven[n]  # no per-batch check where the graph proves it
         replace_module(pim, n, layer)
+    for layer in workload.layers:  # products of two activations left to digital units
+        if layer.kind == "matmul" and layer.name not in mapping.layers:
+            if isinstance(modules.get(layer.name), MatMul):
+                replace_module(pim, layer.name, DigitalMatMul(layer.name, bits))
     pim.pim_mapping = mapping
     pim.eval()
     set_chip(pim, arch, seed, calibration)

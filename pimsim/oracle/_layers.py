@@ -58,7 +58,8 @@ def non_negative_inputs(workload, input_nonnegative: bool = True) -> dict[str, b
     out: dict[str, bool] = {}
     produces: dict[str, bool] = {INPUT: bool(input_nonnegative)}
     for layer in workload.layers:
-        out[layer.name] = all(produces[s] for s in layer.inputs)
+        # an rnn layer's arrays also read its hidden state (tanh: signed)
+        out[layer.name] = all(produces[s] for s in layer.inputs) and layer.kind != "rnn"
         if layer.kind == "act":
             produces[layer.name] = layer.op in NON_NEGATIVE_ACTS or (
                 layer.op == "identity" and out[layer.name]
@@ -540,3 +541,73 @@ class PimConv2d(PimMatrixLayer):
         ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
         wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
         return y.view(b, ho * wo, self.out_channels).transpose(1, 2).reshape(b, -1, ho, wo)
+
+
+class PimConv1d(PimConv2d):
+    """``nn.Conv1d`` computed as the mapped crossbars compute it: a 1 x k conv2d on the
+    (C, 1, L) view of its input (the mapper's rows: C/groups x k in unfold order)."""
+
+    def __init__(self, name, plan, conv: nn.Conv1d, input_scale=None, chunk=None):
+        if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+            raise ValueError(f"{name}: only numeric zero padding is supported")
+        as2d = nn.Conv2d(
+            conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+            stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+            dilation=(1, conv.dilation[0]), groups=conv.groups, bias=conv.bias is not None,
+        )  # fmt: skip
+        as2d.weight = nn.Parameter(conv.weight.detach().unsqueeze(2), requires_grad=False)
+        if conv.bias is not None:
+            as2d.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        if hasattr(conv, "output_scale"):
+            as2d.output_scale = conv.output_scale
+        super().__init__(name, plan, as2d, input_scale, chunk)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.unsqueeze(2)).squeeze(2)
+
+
+def _symmetric(x: torch.Tensor, bits: int, dims) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric integers of ``x`` with one scale per slice over ``dims`` (max |x| / top)."""
+    top = 2 ** (bits - 1) - 1
+    scale = x.detach().abs().amax(dim=dims, keepdim=True).to(torch.float64) / top
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(x.to(torch.float64) / scale).clamp_(-top, top), scale
+
+
+class DigitalMatMul(nn.Module):
+    """A product of two activations on digital MAC units (``mapping.activation_matmul:
+    digital``): both operands quantized to the spec's input bits, signed, one scale per matrix
+    (the units hold integers; the scales are the running maxima a digital datapath keeps), and
+    multiplied exactly."""
+
+    def __init__(self, name: str, bits: int) -> None:
+        super().__init__()
+        self.name, self.bits = name, bits
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a_int, sa = _symmetric(a, self.bits, (-2, -1))
+        b_int, sb = _symmetric(b, self.bits, (-2, -1))
+        return (torch.matmul(a_int, b_int) * sa * sb).to(a.dtype)
+
+
+class PimMatMul(nn.Module):
+    """A product of two activations on arrays rewritten for every input (``mapping.
+    activation_matmul: rewrite``): for each (M, K) x (K, N) product the second operand is
+    quantized as weights (per column) and written into the mapped arrays, then the first is
+    read through them like a linear layer's input (its scale from calibration), ADCs and all.
+    ``array`` is the :class:`PimLinear` of one product that every call reprograms."""
+
+    def __init__(self, name: str, array: PimLinear) -> None:
+        super().__init__()
+        self.name = name
+        self.array = array
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = a.expand(*lead, *a.shape[-2:]).reshape(-1, *a.shape[-2:])
+        b = b.expand(*lead, *b.shape[-2:]).reshape(-1, *b.shape[-2:])
+        outs = []
+        for ai, bi in zip(a, b, strict=True):
+            self.array.program(bi.t())  # weight [N, K]: one column per output
+            outs.append(self.array(ai))
+        return torch.stack(outs).reshape(*lead, a.shape[-2], b.shape[-1]).to(a.dtype)

@@ -262,7 +262,7 @@ def input_signedness(
     signed: dict[str, bool] = {}
     modules = dict(model.named_modules())
     for layer in graph.layers:
-        if layer.kind in ("conv", "linear"):
+        if layer.kind in ("conv", "linear", "rnn"):
             name = layer.name if layer.name in modules else re.sub(r"_\d+$", "", layer.name)
             signed[name] = signed.get(name, False) or not nonneg[layer.name]
     return {
@@ -302,6 +302,10 @@ def quantize_model(
     re-expressed as a scale for ``input_bits``. The oracle reads ``input_scale``, ``signed_input``
     and the bit widths from the returned modules.
     """
+    from pimsim.workload._modules import decompose
+
+    # attention and RNNs as Linear modules, the matrices the arrays hold
+    model = decompose(copy.deepcopy(model))
     signs = input_signedness(model, input_shape, input_nonnegative)
     quantized = copy.deepcopy(model)
     for name, module in list(quantized.named_modules()):

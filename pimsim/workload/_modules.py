@@ -79,7 +79,16 @@ class _TorchMHA(Attention):
             self.out_proj.weight.copy_(mha.out_proj.weight)
             if mha.out_proj.bias is not None:
                 self.out_proj.bias.copy_(mha.out_proj.bias)
+        # what torch's transformer layers read of their attention before calling it: with no
+        # packed in-projection they take their plain (non fused) path, which calls forward
         self.batch_first = mha.batch_first
+        self.embed_dim, self.num_heads = mha.embed_dim, mha.num_heads
+        self._qkv_same_embed_dim = False
+        self.in_proj_weight = self.in_proj_bias = None
+
+    def merge_masks(self, attn_mask, key_padding_mask, query):
+        """No masks are merged (attention here is unmasked)."""
+        return None, None
 
     def forward(self, query, key=None, value=None, *args, **kwargs):
         """``nn.MultiheadAttention``'s call: (output, None)."""
@@ -99,12 +108,13 @@ class RNN(nn.Module):
     def __init__(self, module: nn.LSTM | nn.GRU) -> None:
         super().__init__()
         self.op = "lstm" if isinstance(module, nn.LSTM) else "gru"
-        self.hidden = h = module.hidden_size
-        self.layers = module.num_layers
-        self.directions = 2 if module.bidirectional else 1
+        self.hidden_size = h = module.hidden_size
+        self.num_layers = module.num_layers
+        self.bidirectional = module.bidirectional
         self.batch_first = module.batch_first
-        for layer in range(self.layers):
-            for d in range(self.directions):
+        self.bias = module.bias
+        for layer in range(self.num_layers):
+            for d in range(2 if self.bidirectional else 1):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 w_ih, w_hh = getattr(module, "weight_ih" + sfx), getattr(module, "weight_hh" + sfx)
                 b_ih = getattr(module, "bias_ih" + sfx, None)
@@ -132,8 +142,8 @@ class RNN(nn.Module):
 
     def _run(self, lin: nn.Linear, x: torch.Tensor, reverse: bool) -> torch.Tensor:
         b, t, _ = x.shape
-        h = x.new_zeros(b, self.hidden)
-        c = x.new_zeros(b, self.hidden)
+        h = x.new_zeros(b, self.hidden_size)
+        c = x.new_zeros(b, self.hidden_size)
         outs = [None] * t
         for step in range(t - 1, -1, -1) if reverse else range(t):
             g = lin(torch.cat([x[:, step], h], dim=1))
@@ -155,9 +165,9 @@ class RNN(nn.Module):
             raise ValueError("an initial recurrent state is not supported; start from zeros")
         if not self.batch_first:
             x = x.transpose(0, 1)
-        for layer in range(self.layers):
+        for layer in range(self.num_layers):
             outs = [self._run(getattr(self, f"l{layer}"), x, False)]
-            if self.directions == 2:
+            if self.bidirectional:
                 outs.append(self._run(getattr(self, f"l{layer}_reverse"), x, True))
             x = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
         return (x if self.batch_first else x.transpose(0, 1)), None

@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 from pimsim.errors import WorkloadError
 from pimsim.workload import _layer as L
 from pimsim.workload._layer import Layer, Workload
-from pimsim.workload._modules import MatMul
+from pimsim.workload._modules import RNN, MatMul
 
 #: Values of :func:`from_torch`'s ``method``.
 METHODS = ("auto", "fx", "record")
@@ -50,7 +50,7 @@ _POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMa
 _POOL_MODULES = tuple(zip(_POOL_MODULES, L.POOL_OPS, strict=True))
 _NORM_MODULES = {nn.LayerNorm: "layernorm", nn.RMSNorm: "rmsnorm", nn.GroupNorm: "groupnorm"}
 _NORM_MODULES |= {nn.InstanceNorm1d: "instancenorm", nn.InstanceNorm2d: "instancenorm"}
-_RNN_MODULES = (nn.LSTM, nn.GRU)
+_RNN_MODULES = (nn.LSTM, nn.GRU, RNN)  # pimsim's unrolled RNN is the same layers
 _LAYER_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten)
 _LAYER_MODULES += _ACT_MODULES + tuple(c for c, _ in _POOL_MODULES) + tuple(_NORM_MODULES)
 _LAYER_MODULES += (nn.Embedding, nn.MultiheadAttention, MatMul) + _RNN_MODULES
@@ -338,8 +338,8 @@ class _Builder:
         return [out, _bad(f"{what}: the attention weights it returns are not supported")]
 
     def _rnn(self, qualname, what, mod, args, kwargs, outs) -> list:
-        op = "lstm" if isinstance(mod, nn.LSTM) else "gru"
-        p = _bind(("input", "hx"), args, kwargs)
+        op = "lstm" if isinstance(mod, nn.LSTM) or getattr(mod, "op", "") == "lstm" else "gru"
+        p = _bind(("input", "hx" if isinstance(mod, _RNN_MODULES[:2]) else "state"), args, kwargs)
         x, state = p.get("input"), p.get("hx")
         n_out = 3 if op == "lstm" else 2
         if not mod.batch_first:
@@ -510,9 +510,9 @@ class _LeafTracer(torch.fx.Tracer):
     quantization-aware ``QuantConv2d`` is a conv layer, not the arithmetic inside it)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, _LAYER_MODULES + _PASS_MODULES):
-            return True
-        return super().is_leaf_module(m, qualname)
+        """Supported layer modules are leaves; every other module (torch's composite ones such
+        as ``nn.TransformerEncoderLayer`` included) is traced through."""
+        return isinstance(m, _LAYER_MODULES + _PASS_MODULES)
 
 
 def _from_fx(model: nn.Module, example: torch.Tensor, strict: bool) -> _Builder | None:

@@ -18,6 +18,13 @@ import torch
 from torch import nn
 
 from pimsim.errors import WorkloadError, did_you_mean
+from pimsim.workload._zoo_modern import (
+    BertTiny,
+    EfficientNetB0,
+    LSTMClassifier,
+    MobileNetV3Small,
+    ViTTiny,
+)
 
 # --------------------------------------------------------------------------- small networks
 
@@ -282,6 +289,11 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "resnet20_cifar10": (resnet20, (3, 32, 32)),
     "resnet18_imagenet": (resnet18, (3, 224, 224)),
     "mobilenetv2_imagenet": (MobileNetV2, (3, 224, 224)),
+    "vit_tiny_cifar10": (ViTTiny, (3, 32, 32)),
+    "bert_tiny": (BertTiny, (64,)),
+    "lstm_mnist": (LSTMClassifier, (1, 28, 28)),
+    "mobilenetv3_small_imagenet": (MobileNetV3Small, (3, 224, 224)),
+    "efficientnet_b0_imagenet": (EfficientNetB0, (3, 224, 224)),
 }
 
 
