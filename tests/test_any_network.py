@@ -183,3 +183,60 @@ def test_torchvision_models_trace_and_count_like_torch(name):
     assert wl.macs == fc.get_total_flops() // 2
     report = pimsim.evaluate(pimsim.load_arch(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"), wl)
     assert math.isfinite(report.totals["energy_pj"]) and report.totals["energy_pj"] > 0
+
+
+ONNX_NETS = ("resnet20_cifar10", "mobilenetv2_imagenet", "vit_tiny_cifar10", "bert_tiny",
+             "lstm_mnist")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ONNX_NETS)
+def test_onnx_import_counts_what_the_torch_tracer_counts(name, tmp_path):
+    pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    from pimsim.workload import from_onnx
+    from pimsim.workload._zoo import ZOO, zoo_model
+
+    model = zoo_model(name).eval()
+    shape = (1, *ZOO[name][1])
+    x = torch.zeros(shape, dtype=torch.long if name == "bert_tiny" else torch.float32)
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False)
+    wl = from_onnx(path)
+    traced = from_torch(model, shape)
+    assert wl.macs == traced.macs
+    assert sorted(la.macs for la in wl.layers if la.macs) == sorted(
+        la.macs for la in traced.layers if la.macs
+    )
+    assert load_workload(path).macs == traced.macs  # a .onnx path is a workload
+
+
+def test_onnx_unsupported_node_is_named(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk0")
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor("k", TensorProto.INT64, [1], [2])],
+    )  # fmt: skip
+    path = tmp_path / "topk.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(pimsim.WorkloadError, match="'topk0' \\(TopK\\): this operation"):
+        load_workload(path)
+
+
+def test_workload_file_naming_a_model(tmp_path):
+    path = tmp_path / "vit.yaml"
+    path.write_text("kind: workload\nname: my_vit\nmodel: vit_tiny_cifar10\n"
+                    "input_shape: [3, 32, 32]\n")  # fmt: skip
+    wl = load_workload(path)
+    assert wl.name == "my_vit" and wl.macs == load_workload("vit_tiny_cifar10").macs
+    path.write_text("kind: workload\nname: x\ninput_shape: [4]\n")
+    with pytest.raises(pimsim.SpecError, match="either 'layers' or 'model'"):
+        load_workload(path)
+    path.write_text("kind: workload\nname: x\nmodel: nowhere:make\ninput_shape: [4]\n")
+    with pytest.raises(pimsim.SpecError, match="cannot import"):
+        load_workload(path)

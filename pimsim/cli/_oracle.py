@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -103,7 +104,7 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
 
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
-    name = Path(workload).stem
+    name = model_name(workload)
     if rule is None and (update or threshold or chip_seed is not None or summary):
         raise click.UsageError("--update, --threshold, --chip and --summary need --rule")
     if rule is not None:
@@ -120,7 +121,8 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
         noise_injection=noise_injection,
         variability_aware=variability_aware,
     )
-    path = Path(checkpoint or f"results/checkpoints/{name}_{method}.pt")
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # a model spec holds ':' and ','
+    path = Path(checkpoint or f"results/checkpoints/{stem}_{method}.pt")
     log_csv = log_csv or path.with_suffix(".csv")
     model, metrics = run(
         name,
@@ -157,6 +159,27 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
             f"BN statistics re-estimated on {spec.name} (chip 0) from {bn_images} images: "
             f"test accuracy there {metrics['bn_calibrated_accuracy']:.4f}"
         )
+
+
+def model_name(workload: str) -> str:
+    """The model a training or accuracy WORKLOAD names: a zoo name, a workload file's stem (a
+    zoo name) or its ``model:``, or ``package.module:factory[:shape]``."""
+    from pimsim.workload._zoo import is_model_spec
+
+    if is_model_spec(workload) and not Path(workload).exists():
+        return workload
+    path = Path(workload)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from pimsim.spec._yaml import read_document
+
+        doc = read_document(path, ("workload",))
+        model = doc.data.get("model") if isinstance(doc.data, dict) else None
+        if isinstance(model, str):
+            shape = doc.data.get("input_shape")
+            if ":" in model and isinstance(shape, list) and model.count(":") == 1:
+                model += ":" + ",".join(str(d) for d in shape)
+            return model
+    return path.stem
 
 
 def _init_model(init, name: str):
@@ -269,6 +292,7 @@ def accuracy(
     from pimsim.training import chip_tuning
     from pimsim.training._checkpoint import load_checkpoint
     from pimsim.training._data import load_dataset
+    from pimsim.training._train import dataset_of
 
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
@@ -278,10 +302,10 @@ def accuracy(
         model, meta = load_checkpoint(checkpoint, dec.weight_bits, dec.input_bits)
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
-    name = Path(workload).stem
+    name = model_name(workload)
     if meta.get("workload") != name:
         raise WorkloadError(f"checkpoint {checkpoint} holds {meta.get('workload')!r}, not {name!r}")
-    dataset = name.rsplit("_", 1)[-1]  # zoo names end in their dataset: lenet5_mnist
+    dataset = dataset_of(name)
     x, y = load_dataset(dataset, data_root, "test")
     if limit:
         x, y = x[:limit], y[:limit]

@@ -32,7 +32,7 @@ from pimsim.training._data import MNIST_SPLIT_DESCRIPTION
 from pimsim.training._qat import quant_layers, quantize_model
 from pimsim.training._train import METHODS, load_failure
 from pimsim.workload import zoo_model
-from pimsim.workload._zoo import ZOO
+from pimsim.workload._zoo import input_shape_of
 
 #: Version of the sidecar format.
 FORMAT_VERSION = 1
@@ -155,7 +155,7 @@ def load_checkpoint(
         model = zoo_model(meta["workload"])
     except PimsimError as exc:
         raise CheckpointError(f"{sidecar}: {exc}") from exc
-    shape = (1, *ZOO[meta["workload"]][1])
+    shape = (1, *input_shape_of(meta["workload"]))
     saved_bits = {"weight_bits": meta.get("weight_bits"), "input_bits": meta.get("input_bits")}
     if method in ("qat", "pimqat"):
         model = quantize_model(model, **saved_bits, input_shape=shape)

@@ -47,7 +47,7 @@ from pimsim.errors import PimsimError
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_dataset
 from pimsim.training._qat import quantize_model
 from pimsim.workload import zoo_model
-from pimsim.workload._zoo import ZOO
+from pimsim.workload._zoo import ZOO, input_shape_of, is_model_spec
 
 METHODS = ("float", "qat", "pimqat")
 #: Training images that set the ADC ranges of a PIM accuracy measured after training.
@@ -127,7 +127,7 @@ def build_model(workload_name: str, method: str = "float", seed: int = 0, **bits
         torch.manual_seed(seed)
         model = zoo_model(workload_name, **_classes(workload_name))
     if method in ("qat", "pimqat"):
-        model = quantize_model(model, **bits, input_shape=(1, *ZOO[workload_name][1]))
+        model = quantize_model(model, **bits, input_shape=(1, *input_shape_of(workload_name)))
     return model
 
 
@@ -174,8 +174,22 @@ def _classes(workload_name: str) -> dict:
     return {"num_classes": 100} if workload_name.endswith("_cifar100") else {}
 
 
+#: The dataset a ``package.module:factory`` model trains on, by its input shape.
+DATASET_BY_SHAPE = {(1, 28, 28): "mnist", (3, 32, 32): "cifar10"}
+
+
 def dataset_of(workload_name: str) -> str:
-    """The dataset a zoo network is named after (``lenet5_mnist`` -> ``mnist``)."""
+    """The dataset a zoo network is named after (``lenet5_mnist`` -> ``mnist``); for a
+    ``package.module:factory`` model, the one whose images fit its input shape."""
+    if is_model_spec(workload_name):
+        shape = input_shape_of(workload_name)
+        if shape not in DATASET_BY_SHAPE:
+            raise ValueError(
+                f"model {workload_name!r}: no training set has inputs of shape {shape} "
+                f"(trainable shapes: {', '.join(map(str, DATASET_BY_SHAPE))}); train it in "
+                "Python with pimsim.training.train_model on your own data"
+            )
+        return DATASET_BY_SHAPE[shape]
     return workload_name.rsplit("_", 1)[-1]
 
 
@@ -560,8 +574,9 @@ def train(
     and ``init`` (compared by a digest of its weights).
     Returns ``(model, metrics)``; ``metrics`` has ``test_accuracy`` and ``epoch_losses``.
     """
-    if workload_name not in ZOO:
-        raise ValueError(f"unknown zoo network {workload_name!r} (known: {', '.join(ZOO)})")
+    if not is_model_spec(workload_name) and workload_name not in ZOO:
+        raise ValueError(f"unknown zoo network {workload_name!r} (known: {', '.join(ZOO)}; or "
+                         "a torch model as package.module:factory[:input shape])")  # fmt: skip
     if workload_name not in RECIPES and dataset_of(workload_name) == "imagenet":
         raise ValueError(
             f"no training recipe for {workload_name!r} (trainable: {', '.join(RECIPES)} and "
@@ -587,7 +602,7 @@ def train(
     if train_samples is not None:
         x_train, y_train = x_train[:train_samples], y_train[:train_samples]
     if init is not None:
-        model = quantize_model(init, **bits, input_shape=(1, *ZOO[workload_name][1]))
+        model = quantize_model(init, **bits, input_shape=(1, *input_shape_of(workload_name)))
         if method == "float":
             raise ValueError("init= continues a quantized model: use method 'qat' or 'pimqat'")
     else:

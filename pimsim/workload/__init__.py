@@ -16,6 +16,14 @@ def from_torch(model, input_shape, name=None, **kwargs) -> Workload:
     return _from_torch(model, input_shape, name=name, **kwargs)
 
 
+def from_onnx(model, name=None) -> Workload:
+    """An ONNX model (a path or an ``onnx.ModelProto``) as a :class:`Workload` (needs the
+    ``onnx`` package: ``pip install 'pimsim[onnx]'``)."""
+    from pimsim.workload._onnx import from_onnx as _from_onnx
+
+    return _from_onnx(model, name=name)
+
+
 def zoo_model(name: str, **kwargs):
     """The built-in zoo network ``name`` as a ``torch.nn.Module``."""
     from pimsim.workload._zoo import zoo_model as _zoo_model
@@ -29,6 +37,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "Layer",
     "Workload",
+    "from_onnx",
     "from_torch",
     "load_workload",
     "zoo_model",

@@ -54,7 +54,7 @@ NORM_OPS = ("layernorm", "rmsnorm", "groupnorm", "instancenorm")
 #: functions and reductions.
 ELTWISE_OPS = (
     "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal",
-    "mean", "sum", "amax", "amin", "square", "clamp", "where", "maximum", "minimum",
+    "mean", "sum", "amax", "amin", "square", "clamp", "where", "maximum", "minimum", "erf",
 )  # fmt: skip
 
 #: ``move`` operations. Views (no data moves) are :data:`VIEW_OPS`; the others copy their output.

@@ -21,53 +21,33 @@ def zoo_names() -> list[str]:
     return sorted({p.stem for p in ZOO_DIR.glob("*.yaml")} | set(ZOO))
 
 
-def _from_factory(text: str) -> Workload:
-    """``package.module:factory[:d1,d2,...]``: trace the nn.Module that ``factory()`` returns on
-    an input of shape (1, d1, d2, ...) (default: the factory's ``input_shape`` attribute)."""
-    import importlib
-
-    from pimsim.workload._torch import from_torch
-
-    module_name, factory_name, *shape_text = text.split(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as exc:
-        raise WorkloadError(f"model {text!r}: cannot import {factory_name!r} from "
-                            f"{module_name!r}: {exc}") from exc  # fmt: skip
-    shape = getattr(factory, "input_shape", None)
-    if shape_text:
-        try:
-            shape = tuple(int(d) for d in shape_text[0].split(","))
-        except ValueError as exc:
-            raise WorkloadError(f"model {text!r}: the input shape must be integers separated "
-                                "by commas, e.g. pkg.mod:make:3,32,32") from exc  # fmt: skip
-    if shape is None:
-        raise WorkloadError(f"model {text!r}: give the input shape without the batch, e.g. "
-                            f"{module_name}:{factory_name}:3,32,32")  # fmt: skip
-    return from_torch(factory(), (1, *shape), name=factory_name)
-
-
 def load_workload(path_or_zoo_name: str | os.PathLike) -> Workload:
     """Load a network from a ``kind: workload`` YAML file, by zoo name (``resnet20_cifar10``),
-    or from any torch model: ``package.module:factory[:d1,d2,...]`` traces ``factory()`` on an
-    input of shape (1, d1, d2, ...).
+    from an ONNX file (``.onnx``, the ``[onnx]`` extra), or from any torch model:
+    ``package.module:factory[:d1,d2,...]`` traces ``factory()`` on an input of shape
+    (1, d1, d2, ...).
 
     Raises :class:`~pimsim.errors.SpecError` for an invalid file and
     :class:`~pimsim.errors.WorkloadError` for an unknown zoo name.
     """
     text = str(path_or_zoo_name)
     if ":" in text and not Path(text).exists():
-        return _from_factory(text)
+        from pimsim.workload._zoo import traced_workload
+
+        return traced_workload(text)
     path = Path(text)
+    if path.suffix == ".onnx":
+        from pimsim.workload._onnx import from_onnx
+
+        return from_onnx(path, name=path.stem)
     looks_like_file = path.suffix in (".yaml", ".yml") or os.sep in text or path.exists()
     if looks_like_file:
         return load_workload_file(path)
     names = zoo_names()
     if not (ZOO_DIR / f"{text}.yaml").exists() and text in names:
-        from pimsim.workload._torch import from_torch
-        from pimsim.workload._zoo import ZOO, zoo_model
+        from pimsim.workload._zoo import traced_workload
 
-        return from_torch(zoo_model(text), (1, *ZOO[text][1]), name=text)
+        return traced_workload(text)
     if text not in names:
         hint = did_you_mean(text, names)
         raise WorkloadError(

@@ -148,12 +148,20 @@ def _canonical(name: str) -> str:
     return _ALIASES.get(base, base)
 
 
+def _is_flatten(shape: tuple, out: tuple | None) -> bool:
+    """Whether reshaping ``shape`` to ``out`` (both with their batch of 1) flattens trailing
+    dimensions."""
+    if not out or not shape or shape[0] != 1:
+        return False
+    keep = len(out) - 1
+    return keep >= 1 and shape[:keep] == out[:keep] and math.prod(shape[keep:]) == out[keep]
+
+
 def _flatten_layer(name: str, inputs, shape: tuple, out: tuple) -> Layer:
     """A flatten layer when ``out`` flattens the trailing dims of ``shape`` (both with their
     batch of 1), else a ``move`` (reshape) layer."""
     keep = len(out) - 1
-    flat = keep >= 1 and shape[:keep] == out[:keep] and math.prod(shape[keep:]) == out[keep]
-    if not flat or shape[0] != 1:
+    if not _is_flatten(shape, out):
         return L.move(name, inputs, (_s(shape),), _s(out), "reshape")
     return L.flatten(name, inputs, shape[1:], keep - 1)
 
@@ -389,17 +397,18 @@ class _Builder:
             return _Ref(None, out or ())  # Computed from parameters or constants only.
         if op in _SKIP_OPS:
             return next(r for r in refs if r.src is not None)
-        label = "flatten" if op in _FLATTEN_OPS else op
+        live = [r for r in refs if r.src is not None]
+        flat = op in _FLATTEN_OPS and _is_flatten(live[0].shape if live else (), out)
+        label = "flatten" if flat else op
         base = f"{scope}.{label}" if scope else label
         what = f"operation {op!r} (in {repr(scope) if scope else 'the top-level forward'})"
         if op not in _LAYER_OPS:
             return _bad(f"{what} is not supported; supported operations: {_SUPPORTED_OPS}")
-        live = [r for r in refs if r.src is not None]
         x = live[0]
         if op in _MULTI_OPS:
             pieces = []
+            kind = _MOVE_OPS[op]
             for shape in outs:
-                kind = _MOVE_OPS[op]
                 pieces.append(self._emit(
                     base, what, [x], shape,
                     lambda n, i, shape=shape: L.move(n, i, (_s(x.shape),), _s(shape), kind),

@@ -36,7 +36,7 @@ class LayerEntry(SpecModel):
     name: str = Field(min_length=1)
     """Layer name (torch qualified-name style), or the instance name of a block; with
     ``repeat`` it must contain ``{i}``."""
-    kind: Literal[L.KINDS] | None = None
+    kind: Literal[YAML_KINDS] | None = None
     """Layer kind (omit for a block instance)."""
     block: str | None = None
     """Name of a block defined under ``blocks``."""
@@ -83,6 +83,11 @@ class BlockSpec(SpecModel):
     """The block's layers; the last one is the block's output."""
 
 
+#: Layer kinds a workload file spells out layer by layer; attention, RNNs and the other kinds
+#: of traced models come from the model itself (``model:``).
+YAML_KINDS = ("conv", "linear", "pool", "add", "concat", "bn", "act", "flatten", "norm")
+
+
 class WorkloadFile(SpecModel):
     """A network description (a ``kind: workload`` file)."""
 
@@ -96,8 +101,12 @@ class WorkloadFile(SpecModel):
     """Input shape without the batch dimension, e.g. [3, 32, 32]."""
     blocks: dict[str, BlockSpec] = {}
     """Reusable blocks by name."""
-    layers: list[LayerEntry] = Field(min_length=1)
-    """The network, in order."""
+    layers: list[LayerEntry] = []
+    """The network, in order (or ``model``)."""
+    model: str | None = Field(default=None, min_length=3)
+    """Instead of ``layers``: a torch model to trace, as ``package.module:factory`` (a function
+    or class returning the ``nn.Module``) or a zoo network's name; ``input_shape`` gives its
+    input."""
 
 
 class _Builder:
@@ -224,6 +233,8 @@ class _Builder:
                 layer = L.concat(name, inputs, shapes, entry.dim or 0)
             elif kind == "bn":
                 layer = L.bn(name, inputs, shapes[0])
+            elif kind == "norm":
+                layer = L.norm(name, inputs, shapes[0], op or "")
             else:
                 layer = L.flatten(name, inputs, shapes[0], entry.dim or 0)
         except WorkloadError as exc:
@@ -286,6 +297,22 @@ def load_workload_file(path: str | os.PathLike) -> L.Workload:
 def build_workload(doc: Document, source: str) -> L.Workload:
     """Validate a read ``kind: workload`` document and build its layers."""
     spec = validate_document(doc, WorkloadFile)
+    if (spec.model is None) == (not spec.layers):
+        field = "model" if spec.model is not None else "layers"
+        raise SpecError(
+            "a workload gives either 'layers' or 'model' (a torch model to trace), not "
+            f"{'both' if spec.layers else 'neither'}",
+            doc.locate((field,)),
+            field,
+        )
+    if spec.model is not None:
+        from pimsim.workload._zoo import traced_workload
+
+        try:
+            wl = traced_workload(spec.model, tuple(spec.input_shape))
+        except WorkloadError as exc:
+            raise SpecError(str(exc), doc.locate(("model",)), "model") from None
+        return L.Workload(spec.name, wl.input_shape, wl.layers, source=source)
     layers = _Builder(doc, spec).run()
     try:
         return L.Workload(spec.name, tuple(spec.input_shape), tuple(layers), source=source)

@@ -297,9 +297,83 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
 }
 
 
+def _factory(spec: str) -> tuple[Callable[..., nn.Module], tuple[int, ...] | None]:
+    """``package.module:factory[:d1,d2,...]`` -> (the factory, the input shape it gives or the
+    factory's ``input_shape`` attribute, or None)."""
+    import importlib
+
+    module_name, _, rest = spec.partition(":")
+    factory_name, _, shape_text = rest.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise WorkloadError(
+            f"model {spec!r}: cannot import {factory_name!r} from {module_name!r}: {exc}"
+        ) from exc
+    shape = getattr(factory, "input_shape", None)
+    if shape_text:
+        try:
+            shape = tuple(int(d) for d in shape_text.split(","))
+        except ValueError as exc:
+            raise WorkloadError(
+                f"model {spec!r}: the input shape must be integers separated by commas, e.g. "
+                f"{module_name}:{factory_name}:3,32,32"
+            ) from exc
+    return factory, (tuple(shape) if shape is not None else None)
+
+
+def is_model_spec(name: str) -> bool:
+    """Whether ``name`` names a torch model by ``package.module:factory[:shape]``."""
+    return ":" in name and name not in ZOO
+
+
+def input_shape_of(name: str) -> tuple[int, ...]:
+    """Input shape (batch excluded) of a zoo network or a ``package.module:factory:shape``."""
+    if name in ZOO:
+        return ZOO[name][1]
+    if is_model_spec(name):
+        shape = _factory(name)[1]
+        if shape is not None:
+            return shape
+        raise WorkloadError(
+            f"model {name!r}: give the input shape without the batch, e.g. {name}:3,32,32"
+        )
+    return ZOO[zoo_key(name)][1]
+
+
+def zoo_key(name: str) -> str:
+    """``name`` if it is a zoo network, else a WorkloadError naming the close ones."""
+    if name not in ZOO:
+        hint = did_you_mean(name, ZOO)
+        raise WorkloadError(f"unknown zoo network {name!r}{hint} (known: {', '.join(ZOO)})")
+    return name
+
+
+def traced_workload(name: str, input_shape: tuple[int, ...] | None = None):
+    """The workload of a zoo network or a ``package.module:factory[:shape]`` model, traced with
+    :func:`~pimsim.workload.from_torch` on ``input_shape`` (default: its own)."""
+    from pimsim.workload._torch import from_torch
+
+    shape = tuple(input_shape) if input_shape else input_shape_of(name)
+    label = name.split(":")[1] if is_model_spec(name) else name
+    return from_torch(zoo_model(name), (1, *shape), name=label)
+
+
 def zoo_model(name: str, **kwargs) -> nn.Module:
-    """A freshly initialised zoo network; ``kwargs`` go to its constructor (e.g.
+    """A freshly initialised zoo network, or the model ``factory(**kwargs)`` of a
+    ``package.module:factory[:shape]`` name; ``kwargs`` go to its constructor (e.g.
     ``num_classes``). Unknown names raise :class:`~pimsim.errors.WorkloadError`."""
+    if is_model_spec(name):
+        factory = _factory(name)[0]
+        try:
+            model = factory(**kwargs)
+        except TypeError as exc:
+            raise WorkloadError(f"model {name!r}: {exc}") from exc
+        if not isinstance(model, nn.Module):
+            raise WorkloadError(
+                f"model {name!r}: the factory returned {type(model).__name__}, not an nn.Module"
+            )
+        return model
     if name not in ZOO:
         hint = did_you_mean(name, ZOO)
         raise WorkloadError(f"unknown zoo network {name!r}{hint} (known: {', '.join(ZOO)})")
