@@ -23,6 +23,7 @@ from pimsim.oracle._layers import (
     PimLinear,
     PimMatMul,
     PimMatrixLayer,
+    RewrittenArray,
     input_levels,
     non_negative_inputs,
     replace_module,
@@ -178,8 +179,8 @@ def convert(
             plan = plan_with_range(plan, trained_range(old), n)
         if isinstance(old, MatMul):  # a product of two activations on rewritten arrays
             m = dataclasses.replace(mapping.layers[n], matrices=1, groups_per_array=1)
-            array = PimLinear(n, make_plan(arch, m, signed[n]), nn.Linear(m.k_rows, m.n_cols),
-                              scales[n], chunk)  # fmt: skip
+            array = RewrittenArray(n, make_plan(arch, m, signed[n]),
+                                   nn.Linear(m.k_rows, m.n_cols, bias=False), scales[n], chunk)
             array.check_negative = not proven[n]
             replace_module(pim, n, PimMatMul(n, array))
             continue

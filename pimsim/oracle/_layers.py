@@ -590,14 +590,36 @@ class DigitalMatMul(nn.Module):
         return (torch.matmul(a_int, b_int) * sa * sb).to(a.dtype)
 
 
+class RewrittenArray(PimLinear):
+    """The arrays of a :class:`PimMatMul`: a :class:`PimLinear` whose every :meth:`program`
+    writes the same drawn cells again (their variation, faults and drift follow the new
+    conductances, drawn from the chip's seed as before)."""
+
+    chip = None
+
+    def set_chip(self, arch, e_chip: float, seed: int) -> None:
+        """Draw the chip and remember it for every later write."""
+        self.chip = (arch, e_chip, seed)
+        super().set_chip(arch, e_chip, seed)
+
+    def program(self, weight: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Write ``weight`` into the drawn cells."""
+        matrices = super().program(weight, scale)
+        if self.chip is not None:
+            super().set_chip(*self.chip)
+        return matrices
+
+
 class PimMatMul(nn.Module):
     """A product of two activations on arrays rewritten for every input (``mapping.
     activation_matmul: rewrite``): for each (M, K) x (K, N) product the second operand is
     quantized as weights (per column) and written into the mapped arrays, then the first is
     read through them like a linear layer's input (its scale from calibration), ADCs and all.
-    ``array`` is the :class:`PimLinear` of one product that every call reprograms."""
+    ``array`` is the :class:`RewrittenArray` of one product that every call reprograms;
+    calibrated ADC ranges come from the partial sums of every product of the calibration
+    batch."""
 
-    def __init__(self, name: str, array: PimLinear) -> None:
+    def __init__(self, name: str, array: RewrittenArray) -> None:
         super().__init__()
         self.name = name
         self.array = array
@@ -606,8 +628,17 @@ class PimMatMul(nn.Module):
         lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         a = a.expand(*lead, *a.shape[-2:]).reshape(-1, *a.shape[-2:])
         b = b.expand(*lead, *b.shape[-2:]).reshape(-1, *b.shape[-2:])
+        array = self.array
+        if array.calibrating is not None:  # ranges from the partial sums of every product
+            policy, percentile = array.calibrating
+            array.calibrating, array.partial_samples = None, []
+            with torch.no_grad():
+                for ai, bi in zip(a, b, strict=True):
+                    array.program(bi.t())
+                    array._codes(array._quantize(ai)[0])
+            array.calibrate_range(policy, percentile)
         outs = []
         for ai, bi in zip(a, b, strict=True):
-            self.array.program(bi.t())  # weight [N, K]: one column per output
-            outs.append(self.array(ai))
+            array.program(bi.t())  # weight [N, K]: one column per output
+            outs.append(array(ai))
         return torch.stack(outs).reshape(*lead, a.shape[-2], b.shape[-1]).to(a.dtype)

@@ -71,7 +71,7 @@ _MOVE_OPS = {op: op for op in L.MOVE_OPS}
 _MOVE_OPS |= {"getitem": "slice", "t": "transpose", "swapaxes": "transpose", "movedim": "permute"}
 _MOVE_OPS |= {"expand_as": "expand", "tensor_split": "split", "index_select": "index"}
 _MOVE_OPS |= {"repeat_interleave": "repeat", "tile": "repeat", "stack": "concat"}
-_MATMUL_OPS = {"matmul", "bmm", "mm", "scaled_dot_product_attention"}
+_MATMUL_OPS = {"matmul", "bmm", "mm", "scaled_dot_product_attention", "addmm"}
 # Ops that make a tensor from another's shape or dtype only: constants, not computations.
 _CONST_OPS = {"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "zeros_like"}
 _CONST_OPS |= {"ones_like", "full_like", "empty_like", "rand_like", "randn_like", "arange"}
@@ -98,6 +98,7 @@ _SIGNATURES = {
     "stack": ("tensors", "dim"),
     "add": ("input", "other"),
     "matmul": ("input", "other"),
+    "addmm": ("input", "mat1", "mat2"),
     "bmm": ("input", "other"),
     "mm": ("input", "other"),
     "scaled_dot_product_attention": ("query", "key", "value"),
@@ -267,6 +268,8 @@ class _Builder:
         what = f"module {qualname!r} ({type(mod).__name__})"
         if isinstance(mod, _PASS_MODULES) and refs:
             return refs[0]
+        if refs and all(r.src is None for r in refs) and len(outs) == 1:
+            return _Ref(None, outs[0])  # computed from stored tensors only (a position table)
         if not isinstance(mod, _LAYER_MODULES):
             return _bad(f"{what} is not supported; supported modules: {_SUPPORTED_MODULES}")
         if isinstance(mod, nn.MultiheadAttention):
@@ -420,6 +423,13 @@ class _Builder:
             if not all(isinstance(t, _Ref) and t.src is not None for t in (q, k, v)):
                 return _bad(f"{what}: query, key and value must be computed from the input")
             return self._attention_core(scope or op, what, q, k, v, 1, out)
+        if op == "addmm":  # bias + activation @ stored matrix (GPT-2's Conv1D): a linear
+            a, b = p.get("mat1"), p.get("mat2")
+            if isinstance(a, _Ref) and a.src is not None and isinstance(b, _Ref) and b.src is None:
+                return self._emit(
+                    base, what, [a], out, lambda n, i: L.linear(n, i, _s(a.shape), b.shape[1], True)
+                )
+            return _bad(f"{what}: only bias + activation @ stored matrix is supported")
         if op in ("matmul", "bmm", "mm"):
             a, b = p.get("input"), p.get("other")
             if not (isinstance(a, _Ref) and isinstance(b, _Ref)):
