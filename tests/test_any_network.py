@@ -65,12 +65,17 @@ def test_mixed_network_macs_and_kinds(method):
     assert (scores.groups, scores.inner, scores.output_shape) == (4, 8, (4, T, T))
 
 
-def test_decomposed_modules_compute_what_torch_does():
+def _mixed(n: int):
+    """A seeded :class:`Mixed`, ``n`` random sequences and its float outputs on them."""
     torch.manual_seed(0)
     model = Mixed().eval()
-    x = torch.randn(3, T, E)
+    x = torch.randn(n, T, E)
     with torch.no_grad():
-        ref = model(x)
+        return model, x, model(x)
+
+
+def test_decomposed_modules_compute_what_torch_does():
+    model, x, ref = _mixed(3)
     twin = decompose(copy.deepcopy(model))
     with torch.no_grad():
         got = twin(x)
@@ -116,11 +121,7 @@ def test_block_diagonal_mobilenetv2_never_costs_more_than_separate():
 
 
 def test_oracle_on_attention_rnn_and_conv1d_tracks_float():
-    torch.manual_seed(0)
-    model = Mixed().eval()
-    x = torch.randn(16, T, E)
-    with torch.no_grad():
-        ref = model(x)
+    model, x, ref = _mixed(16)
     for target in ("digital", "rewrite"):
         arch = pimsim.load_arch(RRAM, {
             "adc.bits": 12, "adc.range": "calibrated", "mapping.activation_matmul": target,
@@ -308,3 +309,35 @@ def test_huggingface_models_trace_and_count_like_torch():
         assert wl.macs == fc.get_total_flops() // 2, type(model).__name__
         assert any(la.kind == "matmul" for la in wl.layers)
         pimsim.evaluate(pimsim.load_arch(RRAM), wl, latency_model="analytical")
+
+
+def test_sweep_over_attention_targets_takes_traced_and_factory_models(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"kind: sweep\nname: s\narch: {RRAM}\n"
+        'workload: [vit_tiny_cifar10, "pimsim.workload._zoo_modern:BertTiny:64"]\n'
+        "parameters:\n  mapping.activation_matmul: [digital, rewrite]\n"
+    )
+    sweep = pimsim.load_sweep(path)
+    assert [w.name for w in sweep.workloads] == ["vit_tiny_cifar10", "BertTiny"]
+    assert sweep.grid_size == 4  # 2 workloads x 2 targets
+    assert sweep.workloads[1].macs == load_workload("bert_tiny").macs
+
+
+def test_cli_evaluates_a_model_and_refuses_ambiguity(tmp_path):
+    import json
+
+    from tests._cli import run_cli
+
+    model = "pimsim.workload._zoo_modern:BertTiny:64"
+    out = run_cli("evaluate", str(RRAM), "--model", model, "--set",
+                  "mapping.activation_matmul=rewrite", "--format", "json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["totals"]["macs"] == load_workload("bert_tiny").macs
+    rows = {r["name"]: r for r in data["layers"]}
+    assert rows["layers.0.attn.scores"]["cell_writes"] > 0
+    both = run_cli("evaluate", str(RRAM), "bert_tiny", "--model", model)
+    assert both.returncode == 2 and "not both" in both.stderr
+    bad = run_cli("evaluate", str(RRAM), "--model", "nowhere:make:4")
+    assert bad.returncode == 2 and "cannot import" in bad.stderr

@@ -56,6 +56,29 @@ def format_options(func=None, *, choices=("table", "json", "csv")):
     return decorate if func is None else decorate(func)
 
 
+def workload_argument(func):
+    """WORKLOAD (a zoo name, a workload YAML file, an ONNX file or package.module:factory) as an
+    argument, or a torch model as ``--model package.module:factory[:shape]``: one of the two."""
+
+    @functools.wraps(func)
+    def wrapper(*args, workload=None, model=None, **kwargs):
+        if (workload is None) == (model is None):
+            raise click.UsageError(
+                "give WORKLOAD (a zoo name or a workload file) or --model "
+                "package.module:factory[:input shape], "
+                + ("not both" if workload is not None else "one of them")
+            )
+        return func(*args, workload=workload or model, **kwargs)
+
+    wrapper = click.option(
+        "--model",
+        metavar="PKG.MODULE:FACTORY[:SHAPE]",
+        help="A torch model instead of WORKLOAD: the nn.Module FACTORY() returns, traced on an "
+        "input of SHAPE (batch excluded, e.g. 3,32,32; default: FACTORY.input_shape).",
+    )(wrapper)
+    return click.argument("workload", required=False)(wrapper)
+
+
 def set_option(func):
     return click.option(
         "--set",

@@ -6,12 +6,20 @@ import json
 
 import click
 
-from pimsim.cli._common import emit_table, format_options, main, set_option, user_errors, write
+from pimsim.cli._common import (
+    emit_table,
+    format_options,
+    main,
+    set_option,
+    user_errors,
+    workload_argument,
+    write,
+)
 
 
 @main.command()
 @click.argument("arch")
-@click.argument("workload")
+@workload_argument
 @set_option
 @format_options
 @click.option(

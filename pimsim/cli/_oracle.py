@@ -8,12 +8,19 @@ from pathlib import Path
 
 import click
 
-from pimsim.cli._common import format_options, main, set_option, user_errors, write
+from pimsim.cli._common import (
+    format_options,
+    main,
+    set_option,
+    user_errors,
+    workload_argument,
+    write,
+)
 
 
 @main.command()
 @click.argument("arch")
-@click.argument("workload")
+@workload_argument
 @click.option(
     "--method",
     type=click.Choice(["float", "qat", "pimqat"]),
@@ -245,7 +252,7 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
 
 @main.command()
 @click.argument("arch")
-@click.argument("workload")
+@workload_argument
 @click.option(
     "--checkpoint",
     required=True,

@@ -69,7 +69,8 @@ class Report:
 
     def to_dict(self) -> dict:
         """The stable JSON structure: totals, breakdowns and per-layer records."""
-        cols = ["name", "macs", "arrays", "adc_conversions", "energy_pj", "latency_ns"]
+        cols = ["name", "kind", "macs", "arrays", "adc_conversions", "cell_writes", "energy_pj",
+                "latency_ns"]
         layers = []
         for row in self.layers.to_dict(orient="records"):
             rec = {k: row[k] for k in cols}

@@ -559,8 +559,10 @@ def _load_workloads(raw: SweepFile, doc: Document, here: Path) -> list:
     for i, name in enumerate(names):
         loc = ("workload", i) if isinstance(raw.workload, list) else ("workload",)
         try:
-            if name in zoo_names():
-                out.append(load_workload(name))
+            from pimsim.workload._zoo import is_model_spec
+
+            if name in zoo_names() or (is_model_spec(name) and not (here / name).exists()):
+                out.append(load_workload(name))  # a zoo name or package.module:factory
             else:
                 out.append(load_workload(here / name))
         except PimsimError as exc:

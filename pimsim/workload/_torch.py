@@ -300,17 +300,14 @@ class _Builder:
     def _attention_core(self, scope, what, q: _Ref, k: _Ref, v: _Ref, heads: int, out) -> _Ref:
         """softmax(Q K^T) V over ``heads`` heads: scores matmul, softmax, context matmul
         (shapes with the batch; q, k, v are (..., T, E) or already split into heads)."""
-        if len(q.shape) == 3:  # (B, T, E): heads within E
-            dh, lq, sk = q.shape[-1] // heads, q.shape[-2], k.shape[-2]
-            lead = (q.shape[0], heads)
-        else:  # (B, H, T, dh) or deeper
-            dh, lq, sk = q.shape[-1], q.shape[-2], k.shape[-2]
-            lead = q.shape[:-2]
-            heads = math.prod(_s(lead))
+        split = len(q.shape) == 3  # (B, T, E): heads within E; else (B, H, T, dh) or deeper
+        dh, lq, sk = q.shape[-1] // (heads if split else 1), q.shape[-2], k.shape[-2]
+        lead = (q.shape[0], heads) if split else q.shape[:-2]
+        groups = math.prod(_s(lead))  # independent products: heads x any folded batch
         s_shape = lead + (lq, sk)
         scores = self._emit(
             f"{scope}.scores", what, [q, k], s_shape,
-            lambda n, i: L.matmul(n, i, (_s(q.shape), _s(k.shape)), _s(s_shape), dh, sk, heads),
+            lambda n, i: L.matmul(n, i, (_s(q.shape), _s(k.shape)), _s(s_shape), dh, sk, groups),
         )  # fmt: skip
         if scores.error:
             return scores
@@ -321,8 +318,8 @@ class _Builder:
         o = _s(out)
         return self._emit(
             f"{scope}.context", what, [soft, v], out,
-            lambda n, i: L.matmul(n, i, (_s(s_shape), _s(v.shape)), o, sk, v.shape[-1] // (
-                heads if len(v.shape) == 3 else 1), heads),
+            lambda n, i: L.matmul(n, i, (_s(s_shape), _s(v.shape)), o, sk,
+                                  v.shape[-1] // (heads if split else 1), groups),
         )  # fmt: skip
 
     def _attention(self, qualname, what, mod, args, kwargs, outs) -> list:
