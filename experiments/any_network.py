@@ -49,8 +49,16 @@ def _inputs(name: str, n: int, gen: torch.Generator):
 EPOCHS = {"lstm_mnist": 3, "vit_tiny_cifar10": 2}
 
 
+CACHE = ROOT / "results" / "tmp"
+
+
 def _train(name: str, model: nn.Module) -> float:
-    """Adam on the first 8,000 bundled MNIST images; accuracy on the last 2,000."""
+    """Adam on the first 8,000 bundled MNIST images; accuracy on the last 2,000. The trained
+    weights are kept in ``results/tmp/`` (not committed) and reused by later runs."""
+    cached = CACHE / f"any_network_{name}.pt"
+    if cached.exists():
+        model.load_state_dict(torch.load(cached, weights_only=True))
+        return _test_accuracy(name, model)
     x, y = _mnist(name, "train")
     opt = torch.optim.Adam(model.parameters(), 2e-3 if name == "lstm_mnist" else 5e-4)
     model.train()
@@ -62,11 +70,53 @@ def _train(name: str, model: nn.Module) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        print(f"{name} epoch {epoch}: last loss {float(loss):.3f}", flush=True)
+        print(f"{name} epoch {epoch}: last loss {float(loss.detach()):.3f}", flush=True)
+    model.eval()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), cached)
+    return _test_accuracy(name, model)
+
+
+def _test_accuracy(name: str, model: nn.Module) -> float:
     model.eval()
     xt, yt = _mnist(name, "test")
     with torch.no_grad():
         return float((model(xt).argmax(1) == yt).float().mean())
+
+
+ABLATION = (
+    ("as above: 12-bit ADC, cells with on/off ratio 17", {}),
+    ("ideal cells (no off-state current)", {"cell.on_off_ratio": None}),
+    ("ideal cells, 16-bit ADC", {"cell.on_off_ratio": None, "adc.bits": 16}),
+    ("ideal cells, 16-bit ADC, 16-bit weights and inputs", {
+        "cell.on_off_ratio": None, "adc.bits": 16, "decomposition.weight_bits": 16,
+        "decomposition.input_bits": 16}),
+)  # fmt: skip
+
+
+def ablation_rows(model: nn.Module, name: str = "vit_tiny_cifar10") -> list[str]:
+    """Where ViT-tiny's error against float comes from: the oracle with one source removed at a
+    time (attention on digital units, 256 test images)."""
+    rows = ["| ViT-tiny, attention digital | relative output error | accuracy |",
+            "|---|---:|---:|"]  # fmt: skip
+    x, y = _mnist(name, "test")
+    x, y, cal = x[32:288], y[32:288], [x[:32]]
+    with torch.no_grad():
+        ref = model(x)
+    for label, extra in ABLATION:
+        over = {"adc.bits": 12, "adc.range": "calibrated", "decomposition.weight_bits": 8,
+                "decomposition.input_bits": 8, **extra}  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pim = oracle.convert(model, pimsim.load_arch(ARCH, over), (1, *ZOO[name][1]),
+                                 calibration=cal)  # fmt: skip
+            with torch.no_grad():
+                out = torch.cat([pim(b) for b in torch.split(x, 32)])
+        err = float((out - ref).norm() / ref.norm())
+        acc = float((out.argmax(1) == y).float().mean())
+        rows.append(f"| {label} | {100 * err:.2f}% | {100 * acc:.2f}% |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def cost_rows() -> list[str]:
@@ -163,26 +213,32 @@ def vit_b16_row() -> list[str]:
 
 
 def plot(path: Path) -> None:
+    """Per-layer energy of ViT-tiny's patch embedding, first block and head (log scale, one
+    colour per layer kind), with attention's products on digital units and on rewritten arrays."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     wl = pimsim.load_workload("vit_tiny_cifar10")
-    r = pimsim.evaluate(pimsim.load_arch(ARCH), wl, latency_model="analytical")
-    block = r.layers[r.layers["name"].str.startswith(("blocks.0.", "patch", "head"))]
-    classes = [c for c in r.layers.columns if c.startswith("energy_") and c != "energy_pj"]
-    classes = [c for c in classes if block[c].sum() > 0]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    bottom = None
-    for c in classes:
-        ax.bar(block["name"], block[c] / 1e3, bottom=bottom, label=c[7:-3])
-        bottom = block[c] / 1e3 if bottom is None else bottom + block[c] / 1e3
-    ax.set_ylabel("energy per image (nJ)")
-    ax.set_title("ViT-tiny on rram_onchip_22nm: patch embedding, block 0, head")
-    ax.tick_params(axis="x", rotation=70, labelsize=7)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 6), sharey=True)
+    colours = {}
+    for ax, target in zip(axes, ("digital", "rewrite"), strict=True):
+        arch = pimsim.load_arch(ARCH, {"mapping.activation_matmul": target})
+        frame = pimsim.evaluate(arch, wl, latency_model="analytical").layers
+        part = frame[frame["name"].str.startswith(("patch", "blocks.0.", "head"))]
+        part = part[part["energy_pj"] > 0].iloc[::-1]
+        for kind in part["kind"]:
+            colours.setdefault(kind, f"C{len(colours)}")
+        ax.barh(part["name"], part["energy_pj"] / 1e3, color=[colours[k] for k in part["kind"]])
+        ax.set_xscale("log")
+        ax.set_xlabel("energy per image (nJ, log scale)")
+        ax.set_title(f"attention products: {target}")
+        ax.tick_params(axis="y", labelsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    fig.legend(handles, list(colours), fontsize=8, loc="lower center", ncol=len(colours))
+    fig.suptitle("ViT-tiny on rram_onchip_22nm: patch embedding, block 0, head")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
 
 
@@ -190,9 +246,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="PIM-QAT steps per network")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--plot", action="store_true", help="only the per-layer energy plot")
+    parser.add_argument("--ablation", action="store_true",
+                        help="only the ViT-tiny error sources (appended to the results file)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.plot:
+        plot(ROOT / "results" / "any_network_vit_energy.png")
+        return
+    if args.ablation:
+        torch.manual_seed(0)
+        vit = zoo_model("vit_tiny_cifar10").eval()
+        _train("vit_tiny_cifar10", vit)
+        rows = ["", "## Where ViT-tiny's error comes from", "", *ablation_rows(vit), ""]
+        path = ROOT / "results" / "any_network.md"
+        path.write_text(path.read_text() + "\n".join(rows))
+        return
     torch.manual_seed(0)
     models = {name: zoo_model(name).eval() for name in NETS}
     trained = {name: _train(name, models[name]) for name in EPOCHS}

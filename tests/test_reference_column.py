@@ -19,7 +19,7 @@ from pimsim.mapping import map_layer  # noqa: E402
 from pimsim.oracle import _kernels as K  # noqa: E402
 from pimsim.workload import _layer as L  # noqa: E402
 from tests.test_mapping import layer_geometry  # noqa: E402
-from tests.test_oracle import cost_model_conversions  # noqa: E402
+from tests.test_oracle import cost_model_conversions, zoo_input  # noqa: E402
 
 # 128 x 64 arrays, 32 rows per read: a 300-row layer takes row tiles 128, 128, 44 (4, 4, 2 row
 # groups); with native 4-bit cells (one slice) an array holds 63 columns and its reference
@@ -300,7 +300,6 @@ def test_zoo_conversions_with_reference_columns_equal_cost_model(name):
     device = "cpu" if real else "meta"
     pim = convert(pimsim.zoo_model(name).to(device), arch, (1, *net.input_shape), mapping=mapping)
     batch = 2
-    shape = (batch, *net.input_shape)
-    pim(torch.rand(shape) if real else torch.empty(shape, device="meta"))
+    pim(zoo_input(name, batch, device))
     assert pimsim.oracle.counts(pim) == cost_model_conversions(arch, net, mapping, batch)
     assert all(m.references == 1 for m in mapping.layers.values())

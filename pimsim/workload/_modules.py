@@ -30,17 +30,19 @@ class Attention(nn.Module):
     projections: softmax(Q K^T / sqrt(d)) V. Same arithmetic as ``nn.MultiheadAttention``
     (``batch_first=True``, no masks, no dropout at inference); returns the output alone."""
 
-    def __init__(self, dim: int, heads: int, bias: bool = True, kdim=None, vdim=None) -> None:
+    def __init__(
+        self, dim: int, heads: int, bias: bool = True, kdim=None, vdim=None, **factory
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
-        self.q = nn.Linear(dim, dim, bias=bias)
-        self.k = nn.Linear(kdim or dim, dim, bias=bias)
-        self.v = nn.Linear(vdim or dim, dim, bias=bias)
+        self.q = nn.Linear(dim, dim, bias=bias, **factory)  # factory: device, dtype
+        self.k = nn.Linear(kdim or dim, dim, bias=bias, **factory)
+        self.v = nn.Linear(vdim or dim, dim, bias=bias, **factory)
         self.scores = MatMul()
         self.context = MatMul()
-        self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.out_proj = nn.Linear(dim, dim, bias=bias, **factory)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -63,7 +65,9 @@ class _TorchMHA(Attention):
 
     def __init__(self, mha: nn.MultiheadAttention) -> None:
         bias = mha.in_proj_bias is not None
-        super().__init__(mha.embed_dim, mha.num_heads, bias, mha.kdim, mha.vdim)
+        w = mha.out_proj.weight  # build on its device (meta included) and in its dtype
+        super().__init__(mha.embed_dim, mha.num_heads, bias, mha.kdim, mha.vdim,
+                         device=w.device, dtype=w.dtype)  # fmt: skip
         e = mha.embed_dim
         with torch.no_grad():
             if mha._qkv_same_embed_dim:
@@ -121,13 +125,13 @@ class RNN(nn.Module):
                 b_hh = getattr(module, "bias_hh" + sfx, None)
                 fin = w_ih.shape[1]
                 bias = b_ih is not None
+                # on the module's device (meta included) and in its dtype
+                lin = nn.Linear(fin + h, 4 * h, bias=bias, device=w_ih.device, dtype=w_ih.dtype)
                 if self.op == "lstm":
-                    lin = nn.Linear(fin + h, 4 * h, bias=bias)
                     weight = torch.cat([w_ih, w_hh], dim=1)
                     b = (b_ih + b_hh) if bias else None
                 else:
-                    lin = nn.Linear(fin + h, 4 * h, bias=bias)
-                    weight = torch.zeros(4 * h, fin + h, dtype=w_ih.dtype)
+                    weight = w_ih.new_zeros(4 * h, fin + h)
                     weight[: 2 * h] = torch.cat([w_ih[: 2 * h], w_hh[: 2 * h]], dim=1)
                     weight[2 * h : 3 * h, :fin] = w_ih[2 * h :]
                     weight[3 * h :, fin:] = w_hh[2 * h :]
