@@ -5,6 +5,20 @@ from pathlib import Path
 
 import pytest
 
+#: Zoo networks the every-network sweeps of the cost, dataflow and oracle tests leave out on all
+#: but one spec: EfficientNet-B0 and MobileNetV3-small have 156-239 layers, their operations
+#: (depthwise convs, squeeze-excite gating, hardswish) are MobileNetV2's plus kinds the smaller
+#: traced networks exercise, and tests/test_zoo_modern.py and tests/test_any_network.py check
+#: their MACs, parameters and cost; the sweeps over every spec keep the default run short.
+LARGE_TRACED = ("efficientnet_b0_imagenet", "mobilenetv3_small_imagenet")
+
+
+def swept_zoo() -> list[str]:
+    """The zoo names the every-network x every-spec tests run."""
+    import pimsim
+
+    return [n for n in pimsim.zoo_names() if n not in LARGE_TRACED]
+
 UNIT_ARCH = """\
 kind: arch
 name: unit

@@ -12,11 +12,12 @@ from pimsim.cost import evaluate, level_reports
 from pimsim.errors import MappingError
 from pimsim.workload import Workload
 from tests._cli import run_cli
+from tests.conftest import swept_zoo
 from tests.test_mapping import SCHEMES, small_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = sorted((ROOT / "arch_specs").glob("*.yaml"))
-ZOO = pimsim.zoo_names()
+ZOO = swept_zoo()
 
 
 def hand_count(arch, layer) -> int:

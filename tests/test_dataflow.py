@@ -16,8 +16,9 @@ from pimsim.cost import chip_timing, evaluate
 from pimsim.dataflow import PS_PER_NS, max_plus_chain, run, simulate, to_ps
 from pimsim.errors import MappingError
 from pimsim.mapping import map_network
-from pimsim.workload import Workload, zoo_names
+from pimsim.workload import Workload
 from pimsim.workload._layer import add, conv
+from tests.conftest import swept_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHS = sorted(p.stem for p in (ROOT / "arch_specs").glob("*.yaml"))
@@ -177,8 +178,26 @@ def _widened(arch, classes):
 
 def _pairs():
     for a in ARCHS:
-        for w in zoo_names():
+        for w in swept_zoo():
             yield a, w
+
+
+def _hop_allowance_ns(mapping, timing) -> float:
+    """The most row granularity can add over layer granularity: each extra chunk of a row-
+    chunked layer pays its transfers' hop clocks (receive and send) again (pimsim.dataflow's
+    Granularity), which pipelining hides unless the consumer needs every row at once."""
+    nets = [p for p in timing.ports if p.role == "network"]
+    if not nets:
+        return 0.0
+    mapped = mapping.layers
+    pairs = [(a, b) for a, b in mapping.workload.edges if a in mapped and b in mapped]
+    hops = max([p.hops or 0.0 for p in nets] + [mapping.hops(a, b) for a, b in pairs] + [1.0])
+    extra = sum(
+        layer.output_shape[1] - 1
+        for layer in mapping.workload.layers
+        if layer.name in mapped and layer.kind in ("conv", "pool") and len(layer.output_shape) == 3
+    )
+    return 2 * extra * hops * timing.period_ns
 
 
 def _latency(arch, work, granularity="layer"):
@@ -195,7 +214,7 @@ def test_bounds_and_monotonicity_on_every_zoo_network(arch_name, granularity):
     """Pipelined latency <= layer-by-layer latency; throughput <= 1 / slowest stage; more ADCs,
     wider buffers or interconnect, or more duplication never increase latency."""
     checked = 0
-    for work_name in zoo_names():
+    for work_name in swept_zoo():
         work = pimsim.load_workload(work_name)
         base = _latency(_arch(arch_name), work, granularity)
         if base is None:
@@ -205,7 +224,10 @@ def test_bounds_and_monotonicity_on_every_zoo_network(arch_name, granularity):
         mapping = base.mapping
         timing = chip_timing(mapping.arch, mapping)
         serial = simulate(mapping, timing, pipelined=False, samples=1)
-        assert flow.latency_ns <= serial.latency_ns * (1 + 1e-12), work_name
+        slack = 0.0
+        if granularity == "row":  # plus at most 1 ps of rounding per job
+            slack = _hop_allowance_ns(mapping, timing) + flow.jobs * 1e-3
+        assert flow.latency_ns <= serial.latency_ns * (1 + 1e-12) + slack, work_name
         assert flow.throughput_fps <= 1e9 / flow.bottleneck["busy_ns"] * (1 + 1e-9)
         arch = mapping.arch
         variants = {

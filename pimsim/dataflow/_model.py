@@ -1,7 +1,11 @@
 """The mapped network as jobs on the chip's resources, and what their simulation says.
 
-**Granularity.** ``row`` (default): a layer with a (C, H, W) output is H chunks of one output row
-each; other layers are one chunk. ``layer``: every layer is one chunk (stage-level pipelining,
+**Granularity.** ``row`` (default): a conv or pooling layer with a (C, H, W) output is H chunks
+of one output row each, and so is an element-wise layer (activation, batch-norm, add, concat,
+element-wise arithmetic) fed by such a layer; other layers are one chunk (attention's (heads, T,
+T) scores are not image rows). Every chunk's transfer pays the network's hop clocks, so a
+row-chunked layer whose consumer needs all its rows at once (a ViT's patch embedding before its
+flatten) can finish a few clocks later than in ``layer`` granularity. ``layer``: every layer is one chunk (stage-level pipelining,
 much faster to simulate; the default for sweeps). A consumer chunk starts once the producer
 chunks it needs have left: a kh x kw conv or pool with stride s and padding p needs input rows
 ``r s - p .. r s - p + (kh - 1) dilation``; element-wise layers (activation, batch-norm, add,
@@ -86,8 +90,19 @@ class _Resources:
         return list(self.index)
 
 
-def _chunks(layer, granularity: str) -> int:
-    if granularity == "row" and len(layer.output_shape) == 3:
+#: Layers whose (C, H, W) output is a feature map produced row by row.
+ROW_KINDS = ("conv", "pool")
+#: Element-wise layers that follow their inputs' rows when an input is a row-by-row feature map.
+ROW_FOLLOWERS = ("act", "bn", "add", "concat", "eltwise")
+
+
+def _chunks(layer, granularity: str, chunked_inputs: bool) -> int:
+    """Chunks of ``layer``: its output rows for a conv/pool feature map, and for element-wise
+    layers on one; one otherwise (attention's (heads, T, T) scores are not image rows: a row of
+    Q K^T needs every row of K)."""
+    if granularity != "row" or len(layer.output_shape) != 3:
+        return 1
+    if layer.kind in ROW_KINDS or (layer.kind in ROW_FOLLOWERS and chunked_inputs):
         return layer.output_shape[1]
     return 1
 
@@ -197,7 +212,10 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
     per_tile = arch.tile.pes
     layers = list(workload.layers)
     index = {layer.name: i for i, layer in enumerate(layers)}
-    n_chunks = [_chunks(layer, granularity) for layer in layers]
+    n_chunks: list[int] = []
+    for layer in layers:
+        fed = any(n_chunks[index[s]] > 1 for s in layer.inputs if s in index)
+        n_chunks.append(_chunks(layer, granularity, fed))
     res = _Resources()
     jobs = _Jobs()
     notes: list[str] = list(timing.notes)
