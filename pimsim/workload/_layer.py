@@ -238,6 +238,13 @@ class Workload:
         return pd.DataFrame([layer.table_row() for layer in self.layers], columns=TABLE_COLUMNS)
 
 
+def sample_shape(shape) -> Shape:
+    """The per-sample shape of a framework shape: without its leading batch of 1 (a model that
+    folds the batch into its first dimension keeps that dimension)."""
+    shape = tuple(int(d) for d in shape)
+    return shape[1:] if shape and shape[0] == 1 else shape
+
+
 # --------------------------------------------------------------------------- constructors
 
 

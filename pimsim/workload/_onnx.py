@@ -20,6 +20,7 @@ import os
 
 from pimsim.errors import WorkloadError
 from pimsim.workload import _layer as L
+from pimsim.workload._layer import sample_shape as _s
 
 _ACTS = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
@@ -41,11 +42,6 @@ _MOVES = {
 _PASS = {"Identity", "Dropout", "Cast"}
 _NORMS = {"LayerNormalization": "layernorm", "RMSNormalization": "rmsnorm",
           "GroupNormalization": "groupnorm", "InstanceNormalization": "instancenorm"}  # fmt: skip
-
-
-def _s(shape) -> tuple[int, ...]:
-    shape = tuple(shape)
-    return shape[1:] if shape and shape[0] == 1 else shape
 
 
 def _pads(attrs: dict, n: int, what: str) -> tuple[int, ...]:

@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from pimsim.errors import WorkloadError
 from pimsim.workload import _layer as L
 from pimsim.workload._layer import Layer, Workload
+from pimsim.workload._layer import sample_shape as _s
 from pimsim.workload._modules import RNN, MatMul
 
 #: Values of :func:`from_torch`'s ``method``.
@@ -70,7 +71,7 @@ _ELTWISE_OPS |= {"clip": "clamp", "rpow": "pow", "divide": "div", "multiply": "m
 _MOVE_OPS = {op: op for op in L.MOVE_OPS}
 _MOVE_OPS |= {"getitem": "slice", "t": "transpose", "swapaxes": "transpose", "movedim": "permute"}
 _MOVE_OPS |= {"expand_as": "expand", "tensor_split": "split", "index_select": "index"}
-_MOVE_OPS |= {"repeat_interleave": "repeat", "tile": "repeat", "stack": "concat"}
+_MOVE_OPS |= {"repeat_interleave": "repeat", "tile": "repeat"}
 _MATMUL_OPS = {"matmul", "bmm", "mm", "scaled_dot_product_attention", "addmm"}
 # Ops that make a tensor from another's shape or dtype only: constants, not computations.
 _CONST_OPS = {"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "zeros_like"}
@@ -80,12 +81,11 @@ _SKIP_OPS |= {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"}
 _SKIP_OPS |= {"feature_alpha_dropout", "stochastic_depth", "cpu", "cuda", "requires_grad"}
 _LAYER_OPS = _ACT_OPS | set(_POOL_OPS) | set(_FLATTEN_OPS) | {"add", "cat", "conv2d", "linear"}
 _LAYER_OPS |= {"conv1d", "embedding", "batch_norm"} | set(_NORM_OPS) | set(_ELTWISE_OPS)
-_LAYER_OPS |= set(_MOVE_OPS) | _MATMUL_OPS
+_LAYER_OPS |= set(_MOVE_OPS) | _MATMUL_OPS | {"stack"}
 # Ops that return several tensors (one move layer each).
 _MULTI_OPS = {"chunk", "split", "unbind", "tensor_split"}
 # Operator spellings that mean the same layer: `x += y` is `iadd`, `1 + x` is `radd`.
 _ALIASES = {"iadd": "add", "radd": "add", "concat": "cat", "concatenate": "cat"}
-_ALIASES |= {"matmul_": "matmul", "rmatmul": "matmul", "pad": "pad", "softmax_": "softmax"}
 # Positional parameter names of the functional ops whose arguments matter.
 _SIGNATURES = {
     "max_pool2d": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
@@ -108,13 +108,6 @@ _DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "g
 
 _SUPPORTED_MODULES = ", ".join(sorted({c.__name__ for c in _LAYER_MODULES + _PASS_MODULES}))
 _SUPPORTED_OPS = ", ".join(sorted(_LAYER_OPS | _SKIP_OPS))
-
-
-def _s(shape) -> tuple[int, ...]:
-    """The per-sample shape of a torch shape: without its leading batch of 1 (a model that
-    folds the batch into its first dimension keeps that dimension)."""
-    shape = tuple(shape)
-    return shape[1:] if shape and shape[0] == 1 else shape
 
 
 @dataclass(frozen=True)
@@ -161,10 +154,9 @@ def _is_flatten(shape: tuple, out: tuple | None) -> bool:
 def _flatten_layer(name: str, inputs, shape: tuple, out: tuple) -> Layer:
     """A flatten layer when ``out`` flattens the trailing dims of ``shape`` (both with their
     batch of 1), else a ``move`` (reshape) layer."""
-    keep = len(out) - 1
     if not _is_flatten(shape, out):
         return L.move(name, inputs, (_s(shape),), _s(out), "reshape")
-    return L.flatten(name, inputs, shape[1:], keep - 1)
+    return L.flatten(name, inputs, shape[1:], len(out) - 2)
 
 
 def _pool_layer(name, inputs, shape, out, op: str, p: dict) -> Layer:
