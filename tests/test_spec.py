@@ -446,6 +446,7 @@ adc:
   model: fixed
   bits: 8
   energy_pj: 1.67
+  area_um2: 1200
   reference: {source: "ISAAC ISCA'16 Table I", bits: 8}
 """
 

@@ -10,28 +10,9 @@ from __future__ import annotations
 import math
 
 from pimsim.cost._registry import ComponentEstimate, register
-from pimsim.errors import SpecError
 
-# DESIGN.md reference numbers: ADC energy (pJ/conversion) and area (um2) vs bits at 32 nm,
-# 1.2 GS/s (ISAAC-style scaling; 8 b: 16 mW / 8 ADCs / 1.2 GS/s = 1.67 pJ).
-ISAAC_ADC_TABLE = {
-    4: (0.79, 361),
-    5: (0.99, 477),
-    6: (1.20, 627),
-    7: (1.42, 845),
-    8: (1.67, 1200),
-    9: (1.97, 1828),
-    10: (2.38, 3002),
-}
 ISAAC_NODE_NM = 32.0
 ISAAC_RATE_HZ = 1.2e9
-
-# Survey-fit ADC model (Murmann ADC survey trend as used by Accelergy's ADC estimator: energy
-# linear in bits at low resolution, x4 per bit at high resolution). Documented calibration: the
-# coefficients of E = a b + c 4^b and A = p b + q 4^b are least-squares fits (relative error) to
-# ISAAC_ADC_TABLE above; residuals: energy within 3.1%, area within 19% over 4..10 bits.
-SURVEY_E = (0.201194718, 3.76395474e-07)  # pJ
-SURVEY_A = (103.478054, 2.18338015e-03)  # um2
 
 
 def node_energy(node_nm: float, ref_nm: float) -> float:
@@ -52,52 +33,26 @@ def _rate(arch, block) -> float:
     )
 
 
-def _explicit(
-    arch, block, scale_e: float = 1.0, scale_a: float = 1.0, rate: float | None = None
-) -> ComponentEstimate:
-    """Published values, rescaled by ``scale_*`` (1 for ``fixed``); a published power becomes
-    energy per action at ``rate`` actions per second (default: the component's own rate)."""
+def _explicit(arch, block, rate: float | None = None, model=None) -> ComponentEstimate:
+    """Published values; a published power becomes energy per action at ``rate`` actions per
+    second (default: the component's own rate). A value the block leaves out comes from
+    ``model`` (the component's scaling model); a ``fixed`` block must give both (the spec check
+    refuses one that does not, so nothing is silently zero)."""
     rate = rate or _rate(arch, block)
     energy = block.energy_pj
     if energy is None and block.power_mw is not None:
         energy = block.power_mw / (rate * 1e-9)
+    area = block.area_um2
+    if model is not None and (energy is None or area is None):
+        energy = model.energy_pj if energy is None else energy
+        area = model.area_um2 if area is None else area
     return ComponentEstimate(
-        energy_pj=(energy or 0.0) * scale_e,
-        area_um2=(block.area_um2 or 0.0) * scale_a,
+        energy_pj=energy or 0.0,
+        area_um2=area or 0.0,
         rate_hz=rate,
         leakage_mw=block.leakage_mw or 0.0,
         accuracy="published",
     )
-
-
-def _with_reference(arch, block, model_e, model_a) -> ComponentEstimate:
-    """Use explicit values rescaled by the model's ratio between the spec's parameters and the
-    reference's, or the model's own values when nothing explicit is given."""
-    if block.has_explicit:
-        ref = block.reference
-        ref_bits = ref.bits or block.bits
-        ref_node = ref.node_nm or arch.technology.node_nm
-        se = model_e(block.bits, arch.technology.node_nm) / model_e(ref_bits, ref_node)
-        sa = model_a(block.bits, arch.technology.node_nm) / model_a(ref_bits, ref_node)
-        return _explicit(arch, block, se, sa)
-    return ComponentEstimate(
-        energy_pj=model_e(block.bits, arch.technology.node_nm),
-        area_um2=model_a(block.bits, arch.technology.node_nm),
-        rate_hz=_rate(arch, block),
-        leakage_mw=block.leakage_mw or 0.0,
-        accuracy="fitted",
-    )
-
-
-def _isaac_table(bits: int, column: int) -> float:
-    if bits not in ISAAC_ADC_TABLE:
-        raise SpecError(
-            f"adc.bits = {bits}: the isaac_scaling ADC model covers "
-            f"{min(ISAAC_ADC_TABLE)}..{max(ISAAC_ADC_TABLE)} bits; use adc.model: "
-            "survey for other resolutions",
-            field="adc.bits",
-        )
-    return ISAAC_ADC_TABLE[bits][column]
 
 
 @register("adc", "fixed")
@@ -106,53 +61,15 @@ def adc_fixed(arch, adc) -> ComponentEstimate:
     return _explicit(arch, adc)
 
 
-@register("adc", "isaac_scaling")
-def adc_isaac_scaling(arch, adc) -> ComponentEstimate:
-    """DESIGN.md's ISAAC-style bits table at 32 nm (4..10 bits), scaled by node; rate-independent
-    up to the table's 1.2 GS/s."""
-
-    def energy(bits, node):
-        return _isaac_table(bits, 0) * node_energy(node, ISAAC_NODE_NM)
-
-    def area(bits, node):
-        return _isaac_table(bits, 1) * node_area(node, ISAAC_NODE_NM)
-
-    return _with_reference(arch, adc, energy, area)
-
-
-def survey_energy_pj(bits: int, node_nm: float, rate_hz: float = ISAAC_RATE_HZ) -> float:
-    """Survey-fit energy per conversion (pJ); grows linearly with rate above 1.2 GS/s."""
-    a, c = SURVEY_E
-    return (
-        (a * bits + c * 4.0**bits)
-        * node_energy(node_nm, ISAAC_NODE_NM)
-        * max(1.0, rate_hz / ISAAC_RATE_HZ)
-    )
-
-
-def survey_area_um2(bits: int, node_nm: float) -> float:
-    """Survey-fit ADC area (um2)."""
-    p, q = SURVEY_A
-    return (p * bits + q * 4.0**bits) * node_area(node_nm, ISAAC_NODE_NM)
-
-
-@register("adc", "survey")
-def adc_survey(arch, adc) -> ComponentEstimate:
-    """Survey-fit model in bits, sample rate and node (see SURVEY_E)."""
-    rate = _rate(arch, adc)
-    return _with_reference(arch, adc, lambda b, n: survey_energy_pj(b, n, rate), survey_area_um2)
-
-
 def _generic(arch, block, energy_pj_32, area_um2_32, rate=None) -> ComponentEstimate:
-    if block.has_explicit:
-        return _explicit(arch, block)
     node = arch.technology.node_nm
-    return ComponentEstimate(
+    est = ComponentEstimate(
         energy_pj=energy_pj_32 * node_energy(node, ISAAC_NODE_NM),
         area_um2=area_um2_32 * node_area(node, ISAAC_NODE_NM),
         rate_hz=rate or getattr(block, "rate_hz", None) or arch.technology.clock_hz,
         leakage_mw=block.leakage_mw or 0.0,
     )
+    return _explicit(arch, block, model=est) if block.has_explicit else est
 
 
 def _per_op(power_mw: float) -> float:
