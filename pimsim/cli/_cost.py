@@ -147,7 +147,10 @@ def evaluate(
                 f"{t.writes_per_step * t.steps_per_epoch:.6g}"
                 + ("" if t.writes_measured else " (assumed: every weight every step)"))
             extra["training_extra_area_mm2"] = t.extra_area_mm2
-        emit_table(report.layers[cols], fmt, output, extra if fmt == "table" else None)
+        if fmt == "csv":
+            emit_table(_csv_frame(report), fmt, output)
+        else:
+            emit_table(report.layers[cols], fmt, output, extra)
     if timeline:
         from pimsim.dataflow import plot_timeline
 
@@ -159,6 +162,41 @@ def evaluate(
 
         plot_report(report, plot)
         click.echo(f"wrote {plot}", err=True)
+
+
+def _csv_frame(report):
+    """The CSV of ``evaluate``: one row per layer and a last ``(total)`` row, each with the
+    energy breakdown by class (``energy_<class>_pj``; leakage in the total only, writes only
+    when cells are written) and the total also with the chip area by class
+    (``area_<class>_mm2``). Each row's classes sum to its ``energy_pj`` (and ``area_mm2``)."""
+    import pandas as pd
+
+    totals = report.totals
+    breakdown = report.breakdown_columns()
+    if not totals["cell_writes"]:
+        breakdown.pop("energy_write_pj")
+    energy = [c for c in breakdown if c.startswith("energy_")]
+    area = [c for c in breakdown if c.startswith("area_")]
+    head = ["name", "kind", "macs", "arrays", "copies", "adc_conversions"]
+    head += ["cell_writes"] if totals["cell_writes"] else []
+    head += ["energy_pj", "latency_ns"]
+    total = {
+        "name": "(total)",
+        "macs": totals["macs"],
+        "arrays": totals["arrays_used"],
+        "adc_conversions": totals["adc_conversions"],
+        "cell_writes": totals["cell_writes"],
+        "energy_pj": totals["energy_pj"],
+        "latency_ns": totals["latency_ns"],
+        "area_mm2": totals["area_mm2"],
+        **breakdown,
+    }
+    frame = report.layers.reindex(columns=[*head, *energy, "area_mm2", *area])
+    frame = pd.concat([frame, pd.DataFrame([total], columns=frame.columns)], ignore_index=True)
+    # integer counts stay integers beside the empty cells of the total row
+    ints = ["macs", "arrays", "copies", "adc_conversions"]
+    ints += ["cell_writes"] if "cell_writes" in frame else []
+    return frame.astype({c: "Int64" for c in ints})
 
 
 def _training_report(spec, wl, rule, update, batch_size, train_samples, writes_from):

@@ -35,22 +35,21 @@ from pimsim.cost._registry import BUFFER_ACCESS_BITS, ComponentEstimate, lookup
 from pimsim.dataflow import ChipTiming, Port
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
+from pimsim.spec._arch import CALIBRATED_NODES_NM
+from pimsim.spec._fields import (
+    AREA_CLASSES,
+    DEFAULT_COMPONENT_MODELS,
+    ENERGY_CLASSES,
+)
 from pimsim.workload import Workload
 
 LAYER_ENERGY_CLASSES = (*ACTION_CLASSES, "write")
 """Classes of the per-layer energy columns ``energy_{class}_pj``: the actions and the cell
 writes of reprogramming."""
 
-FALLBACK_MODELS = {
-    "shift_add": "shift_add",
-    "accumulator": "adder_tree",
-    "buffer": "register_file",
-    "interconnect": "bus",
-    "activation": "relu",
-    "pooling": "max_pool",
-    "digital": "shift_add",
-    "mac": "digital_mac",
-}
+#: The generic model costed for an action class the spec has no component for (every class a
+#: layer can use but the write-voltage level shifters, which are area only).
+FALLBACK_MODELS = {k: v for k, v in DEFAULT_COMPONENT_MODELS.items() if k != "level_shifter"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,21 @@ class Report:
         """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), indent=2, default=float)
 
+    def breakdown_columns(self) -> dict[str, float]:
+        """The breakdowns as flat columns for CSV files and results stores: ``energy_<class>_pj``
+        for every class of :data:`ENERGY_CLASSES`, then ``area_<class>_mm2`` for every class of
+        :data:`AREA_CLASSES` (0 where the spec has none), any other class after its group in
+        name order. The energy columns sum to ``totals["energy_pj"]``, the area columns to
+        ``totals["area_mm2"]``."""
+        out = {}
+        for kind, unit, breakdown, classes in (
+            ("energy", "pj", self.energy_breakdown_pj, ENERGY_CLASSES),
+            ("area", "mm2", self.area_breakdown_mm2, AREA_CLASSES),
+        ):
+            for cls in (*classes, *sorted(set(breakdown) - set(classes))):
+                out[f"{kind}_{cls}_{unit}"] = float(breakdown.get(cls, 0.0))
+        return out
+
 
 def _class_estimates(arch: ArchSpec) -> tuple[dict[str, ComponentEstimate], dict, list[str]]:
     per_class: dict[str, ComponentEstimate] = {}
@@ -123,6 +137,14 @@ def _class_estimates(arch: ArchSpec) -> tuple[dict[str, ComponentEstimate], dict
             stub = ComponentSpec(name=cls, component_class=cls, model=model)
             per_class[cls] = lookup("component", model)(arch, stub)
             notes.append(f"no {cls} component in {arch.name}: used the generic {model!r} model")
+    node = arch.technology.node_nm
+    low, high = CALIBRATED_NODES_NM
+    if not low <= node <= high:
+        notes.append(
+            f"technology.node_nm = {node:g} nm is outside the {low:g}-{high:g} nm the component "
+            "models are calibrated over: energies and areas are extrapolated by first-order "
+            "scaling (energy ~ node, area ~ node^2)"
+        )
     return per_class, widths, notes
 
 
@@ -135,8 +157,21 @@ def _read_ns(arch: ArchSpec) -> float:
     return read_time_ns(arch)
 
 
+def conversions_per_adc(arch: ArchSpec, mapping_layer) -> int:
+    """Conversions one ADC makes per array read, from the floorplan: an array's cols physical
+    columns share its cols / cols_per_adc ADCs. A differential pair combined on the column
+    (``differential_analog``) is one analog value, so an ADC muxed over cols_per_adc columns
+    converts cols_per_adc / 2 of them (at least one); with ``differential_digital`` each polarity
+    column is converted, cols_per_adc per ADC, whether the pair shares an ADC (cols_per_adc >= 2)
+    or each column has its own (cols_per_adc = 1: the two convert at once)."""
+    per_column = mapping_layer.conversions_per_column_read
+    if arch.decomposition.differential:
+        per_column /= 2
+    return max(1, math.ceil(arch.adc.cols_per_adc * per_column))
+
+
 def _step_ns(arch: ArchSpec, mapping_layer, adc_rate_hz: float) -> float:
-    convert = arch.adc.cols_per_adc * mapping_layer.conversions_per_column_read / adc_rate_hz
+    convert = conversions_per_adc(arch, mapping_layer) / adc_rate_hz
     return max(_read_ns(arch), convert * 1e9)
 
 

@@ -6,7 +6,9 @@ Tables:
   workload and the oracle budget); ``point`` (index in the sweep), ``sweep``, ``status`` (``ok``,
   ``infeasible`` with the ``error`` that made it so, or ``failed``: an internal error, with its
   message), ``arch``, ``workload``, every parameter (column named by its field path) and every
-  metric (``energy_pj``, ..., ``edp``, ``accuracy``) as a column, ``finished_at`` and ``eval_ms``;
+  metric (``energy_pj``, ..., ``edp``, the breakdowns ``energy_<class>_pj`` and
+  ``area_<class>_mm2``, ``accuracy``) as a column, ``finished_at`` and ``eval_ms``; a column
+  first written by a newer pimsim is added on demand (older rows read it as null);
 - ``requests``: every request key answered (what a re-run skips), with its design key;
 - ``requested``: which sweep asked for which request, at which point index (several sweeps may
   share a store and ask for the same designs);

@@ -124,6 +124,7 @@ def _cost(spec, workload, latency: dict | None = None) -> dict:
     )
     totals = dict(report.totals)
     totals["edp"] = totals["energy_pj"] * totals["latency_ns"]
+    totals.update(report.breakdown_columns())  # energy_<class>_pj, area_<class>_mm2
     return totals
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PrivateAttr, model_validator
 
 from pimsim.spec._fields import (
+    AREA_ONLY_CLASSES,
     ComponentSpec,
     ExplicitValues,
     Fraction,
@@ -27,7 +28,7 @@ from pimsim.spec._fields import (
 #: Component models the cost model implements, per component; ``fixed`` = explicit values only.
 ADC_MODELS = ("fixed", "isaac_scaling", "survey", "neurosim", "unit")
 DAC_MODELS = ("fixed", "drive", "neurosim", "unit")
-ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "neurosim", "unit")
+ARRAY_MODELS = ("fixed", "conductance", "sram_cell", "charge", "neurosim", "unit")
 COMPONENT_MODELS = (
     "fixed",
     "shift_add",
@@ -70,6 +71,12 @@ ORACLE_FIELDS = (
     "cell.update",
     "training",
 )
+
+#: Technology nodes (nm) the cost models accept, and the range they are calibrated over (the
+#: DNN+NeuroSim technology tables span 7-130 nm; the ADC survey and ISAAC/Horowitz references sit
+#: inside it). Outside the calibrated range a report notes the extrapolation.
+NODE_RANGE_NM = (1.0, 1000.0)
+CALIBRATED_NODES_NM = (7.0, 130.0)
 
 SCHEMES = ("native", "differential", "bit_serial")
 ENCODINGS = ("offset", "twos_complement", "differential_analog", "differential_digital")
@@ -166,6 +173,13 @@ class CellSpec(SpecModel):
     """G_on / G_off. None: an ideal (infinite) ratio for the oracle."""
     read_voltage_v: PositiveFloat | None = None
     """Read voltage across a cell (V)."""
+    capacitance_ff: NonNegFloat | None = None
+    """Compute capacitance one cell read switches (fF), for ``array.model: charge``: the cell's
+    own compute capacitor(s) (e.g. a MOM capacitor over a charge-domain bit cell), its share of
+    capacitors the cells of a column share (their capacitance / ``array.rows_per_adc_read``), or
+    a capacitor ladder's input capacitance (``pimsim.cost._charge.c2c_input_capacitance``). A
+    design parameter: cite the paper. Default None (no compute capacitor; ``charge`` refuses
+    it, other array models ignore it)."""
     write_voltage_v: PositiveFloat | None = None
     """Programming voltage (V); above vdd it needs level shifters."""
     write_energy_pj: NonNegFloat | None = None
@@ -187,7 +201,9 @@ class ArraySpec(ExplicitValues):
 
     model: str = "conductance"
     """Array model: ``conductance`` (energy from conductances, read voltage and read time),
-    ``sram_cell`` or ``fixed`` (explicit values)."""
+    ``sram_cell`` (bit-line wire charge), ``charge`` (a charge-domain cell: its compute
+    capacitor ``cell.capacitance_ff`` plus the wire), ``neurosim`` or ``fixed`` (explicit
+    values)."""
     rows: PositiveInt
     """Rows (word lines), i.e. inputs per array."""
     cols: PositiveInt
@@ -217,17 +233,23 @@ class AdcSpec(ExplicitValues):
     """Analog-to-digital converters at the bottom of the columns."""
 
     model: str = "survey"
-    """ADC model: ``isaac_scaling`` (ISAAC-style bits table at 32 nm, scaled by node),
-    ``survey`` (Murmann-survey fit in bits, rate and node), ``neurosim`` (NeuroSim's multilevel
-    current-mode sense amplifier) or ``fixed`` (explicit values only)."""
+    """ADC model: ``survey`` (default: the ADC survey's Walden/Schreier envelopes by ``type``,
+    bits, sample rate and node; see ``pimsim.cost._adc``), ``isaac_scaling`` (ISAAC-style bits
+    table at 32 nm, scaled by node), ``neurosim`` (NeuroSim's multilevel current-mode sense
+    amplifier) or ``fixed`` (published values only)."""
     bits: PositiveInt = Field(le=16)
     """Resolution (bits)."""
     type: Literal["sar", "flash", "sense_amp", "ramp", "pipeline", "integrating"] = "sar"
-    """Circuit type."""
+    """Circuit type: ``sar`` (default: what CIM macros build most), ``pipeline``, ``flash``
+    (2^bits - 1 comparators), ``sense_amp`` (1 bit: one comparator; more bits: a multilevel
+    sense amplifier, costed as a flash), ``ramp`` (single slope) or ``integrating`` (time
+    domain): these two count 2^bits clock steps per conversion."""
     cols_per_adc: PositiveInt = 1
     """Columns multiplexed onto one ADC."""
     sample_rate_hz: PositiveFloat | None = None
-    """Rated conversion rate (Hz); peak power uses it. Default: one conversion per clock."""
+    """Conversion rate of one ADC (Hz): sets the ADC's step time and, with the ``survey``
+    model, its energy per conversion above the type's corner rate. Default: one conversion per
+    clock (ramp and integrating: clock / 2^bits)."""
     range: Literal["full_scale", "calibrated", "learned", "trained"] = "learned"
     """Input range policy (DESIGN.md Conventions, 'ADC range'): ``full_scale`` (fixed at design
     time), ``calibrated`` (the ``range_percentile`` of the partial sums seen on calibration
@@ -517,6 +539,28 @@ def check_arch(spec: ArchSpec) -> None:
             f"twos_complement needs cell.bits = 1 (got {spec.cell.bits}); use "
             "offset or a differential encoding with multi-bit cells",
         )
+    node = spec.technology.node_nm
+    if not NODE_RANGE_NM[0] <= node <= NODE_RANGE_NM[1]:
+        raise FieldProblem(
+            ("technology", "node_nm"),
+            f"technology.node_nm = {node:g} nm is not a CMOS node pimsim can scale to (models "
+            f"accept {NODE_RANGE_NM[0]:g}..{NODE_RANGE_NM[1]:g} nm and are calibrated over "
+            f"{CALIBRATED_NODES_NM[0]:g}..{CALIBRATED_NODES_NM[1]:g} nm); the node is in "
+            "nanometres (e.g. 22)",
+        )
+    mapping = spec.mapping
+    if (
+        mapping.duplication == "balance"
+        and spec.chip.tiles == "auto"
+        and mapping.max_duplication is None
+    ):
+        raise FieldProblem(
+            ("mapping", "max_duplication"),
+            "mapping.duplication: balance with chip.tiles: auto has nothing to balance against "
+            "(an auto-sized chip grows with every copy), so it would copy nothing: set "
+            "mapping.max_duplication (copies per layer, e.g. 8) or a fixed chip.tiles that "
+            "balance fills",
+        )
     var = spec.cell.variation
     if var.stuck_at_on + var.stuck_at_off > 1:
         raise FieldProblem(
@@ -547,6 +591,24 @@ def check_arch(spec: ArchSpec) -> None:
             _check_reference(spec, f"{level}.components[{i}]", comp, (level, "components", i))
 
 
+def _check_fixed(section: str, block: ExplicitValues, path: tuple, area_only: bool) -> None:
+    """A ``fixed`` block has no model to fill a value in: it must publish its energy (or power)
+    and its area, or both would be costed as zero without a word."""
+    missing = []
+    if not area_only and block.energy_pj is None and block.power_mw is None:
+        missing.append("energy_pj (or power_mw)")
+    if block.area_um2 is None:
+        missing.append("area_um2")
+    if missing:
+        raise FieldProblem(
+            path + ("model",),
+            f"{section}.model is 'fixed' (published values only) but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not given: give the published "
+            f"value{'s' if len(missing) > 1 else ''} with a 'reference', or set {section}.model "
+            "to a model that computes them",
+        )
+
+
 def _check_reference(spec: ArchSpec, section: str, block: ExplicitValues, path=None) -> None:
     """Explicit values are tied to the parameters they were measured at (see ReferenceSpec)."""
     path = path or (section,)
@@ -555,6 +617,9 @@ def _check_reference(spec: ArchSpec, section: str, block: ExplicitValues, path=N
             path + ("reference",),
             "explicit power/energy/area values need a 'reference' with their 'source'",
         )
+    if block.model == "fixed":
+        area_only = getattr(block, "component_class", None) in AREA_ONLY_CLASSES
+        _check_fixed(section, block, path, area_only)
     ref = block.reference
     if ref is None or block.model != "fixed":
         return

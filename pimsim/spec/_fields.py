@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -104,6 +104,30 @@ AREA_ONLY_CLASSES = ("level_shifter", "io", "other")
 
 ComponentClass = Literal[ACTION_CLASSES + AREA_ONLY_CLASSES]
 
+#: Classes of a cost report's energy breakdown (``energy_<class>_pj`` columns): the actions, the
+#: chip's leakage and the cell writes of reprogramming.
+ENERGY_CLASSES = (*ACTION_CLASSES, "leakage", "write")
+
+#: Classes of a cost report's area breakdown (``area_<class>_mm2`` columns); ``adc_reference``
+#: is the programmable range reference of each ADC.
+AREA_CLASSES = (*ACTION_CLASSES, "adc_reference", *AREA_ONLY_CLASSES)
+
+
+#: The model a component of each class gets when the spec names none and gives no published
+#: values (a buffer whose ``technology`` is sram or edram gets ``sram_buffer``). Classes not listed
+#: have no generic model: they need published values (``model: fixed``) or a named model.
+DEFAULT_COMPONENT_MODELS = {
+    "shift_add": "shift_add",
+    "accumulator": "adder_tree",
+    "buffer": "register_file",
+    "interconnect": "bus",
+    "activation": "relu",
+    "pooling": "max_pool",
+    "digital": "shift_add",
+    "mac": "digital_mac",
+    "level_shifter": "level_shifter",
+}
+
 
 class ComponentSpec(ExplicitValues):
     """A component instantiated ``count`` times at one hierarchy level (PE, tile or chip).
@@ -134,3 +158,20 @@ class ComponentSpec(ExplicitValues):
     """Topology of an interconnect."""
     hops: NonNegFloat | None = None
     """Average hops per transfer on an interconnect (default: from the placement)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data):
+        """No ``model``: ``fixed`` when published values are given, else the class's generic
+        model (DEFAULT_COMPONENT_MODELS), so a component is never silently free."""
+        if not isinstance(data, dict) or data.get("model") is not None:
+            return data
+        explicit = any(data.get(k) is not None for k in ("power_mw", "energy_pj", "area_um2",
+                                                         "leakage_mw"))
+        klass = data.get("class", data.get("component_class"))
+        model = "fixed"
+        if not explicit and isinstance(klass, str) and klass in DEFAULT_COMPONENT_MODELS:
+            model = DEFAULT_COMPONENT_MODELS[klass]
+            if klass == "buffer" and data.get("technology") in ("sram", "edram"):
+                model = "sram_buffer"
+        return {**data, "model": model}

@@ -1,5 +1,6 @@
-"""The metrics a sweep can optimise or constrain: every ``totals`` key of a cost report, the
-energy-delay product and the accuracy oracle's results, each with its unit and natural direction.
+"""The metrics a sweep can optimise or constrain: every ``totals`` key of a cost report, its
+energy and area by component class, the energy-delay product and the accuracy oracle's results,
+each with its unit and natural direction.
 
 Objectives are written ``metric:min`` / ``metric:max`` (or a mapping ``{metric: min}``);
 constraints ``metric <= value`` (also ``<``, ``>=``, ``>``).
@@ -13,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from pimsim.errors import PimsimError, did_you_mean
+from pimsim.spec._fields import AREA_CLASSES, ENERGY_CLASSES
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ METRICS: dict[str, Metric] = {
         Metric("training_latency_ns", "ns", "min", "training latency per step", training=True),
         Metric("training_writes", "", "min", "device writes per epoch", training=True),
         Metric("training_area_mm2", "mm²", "min", "area added for training", training=True),
+        # the cost report's breakdowns, one column per component class
+        *(Metric(f"energy_{c}_pj", "pJ", "min", f"{c} energy per inference")
+          for c in ENERGY_CLASSES),
+        *(Metric(f"area_{c}_mm2", "mm²", "min", f"{c} area") for c in AREA_CLASSES),
     )
 }
 
