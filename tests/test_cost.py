@@ -55,7 +55,9 @@ def hand_count(arch, layer) -> int:
     accumulate = outputs * (row_tiles - 1) + corrections
     out_elems = math.prod(layer.output_shape)
     buffer_bits = (positions * k * g + out_elems) * dec.input_bits
-    link_bits = out_elems * dec.input_bits
+    # the tile's local interconnect carries the unrolled inputs in and the results out; the one
+    # consumer (none: itself, 0 hops away) receives them over it
+    link_bits = buffer_bits
     # adc + sample-hold + shift-add (one each per conversion), dac, array, the rest
     return 3 * conversions + dac + cells + accumulate + buffer_bits + link_bits
 
@@ -235,7 +237,11 @@ def test_interconnect_follows_placement(unit_path):
     m = report.mapping
     assert (m.tile_span("fc1"), m.tile_span("fc2"), m.chip_tiles) == ((0, 11), (12, 12), 13)
     assert m.hops("fc1", "fc2") == m.hops("fc2", "fc1") == 3.5
-    assert report.layers.set_index("name").loc["fc1", "energy_interconnect_pj"] == 256 * 8 * 4.5
+    # unrolled inputs in and results out on the tile's local interconnect, 3.5 hops to fc2
+    local = (300 + 256) * 8
+    assert report.layers.set_index("name").loc["fc1", "energy_interconnect_pj"] == (
+        local + 256 * 8 * 3.5
+    )
 
 
 def test_reprogramming_counts_and_costs_writes():

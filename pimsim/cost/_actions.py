@@ -9,8 +9,8 @@ reference column's subtraction, or the exact digital term) and ``differential_di
 encodings; ``buffer`` bits
 read and written (:func:`pimsim.mapping.layer_traffic`: inputs read once per output position,
 outputs written once, as partial sums where activation units sit at chip level); ``interconnect``
-bit-transfers: each consumer of a layer's output receives it over one local transfer plus the
-mesh hops between the two layers' tiles (``Mapping.hops``); ``activation`` / ``pooling`` /
+bit-transfers of the data that physically crosses each interconnect the spec declares
+(:func:`interconnect_transfers`); ``activation`` / ``pooling`` /
 ``digital`` element operations of non-MVM layers (activation functions; pooling window operations;
 residual adds, concatenation, batch-norm, element-wise arithmetic, normalisation); ``mac``
 multiply-accumulates of activation x activation products on digital MAC units.
@@ -102,9 +102,85 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
     elif layer.kind in ("add", "concat", "bn"):
         counts["digital"] = out_elems * (len(layer.inputs) - 1 if layer.kind == "add" else 1)
     if not is_view(layer):
-        # each consumer receives the output: one local transfer plus the mesh hops to it
-        consumers = list(mapping.workload.graph.successors(layer.name)) or [layer.name]
-        counts["interconnect"] = sum(
-            out_elems * in_bits * (1 + mapping.hops(layer.name, dst)) for dst in consumers
-        )
+        counts["interconnect"] = interconnect_transfers(mapping, layer)
     return counts
+
+
+def _is_network(level: str, comp) -> bool:
+    # the same split as the dataflow's ports (pimsim.cost._evaluate.chip_timing)
+    return (
+        level == "chip"
+        or comp.shared_by > 1
+        or comp.topology in ("mesh", "crossbar", "point_to_point")
+    )
+
+
+_WEIGHTS: dict[int, tuple] = {}  # id(arch) -> (arch, weights): memo, same results without it
+
+
+def interconnect_weights(arch) -> dict:
+    """Energy per bit of each interconnect role relative to the reference interconnect, the
+    spec's first interconnect component (PE, then tile, then chip), whose energy per bit the
+    evaluation charges per ``interconnect`` action: ``pe`` and ``tile`` (sums over the local
+    interconnects of that level), ``network`` (the first network interconnect, or the reference
+    when there is none) and its ``hops`` field (None: from the placement)."""
+    hit = _WEIGHTS.get(id(arch))
+    if hit is not None and hit[0] is arch:
+        return hit[1]
+    from pimsim.cost._hierarchy import estimate
+    from pimsim.cost._registry import BUFFER_ACCESS_BITS
+
+    per_bit, ref, net = {}, None, None
+    out = {"pe": 0.0, "tile": 0.0, "network": 1.0, "hops": None, "has_network": False}
+    for level in ("pe", "tile", "chip"):
+        for comp in getattr(arch, level).components:
+            if comp.component_class != "interconnect":
+                continue
+            e = estimate(arch, level, comp).energy_pj / (comp.width_bits or BUFFER_ACCESS_BITS)
+            ref = e if ref is None else ref
+            if _is_network(level, comp):
+                if net is None:
+                    net = comp
+                    per_bit["network"] = e
+            else:
+                per_bit[level] = per_bit.get(level, 0.0) + e
+    if ref:
+        for role, e in per_bit.items():
+            out[role] = e / ref
+        out["hops"] = net.hops if net is not None else None
+        out["has_network"] = net is not None
+    if len(_WEIGHTS) > 64:
+        _WEIGHTS.clear()
+    _WEIGHTS[id(arch)] = (arch, out)
+    return out
+
+
+def interconnect_transfers(mapping: Mapping, layer: Layer) -> float:
+    """``interconnect`` actions of ``layer`` for one input sample: bits times the energy per bit
+    of the interconnect that carries them over the reference's (:func:`interconnect_weights`).
+
+    A mapped layer's unrolled inputs and its row tiles' partial sums cross the PE's local
+    interconnect (:attr:`LayerTraffic.pe_bits`); its inputs and results cross the tile's local
+    interconnect (:attr:`LayerTraffic.local_bits`, the bits the dataflow model times there);
+    each consumer receives the output over the network, ``hops`` transfers (the network
+    component's ``hops``, else the placement's, ``Mapping.hops``), plus one local transfer when
+    no local interconnect carried it already; with a chip buffer the inputs also arrive over
+    the network from it (as the dataflow model moves them). A level without an interconnect
+    component has no wire to charge."""
+    arch = mapping.arch
+    w = interconnect_weights(arch)
+    traffic = layer_traffic(mapping, layer)
+    total = 0.0
+    if layer.name in mapping.layers:
+        total += w["pe"] * traffic.pe_bits + w["tile"] * traffic.local_bits
+        if w["has_network"] and any(c.component_class == "buffer" for c in arch.chip.components):
+            bits = arch.decomposition.input_bits
+            in_elems = sum(math.prod(s) for s in layer.input_shapes)
+            hops = w["hops"] if w["hops"] is not None else 1.0
+            total += w["network"] * hops * in_elems * bits
+    local = 0 if w["tile"] and layer.name in mapping.layers else 1
+    consumers = list(mapping.workload.graph.successors(layer.name)) or [layer.name]
+    for dst in consumers:
+        hops = w["hops"] if w["hops"] is not None else mapping.hops(layer.name, dst)
+        total += traffic.send_bits * (local + w["network"] * hops)
+    return total

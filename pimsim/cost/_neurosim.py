@@ -218,13 +218,24 @@ def _buffer(arch, comp, level):
 
 def _interconnect(arch, comp, level):
     """H-tree between the units of the level below (Tile.cpp: PEs, folding 16; bus width
-    numPE x PE size, NeuroSim's novel-mapping tile), or at the chip an X-Y bus across ``hops``
-    tiles each way (XYBus.cpp, folding 4). Energy per bit: repeated-wire energy over the
-    root-to-leaf path (H-tree) or ``hops`` tile pitches (bus), times the input toggle rate."""
+    numPE x PE size, NeuroSim's novel-mapping tile), at the chip an X-Y bus across ``hops``
+    tiles each way (XYBus.cpp, folding 4), or in a PE a bus between its subarrays
+    (ProcessingUnit.cpp ``busInputNM`` / ``busOutputNM``, Bus.cpp: it runs over the subarrays,
+    ``CalculateArea(1, true)``: no area of its own). Energy per bit, repeated-wire energy times
+    the input toggle rate over: the root-to-leaf path (H-tree); (subarrays per side - 1) pitches
+    (PE bus: inputs along a row, partial sums down a column; their mean); half a tile pitch per
+    hop (X-Y bus: XYBus.cpp CalculatePower runs a transfer over half the bus, so the ``hops``
+    hops that :func:`pimsim.cost._actions.interconnect_transfers` counts cover ``hops / 2``
+    pitches)."""
     t = tech(arch)
     rep = repeater(t)
     per_bit_m = wire_energy_per_m(t, rep) * INPUT_TOGGLE
     topology = comp.topology or ("bus" if level == "chip" else "htree")
+    bits = comp.width_bits or BUFFER_ACCESS_BITS
+    if level == "pe" and topology == "bus":
+        g = subarray_geometry(arch)
+        length_um = (_side(arch.pe.arrays) - 1) * (g.width + g.height) / 2
+        return 0.0, per_bit_m * length_um * 1e-6 * bits * PJ
     if topology == "htree" and level != "chip":
         if level == "pe":
             g = subarray_geometry(arch)
@@ -242,8 +253,7 @@ def _interconnect(arch, comp, level):
         tiles = arch.chip.tiles if isinstance(arch.chip.tiles, int) else 1
         span = comp.hops if comp.hops is not None else _side(tiles)
         area = xy_bus_area(t, span, unit, unit, comp.width_bits or GLOBAL_BUS_BITS)
-        length_um = span * unit
-    bits = comp.width_bits or BUFFER_ACCESS_BITS
+        length_um = unit / 2
     return area / comp.count, per_bit_m * length_um * 1e-6 * bits * PJ
 
 

@@ -5,16 +5,30 @@ A re-derivation of the circuit formulas of DNN+NeuroSim V1.4 (``neurosim/DNN_Neu
 function names in comments point at the NeuroSim source of each formula.
 
 Layout dimensions are in units of the feature size F (NeuroSim's ``tech.featureSize`` = the
-spec's ``technology.node_nm``) until converted to um. NeuroSim applies bulk planar layout rules
-at 22 nm and above and FinFET rules below; we apply the bulk rules at every node and the 22 nm
-LSTP device constants (Technology.cpp) with the spec's node and supply, so energies scale as
-C ~ F and V^2 away from 22 nm.
+spec's ``technology.node_nm``) until converted to um. Technology constants live in
+:mod:`pimsim.cost._neurosim_tech`: the 22 nm LSTP device constants at 22 nm and above, and below
+22 nm NeuroSim's FinFET devices (fins of an effective width, Technology.cpp / formula.cpp), its
+per-node SRAM cells and Metal0/Metal1 wires (Param.cpp). Gate layouts keep the bulk rules at every
+node (NeuroSim's fin-based standard-cell areas are not re-derived).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from pimsim.cost._neurosim_tech import (  # C_WIRE_PER_M ... tech re-exported for the models
+    C_WIRE_PER_M,
+    NEW_SWITCH_RATIO,
+    SIZING_MUX,
+    SRAM_CELL_BULK_F,
+    SRAM_CELL_F,
+    SWITCH_RATIO,
+    Tech,
+    is_finfet,
+    nearest_node,
+    tech,
+)
 
 # constant.h, in F: standard-cell height, contacted poly pitch (POLY_WIDTH 1 + gap 2.8), the gap
 # that is a drain's width, P-N diffusion gap, and the (poly extension + field gap / 2) x 2 edge.
@@ -28,90 +42,15 @@ M3_PITCH = 2.8
 LINEAR_REGION = 0.2  # constant.h LINEAR_REGION_RATIO: switch TGs sized in the linear region
 IR_DROP = 0.25  # constant.h IR_DROP_TOLERANCE: 1T1R access R = 0.25 Ron; analog mux R share
 
-# Technology.cpp, 22 nm LSTP (PTM 22nm_LP): on-currents (uA/um = A/m), CACTI's effective
-# resistance multiplier, gate capacitance per width (ideal + overlap 0.2 x ideal + fringe).
-ION_N, ION_P = 791.9, 600.2
-R_EFF_MULT = 1.77
-C_GATE_PER_M = 5.245e-10 * 1.2 + 8.004e-10
-C_WIRE_PER_M = 0.2e-15 / 1e-6  # SubArray.cpp / HTree.cpp: 0.2 fF/um for every wire
 
-# Param.cpp, per technode: wire width (nm, also NeuroSim's ``param->featuresize``), aspect ratio
-# and resistivity; MLSA read voltage; final mux-decoder driver sizing; switch-matrix sizing.
-WIRES = {
-    130: (175, 1.6, 2.01e-8),
-    90: (110, 1.6, 2.20e-8),
-    65: (105, 1.7, 2.21e-8),
-    45: (80, 1.7, 2.37e-8),
-    32: (56, 1.8, 2.63e-8),
-    22: (40, 1.9, 2.97e-8),
-    14: (32, 2.0, 3.25e-8),
-    10: (22, 2.0, 3.95e-8),
-    7: (20, 2.0, 4.17e-8),
-}
-VREAD = {130: 0.58, 90: 0.58, 65: 0.55, 45: 0.51, 32: 0.51, 22: 0.55, 14: 0.277, 10: 0.28, 7: 0.264}
-SIZING_MUX = {22: 110, 14: 130, 10: 80, 7: 60}
-NEW_SWITCH_RATIO = {22: 14}  # Param.cpp newswitchmatrixsizeratio (default 6)
-SWITCH_RATIO = {22: 0.2, 14: 0.2, 10: 0.2, 7: 0.2}  # Param.cpp switchmatrixsizeratio (0.1)
-
-# Param.cpp cell geometry: 1T1R cells are 4F tall, SRAM cells 10F tall (above 14 nm); the width
-# follows from ``cell.area_f2`` (1T1R 4F x 12F = 48, SRAM 10F x 28F = 280 by default).
-CELL_HEIGHT_F = {"sram": 10.0}
+# Param.cpp cell geometry: 1T1R cells are 4F x 12F at every node; SRAM cells 10F x 28F above
+# 14 nm and the per-node FinFET cells below (SRAM_CELL_F, e.g. 16F x 34.43F at 7 nm). A spec's
+# ``cell.area_f2`` keeps the height and sets the width.
 DEFAULT_CELL_HEIGHT_F = 4.0
-DEFAULT_AREA_F2 = {"sram": 280.0}
 DEFAULT_RRAM_AREA_F2 = 48.0
 R_ON_DEFAULT, ON_OFF_DEFAULT = 100e3, 17.0  # Param.cpp resistanceOn, resistanceOff / On
 LEVEL_SHIFTER_VOLTAGE = 1.5  # SubArray.cpp: level shifters when cell.writeVoltage > 1.5 V
 LS_ALPHA = 1.44  # Param.cpp alpha: level-shifter wiring area (validated = true)
-
-
-def _nearest(table: dict, node: float):
-    return table[min(table, key=lambda k: abs(k - node))]
-
-
-@dataclass(frozen=True)
-class Tech:
-    """Process constants for one spec: feature size, supply, wires and read voltage."""
-
-    node_nm: float
-    vdd: float
-    vread: float
-    wire_nm: float
-    wire_res_per_m: float
-    pn: float = ION_N / ION_P  # Technology.cpp pnSizeRatio (22 nm: not truncated)
-
-    @property
-    def f_m(self) -> float:
-        """Feature size (m)."""
-        return self.node_nm * 1e-9
-
-    @property
-    def f_um(self) -> float:
-        """Feature size (um)."""
-        return self.node_nm * 1e-3
-
-    def r_on(self, w: float, nmos: bool = True, mult: float = R_EFF_MULT) -> float:
-        """formula.cpp CalculateOnResistance for a width of ``w`` F (``mult`` 1: the
-        ``_normal`` variant the switch matrices and mux use for sizing)."""
-        return mult * self.vdd / ((ION_N if nmos else ION_P) * w * self.f_m)
-
-    def gate_cap(self, w: float) -> float:
-        """formula.cpp CalculateGateCap (F) of a ``w`` F wide gate."""
-        return C_GATE_PER_M * w * self.f_m
-
-    def junction(self) -> tuple[float, float, float]:
-        """Technology.cpp: bottom (F/m2), sidewall and gate-edge (F/m) junction capacitance."""
-        bias = 1 + self.vdd / 0.9
-        return 1e-3 / bias**0.5, 2.5e-10 / bias**0.33, 0.5e-10 / bias**0.33
-
-
-def tech(arch) -> Tech:
-    """The :class:`Tech` of a spec; read voltage from ``cell.read_voltage_v`` or Param.cpp."""
-    node = arch.technology.node_nm
-    wire_nm, ar, rho = _nearest(WIRES, node)
-    # Param.cpp's barrier-thickness correction mixes nm and m (about 1e-10): bulk rho remains.
-    res = rho / ((wire_nm * 1e-9) ** 2 * ar)
-    vread = arch.cell.read_voltage_v or _nearest(VREAD, node)
-    return Tech(node, arch.technology.vdd_v, vread, wire_nm, res)
 
 
 # ----------------------------------------------------------------------------- gates
@@ -158,7 +97,12 @@ def pass_gate_height(wn: float, wp: float, folds: int) -> float:
 
 
 def drain_cap(t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float = CELL_H) -> float:
-    """formula.cpp CalculateGateCapacitance (bulk) output capacitance (F) of an INV or NAND."""
+    """formula.cpp CalculateGateCapacitance (bulk) output capacitance (F) of an INV or NAND.
+    Below 22 nm (Technology.cpp cap_draintotal): each device's fins times the per-fin drain
+    capacitance, the series devices of a NAND/NOR stack counted once per input."""
+    if t.fin is not None:
+        stack = 1 if kind == "INV" else n_in
+        return t.fin.cap_drain_per_fin * sum(t.fins(w) for w in (wn, wp) if w > 0) * stack
     cj, csw, cd2c = t.junction()
     mn, mp = _max_widths(wn, wp, h)
     cap = 0.0
@@ -315,12 +259,15 @@ class SubarrayGeometry:
 
 
 def cell_dims(arch) -> tuple[float, float]:
-    """(height, width) of a cell in F: 1T1R 4F tall, SRAM 10F tall (Param.cpp), width from
-    ``cell.area_f2``."""
-    dev = arch.cell.device
-    h = CELL_HEIGHT_F.get(dev, DEFAULT_CELL_HEIGHT_F)
-    area = arch.cell.area_f2 or DEFAULT_AREA_F2.get(dev, DEFAULT_RRAM_AREA_F2)
-    return h, area / h
+    """(height, width) of a cell in F (Param.cpp): 1T1R 4F tall and 12F wide; SRAM 10F x 28F at
+    22 nm and above, the per-node FinFET cell below (16F x 34.43F at 7 nm). ``cell.area_f2``,
+    when given, sets the width for that height."""
+    if arch.cell.device == "sram":
+        node = arch.technology.node_nm
+        h, w = nearest_node(SRAM_CELL_F, node) if is_finfet(node) else SRAM_CELL_BULK_F
+    else:
+        h, w = DEFAULT_CELL_HEIGHT_F, DEFAULT_RRAM_AREA_F2 / DEFAULT_CELL_HEIGHT_F
+    return h, (arch.cell.area_f2 / h if arch.cell.area_f2 else w)
 
 
 def cell_resistances(arch) -> tuple[float, float, float]:
@@ -415,8 +362,8 @@ def subarray_geometry(arch) -> SubarrayGeometry:
     if sram:
         # Precharger.cpp / SRAMWriteDriver.cpp: three standard-cell rows each across the array.
         bands += [("precharger", 3 * CELL_H), ("write_driver", 3 * CELL_H)]
-        # SwitchMatrix ROW_MODE driven against the word-line wire resistance.
-        res_row = w_a * t.f_m * t.wire_res_per_m
+        # SwitchMatrix ROW_MODE driven against the word-line (Metal1) wire resistance.
+        res_row = w_a * t.f_m * t.row_res_per_m
         wn, wp = tg_width(t, res_row, sm_ratio)
         per_col = math.ceil(rows / math.ceil(rows / max(int(h_a / CELL_H), 1)))
         ncol = math.ceil(rows / per_col)

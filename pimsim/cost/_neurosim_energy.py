@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-from pimsim.cost._components import node_energy
 from pimsim.cost._neurosim_area import (
     C_WIRE_PER_M,
     CELL_H,
@@ -45,6 +44,7 @@ from pimsim.cost._neurosim_area import (
     tech,
     tg_width,
 )
+from pimsim.cost._neurosim_tech import mlsa_column_latency, mlsa_column_power
 
 INPUT_TOGGLE = 0.18  # Param.cpp inputtoggle (VGG-8/CIFAR-10 default)
 INPUT_ACTIVITY = INPUT_TOGGLE  # the same statistic, read as the fraction of active input rows
@@ -52,7 +52,6 @@ WEIGHT_ONES = 0.5
 DELTA = 0.15  # Param.cpp delta: adder switching activity
 GAMMA = 0.5  # Param.cpp gamma: DFF switching activity (shift-add, accumulator, buffers)
 ACCESS_VOLTAGE = 1.1  # Param.cpp accessVoltage: gate voltage of the 1T1R access transistor
-FIT_NODE_NM = 22.0  # MultilevelSenseAmp.cpp fits used below are the 22 nm LSTP ones
 PJ = 1e12
 
 
@@ -78,28 +77,10 @@ def adder_energy(t: Tech, bits: int) -> float:
 # ----------------------------------------------------------------------------- sense amp
 
 
-def _col_latency_22nm(r: float, c_col: float) -> float:
-    """MultilevelSenseAmp.cpp ColumnLatency_Table, current mode, 22 nm (s): a fit in the
-    reference resistance plus a column-capacitance term above 12.7 kOhm."""
-    t = -1.32118e-10 * math.log(r) + 1.7552e-9 if r < 4832 else 8.02517e-15 * r + 8.51803e-10
-    if r > 12.7e3:
-        t += 0.31e-9 / (100e3 - 12.7e3) * (r - 12.7e3) * ((c_col - 4.5e-15) / 4.5e-15)
-    return t
-
-
-def _col_power_22nm(r: float, t: Tech, levels: int) -> float:
-    """MultilevelSenseAmp.cpp GetColumnPower, current mode, LSTP 22 nm (W): the fit is for a
-    0.5 V read, so R is rescaled by 0.5 / Vread; per comparator level, times (L - 1)."""
-    if math.isinf(r):
-        return 1e-6  # no active row: NeuroSim's flat 1 uW
-    r *= 0.5 / t.vread
-    if r < 4832:
-        p = -2.85373e-11 * r + 9.16744e-7
-    elif r < 379269:
-        p = -1.63133e-7 * math.log(r) + 2.1687e-6
-    else:
-        p = -5.8712e-8 * math.log(r) + 8.64648e-7
-    return max(p, 0.0) * (levels - 1)
+def _col_power(r: float, t: Tech, levels: int) -> float:
+    """MultilevelSenseAmp.cpp GetColumnPower, current mode, LSTP, the fit of the spec's node (W):
+    each node's fit is for a 0.5 V read, so R is rescaled by 0.5 / Vread."""
+    return mlsa_column_power(t.node_nm, r * 0.5 / t.vread, levels)
 
 
 def column_cap(arch, t: Tech) -> float:
@@ -121,15 +102,15 @@ def access_width(arch, t: Tech) -> float:
 
 def column_resistance(arch, t: Tech) -> float:
     """Expected bit-line resistance seen by one conversion (Ohm), from ProcessingUnit.cpp
-    GetColumnResistance. 1T1R: the active rows of one row group (NeuroSim divides the column
-    conductance by numAdd) with a WEIGHT_ONES share of on cells. SRAM: every active row's access
-    transistor plus, for every row, the column wire of one cell (NeuroSim's SRAM branch; it
-    makes R_col tiny, so the column power sits at the fit's low-resistance end)."""
+    GetColumnResistance with ``INPUT_ACTIVITY`` of the rows driven. 1T1R: the active rows of one
+    row group (NeuroSim divides the column conductance by numAdd) with a ``WEIGHT_ONES`` share of
+    on cells. SRAM: every active row of the array adds its access transistor in series with one
+    cell's column wire (R_access + R_wire per row, no division by numAdd)."""
     if arch.cell.device == "sram":
         _, cell_w = cell_dims(arch)
-        r_wire = t.wire_res_per_m * t.wire_nm * 1e-9 * cell_w  # Param.cpp wireLengthCol
-        g = arch.array.rows * (INPUT_ACTIVITY / t.r_on(1) + 1 / r_wire)
-        return 1 / g
+        r_wire = t.wire_res_per_m * t.wire_nm * 1e-9 * cell_w  # Param.cpp wireResistanceCol
+        active = INPUT_ACTIVITY * arch.array.rows
+        return (t.r_on(1) + r_wire) / active
     r_on, r_off, r_acc = cell_resistances(arch)
     g_cell = WEIGHT_ONES / (r_on + r_acc) + (1 - WEIGHT_ONES) / (r_off + r_acc)
     return 1 / (INPUT_ACTIVITY * rows_per_read(arch) * g_cell)
@@ -142,8 +123,8 @@ def sense_amp(arch) -> tuple[float, float]:
     References Rref_i = R0 / (1 - i/L), R0 = R_on / rows read (SRAM: R_access / rows read);
     T_col is the slower of the extreme references; the dummy reference columns are shared by L
     sense amps (dumcolshared = levelOutput). E_sw: column and mirror switching at Vread, latch
-    and encoder interface at Vdd, and (SRAM) a reference word line. The 22 nm fits (P, T) are
-    scaled to other nodes with node / 22; the capacitive terms use the spec's node directly.
+    and encoder interface at Vdd, and (SRAM) a reference word line. P and T are NeuroSim's fits
+    for the spec's node (:mod:`pimsim.cost._neurosim_tech`; nearest tabulated node otherwise).
     """
     t = tech(arch)
     levels = 2**arch.adc.bits
@@ -155,10 +136,11 @@ def sense_amp(arch) -> tuple[float, float]:
     cgn, cjn = t.gate_cap(MIN_N), drain_cap(t, "INV", 1, MIN_N, 0)
     cgp, cjp = t.gate_cap(t.pn * MIN_N), drain_cap(t, "INV", 1, 0, t.pn * MIN_N)
     c_lat = c_col + cgn * max(levels - 3, 0)
-    t_col = max(_col_latency_22nm(r, c_lat) for r in (rref[-1], rref[min(1, len(rref) - 1)]))
-    p_ref = sum(_col_power_22nm(r, t, levels) for r in rref[1:-1]) / levels
-    p_col = _col_power_22nm(column_resistance(arch, t), t, levels)
-    static = (p_col + p_ref) * t_col * node_energy(t.node_nm, FIT_NODE_NM)
+    refs = (rref[-1], rref[min(1, len(rref) - 1)])
+    t_col = max(mlsa_column_latency(t.node_nm, r, c_lat) for r in refs)
+    p_ref = sum(_col_power(r, t, levels) for r in rref[1:-1]) / levels
+    p_col = _col_power(column_resistance(arch, t), t, levels)
+    static = (p_col + p_ref) * t_col
     ref_wl = 0.0
     if sram:  # reference column's word line (reference_energy_peri), shared by L sense amps
         _, cell_w = cell_dims(arch)

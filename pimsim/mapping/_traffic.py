@@ -12,6 +12,17 @@ interconnect energy) and the dataflow model (buffer and interconnect time) both 
   ``numAdderBit + numStage`` bits to the tile output buffer, Chip.cpp moves ``numBitInput``-bit
   activations on the global bus).
 - ``send_bits``: activations delivered to each consumer, ``output elements x input_bits``.
+- ``psum_bits``: partial sums leaving the arrays' row tiles towards their accumulation, one per
+  output position, column, matrix and row tile, at the exact range of a row tile's dot product,
+  ``input_bits + weight_bits + ceil(log2 rows)`` (DNN+NeuroSim V1.4 ProcessingUnit.cpp:
+  ``busOutput`` carries ``weightMatrixCol x (numStage + numAdderBit)`` bits per input vector).
+
+Where these bits physically travel (:func:`pimsim.cost._actions.layer_actions` charges each on the
+interconnect that carries it): the unrolled inputs cross the tile's local interconnect to the PEs
+and the PE's bus to the arrays (``pe_bits``, ``local_bits``); the partial sums cross the PE bus,
+the layer's results the tile's local interconnect (``output_bits``), and ``send_bits`` the
+network to each consumer. DNN+NeuroSim moves the same data (Bus.cpp in the PE, HTree.cpp in the
+tile, XYBus.cpp on the chip). The dataflow model times ``local_bits`` on the tile's local port.
 """
 
 from __future__ import annotations
@@ -30,6 +41,17 @@ class LayerTraffic:
     output_bits: int
     send_bits: int
     output_precision: int
+    psum_bits: int = 0
+
+    @property
+    def pe_bits(self) -> int:
+        """Bits on a PE's bus: unrolled inputs into the arrays, partial sums out of them."""
+        return self.input_bits + self.psum_bits
+
+    @property
+    def local_bits(self) -> int:
+        """Bits on a tile's local interconnect: inputs to its PEs, results out of them."""
+        return self.input_bits + self.output_bits
 
 
 def activation_level(arch: ArchSpec) -> str | None:
@@ -48,6 +70,10 @@ def layer_traffic(mapping, layer) -> LayerTraffic:
     m = mapping.layers.get(layer.name)
     if m is None:
         return LayerTraffic(0, 0, out_elems * bits, bits)
+    dec = arch.decomposition
+    tile_rows = max(m.row_tiles)
+    psum = bits + dec.weight_bits + math.ceil(math.log2(max(2, tile_rows)))
+    positions = m.output_positions * m.matrices
     precision = bits
     if activation_level(arch) == "chip":
         precision = bits + arch.decomposition.weight_bits + math.ceil(math.log2(max(2, m.k_rows)))
@@ -56,4 +82,5 @@ def layer_traffic(mapping, layer) -> LayerTraffic:
         output_bits=out_elems * precision,
         send_bits=out_elems * bits,
         output_precision=precision,
+        psum_bits=positions * m.n_cols * len(m.row_tiles) * psum,
     )
