@@ -117,3 +117,34 @@ def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -
 def main() -> None:
     """pimsim: energy, area, latency and accuracy of neural networks on processing-in-memory
     accelerators described in YAML."""
+
+
+def latency_options(func):
+    """``--latency-model``, ``--granularity`` and ``--samples``: how ``evaluate`` and
+    ``compare`` time a design (the event model's settings)."""
+    options = (
+        click.option(
+            "--latency-model",
+            type=click.Choice(["event", "analytical"]),
+            default="event",
+            show_default=True,
+            help="Latency from the event-driven dataflow model, or from per-layer sums.",
+        ),
+        click.option(
+            "--granularity",
+            type=click.Choice(["row", "layer"]),
+            default="row",
+            show_default=True,
+            help="Chunks of the event model: one per output row, or one per layer.",
+        ),
+        click.option(
+            "--samples",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Inputs streamed back to back by the event model (throughput needs >= 2).",
+        ),
+    )
+    for option in reversed(options):
+        func = option(func)
+    return func

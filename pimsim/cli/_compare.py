@@ -9,6 +9,7 @@ import click
 
 from pimsim.cli._common import (
     format_options,
+    latency_options,
     main,
     set_option,
     user_errors,
@@ -40,27 +41,7 @@ def _side_option(side: str):
     type=click.Path(dir_okay=False),
     help="Save grouped bars of A and B as a PNG: energy and area by class, energy per layer.",
 )
-@click.option(
-    "--latency-model",
-    type=click.Choice(["event", "analytical"]),
-    default="event",
-    show_default=True,
-    help="Latency from the event-driven dataflow model, or from per-layer sums.",
-)
-@click.option(
-    "--granularity",
-    type=click.Choice(["row", "layer"]),
-    default="row",
-    show_default=True,
-    help="Chunks of the event model: one per output row, or one per layer.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Inputs streamed back to back by the event model (throughput needs >= 2).",
-)
+@latency_options
 @user_errors
 def compare(
     arch_a,
