@@ -240,3 +240,81 @@ def test_sense_amp_fits_are_per_node():
     assert p22 == pytest.approx((-1.63133e-07 * math.log(40e3) + 2.1687e-06) * 15)
     assert mlsa_column_power(22, math.inf, 16) == 1e-6
     assert mlsa_column_latency(7, 1e3, 1e-15) < mlsa_column_latency(22, 1e3, 1e-15)
+
+
+# ----------------------------------------------------------------------------- FinFET layout
+# formula.cpp CalculateGateArea / CalculateGateCapacitance / EnlargeSize below 22 nm, with
+# constant.h's 7 nm rules: cell 34.285F, CPP 8.1428F, poly 3.14F; Technology.cpp: 2 fins per
+# device at the standard height, fin 7 nm wide, capJunction 0.0137 F/m2.
+CPP7, H7 = 8.1428, 34.285
+
+
+def _t7():
+    from pimsim.cost._neurosim_area import tech
+
+    return tech(arch(SRAM, **{"technology.node_nm": 7, "technology.vdd_v": 0.7}))
+
+
+def test_finfet_inv_and_nand_layout_at_7nm():
+    from pimsim.cost._neurosim_area import gate_layout
+
+    t = _t7()
+    # minimum INV: one fin each, unfolded: two poly pitches wide, the 7 nm cell tall
+    assert gate_layout(t, "INV", 1, 2, 2) == pytest.approx((2 * CPP7, H7))
+    # NAND2 of N 4F (2 fins), P 2F (1 fin): 4 fins split 3 N / 1 P, unfolded, shared diffusion
+    assert gate_layout(t, "NAND", 2, 4, 2) == pytest.approx((3 * CPP7, H7))
+    # a lone 10-fin NMOS holds 4 fins per fold: floor(10 / 4) = 2 folds (formula.cpp's integer
+    # division), 3 poly pitches
+    assert gate_layout(t, "INV", 1, 20, 0)[0] == pytest.approx(3 * CPP7)
+    # a non-default height (here 2.5 x 28F) scales by 34.285 / 28 and fits fins by pitch
+    w, h = gate_layout(t, "INV", 1, 60, 80, 70.0)
+    assert h == pytest.approx(70 * H7 / 28)
+    assert w == pytest.approx(7 * CPP7)  # N: 30 fins over 5 per fold = 6 folds
+
+
+def test_finfet_drain_cap_is_the_bottom_junction():
+    from pimsim.cost._neurosim_area import drain_cap
+
+    t = _t7()
+    per_fin = (CPP7 - 3.14) * 7e-9 * 7e-9 * 0.0137
+    assert drain_cap(t, "INV", 1, 2, 2) == pytest.approx(2 * per_fin)
+    assert drain_cap(t, "INV", 1, 4, 0) == pytest.approx(2 * per_fin)  # 2 fins, one drain
+
+
+def test_finfet_enlarge_fills_max_fins():
+    from pimsim.cost._neurosim_area import enlarge
+
+    t = _t7()
+    assert enlarge(t, 2, 2) == (4.0, 4.0)  # 1 + 1 fin grow to 2 + 2 (ratio 0.5)
+    assert enlarge(t, 2, 0) == (4.0, 0.0)
+
+
+def test_bulk_gates_unchanged_at_22nm():
+    from pimsim.cost._neurosim_area import drain_cap, gate_layout, tech
+
+    t = tech(arch(SRAM))
+    assert t.cell_h == 28.0 and t.cpp == 3.8
+    assert gate_layout(t, "INV", 1, 2, 2 * t.pn) == pytest.approx((7.6, 28.0))
+    assert drain_cap(t, "INV", 1, 2, 0) > 0
+
+
+@pytest.mark.parametrize("path", [RRAM, SRAM])
+def test_7nm_periphery_no_longer_shrinks_as_f_squared(path):
+    g22 = subarray_geometry(arch(path))
+    g7 = subarray_geometry(arch(path, **{"technology.node_nm": 7, "technology.vdd_v": 0.7}))
+    f2 = (7 / 22) ** 2
+    for band in ("sense_amp", "encoder", "shift_add_input"):
+        # band heights are (area / array width): in F they grow with the FinFET cell and CPP
+        assert g7.band(band) / 7 > 1.2 * g22.band(band) / 22
+    assert g7.area_um2 > 1.5 * f2 * g22.area_um2
+
+
+def test_finfet_supply_from_the_node_unless_the_spec_sets_one():
+    from pimsim.cost._neurosim_area import tech
+
+    spec = arch(SRAM, **{"technology.node_nm": 7})
+    assert tech(spec).vdd == pytest.approx(0.85)  # the spec's explicit vdd_v is kept
+    unset = spec.model_copy(
+        update={"technology": spec.technology.model_construct(node_nm=7, clock_hz=1e9)}
+    )
+    assert tech(unset).vdd == pytest.approx(0.7)  # Technology.cpp 7 nm LSTP

@@ -29,7 +29,6 @@ import math
 
 from pimsim.cost._components import _array_rate
 from pimsim.cost._neurosim_area import (
-    CELL_H,
     adder_bit_area,
     adder_tree_bits,
     dff_width,
@@ -157,7 +156,7 @@ def _tree_um2(arch, inputs: int, bits: int) -> float:
 
 def _dff_um2(arch, n: int) -> float:
     t = tech(arch)
-    return n * dff_width(t) * CELL_H * t.f_um**2
+    return n * dff_width(t) * t.cell_h * t.f_um**2
 
 
 def _covered_arrays(arch, level: str) -> int:

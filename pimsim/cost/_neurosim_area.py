@@ -8,8 +8,9 @@ Layout dimensions are in units of the feature size F (NeuroSim's ``tech.featureS
 spec's ``technology.node_nm``) until converted to um. Technology constants live in
 :mod:`pimsim.cost._neurosim_tech`: the 22 nm LSTP device constants at 22 nm and above, and below
 22 nm NeuroSim's FinFET devices (fins of an effective width, Technology.cpp / formula.cpp), its
-per-node SRAM cells and Metal0/Metal1 wires (Param.cpp). Gate layouts keep the bulk rules at every
-node (NeuroSim's fin-based standard-cell areas are not re-derived).
+per-node SRAM cells and Metal0/Metal1 wires (Param.cpp), and its FinFET standard-cell layout
+(constant.h cell heights and poly pitches, fin-count folding, junction-only drain capacitance;
+see the gates section).
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ LS_ALPHA = 1.44  # Param.cpp alpha: level-shifter wiring area (validated = true)
 
 
 # ----------------------------------------------------------------------------- gates
+#
+# formula.cpp lays every gate out in a standard cell of fixed height. Bulk (>= 22 nm): devices
+# fold when wider than their share of the cell height, at a contacted poly pitch of 3.8F. Below
+# 22 nm (FinFET, CalculateGateArea / CalculateGateCapacitance / EnlargeSize /
+# CalculatePassGateArea): a device of w F is ceil(w / 2) fins; the cell is the node's
+# MAX_TRANSISTOR_HEIGHT_xnm tall (the requested height x cell_h / 28) and holds max_fin_num fins
+# per device (or, for a non-default height, as many as fit beside the P-N gap and outer
+# regions); wider devices fold at the node's CPP; a drain's only capacitance is its bottom
+# junction, (CPP - poly) x fins x fin width x capJunction. Heights ``h`` below are the height
+# NeuroSim is asked for (F, default 28 = MAX_TRANSISTOR_HEIGHT); :func:`gate_layout` returns
+# the height the gate gets.
 
 
 def _max_widths(wn: float, wp: float, h: float) -> tuple[float, float]:
@@ -72,39 +84,166 @@ def _folds(w: float, wmax: float) -> int:
     return 1 if w <= wmax * (1 + 1e-9) else math.ceil(w / wmax)
 
 
-def gate_width(kind: str, n_in: int, wn: float, wp: float, h: float = CELL_H) -> float:
-    """formula.cpp CalculateGateArea: width (F) of an INV/NAND/NOR at cell height ``h`` F."""
-    mn, mp = _max_widths(wn, wp, h)
-    fn, fp = _folds(wn, mn) if wn > 0 else 1, _folds(wp, mp) if wp > 0 else 1
-    un = 0.0 if wn <= 0 else (2 * CPP if fn == 1 else (fn + 1) * CPP)
-    up = 0.0 if wp <= 0 else (2 * CPP if fp == 1 else (fp + 1) * CPP)
-    if kind == "INV" or n_in == 1:
-        return max(un, up)
-    if fn == 1 and fp == 1:  # shared source/drain between the stacked devices
-        return max(u * n_in - (n_in - 1) * CPP for u in (un, up) if u > 0)
-    return max(un, up) * n_in
+def _fin_h(t: Tech, h: float | None) -> tuple[float, bool]:
+    """The FinFET cell height (F) for a requested height, and whether it is NeuroSim's
+    ``speciallayout`` (any height but the default 28F)."""
+    req = CELL_H if h is None else h
+    return req * t.fin.cell_h / CELL_H, abs(req - CELL_H) > 1e-9
 
 
-def enlarge(wn: float, wp: float, h: float = CELL_H) -> tuple[float, float]:
-    """formula.cpp EnlargeSize: small devices grow to fill the cell height."""
-    mn, mp = _max_widths(wn, wp, h)
-    return (mn, mp) if wn < mn and wp < mp else (wn, wp)
+def _max_fins(t: Tech, wn: float, wp: float, h: float | None) -> tuple[int, int]:
+    """formula.cpp: most fins an (N, P) device holds before folding. Default height: 2 x
+    max_fin_num shared between N and P in proportion (a device alone takes all); other heights:
+    the fins that fit (height - P-N gap - outer region + pitch) / 2 / (fin width + pitch)."""
+    fin = t.fin
+    hf, special = _fin_h(t, h)
+    m = fin.max_fins
+    if special:
+        room = (hf - fin.pn_gap - fin.outer) * t.f_m + fin.fin_pitch
+        m = max(math.floor(room / 2 / (fin.fin_width + fin.fin_pitch)), 1)
+    if wp <= 0:
+        return 2 * m, 0
+    if wn <= 0:
+        return 0, 2 * m
+    ratio = wp / (wp + wn)
+    if ratio > 0.5:
+        n = int(2 * m * (1 - ratio))
+        p = 2 * m - n
+    else:
+        p = int(2 * m * ratio)
+        n = 2 * m - p
+    if p == 0:
+        p, n = 1, 2 * m - 1
+    if n == 0:
+        n, p = 1, 2 * m - 1
+    return n, p
 
 
-def pass_gate_height(wn: float, wp: float, folds: int) -> float:
-    """formula.cpp CalculatePassGateArea (bulk): height (F) of a folded transmission gate."""
-    return wp / folds + wn / folds + GAP_PN + EDGE
+def _fin_device(fins: int, max_fins: int) -> int:
+    """Folds of a FinFET device. formula.cpp folds ``ceil(fins / max)`` in integer arithmetic,
+    i.e. floor(fins / max): kept as NeuroSim computes it."""
+    return 1 if fins <= max_fins else fins // max_fins
 
 
-def drain_cap(t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float = CELL_H) -> float:
-    """formula.cpp CalculateGateCapacitance (bulk) output capacitance (F) of an INV or NAND.
-    Below 22 nm (Technology.cpp cap_draintotal): each device's fins times the per-fin drain
-    capacitance, the series devices of a NAND/NOR stack counted once per input."""
+def _fins_of(w: float) -> int:
+    return math.ceil(w / 2 - 1e-9) if w > 0 else 0
+
+
+def gate_layout(
+    t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float | None = None
+) -> tuple[float, float]:
+    """formula.cpp CalculateGateArea: (width, height) in F of an INV/NAND/NOR asked for at
+    cell height ``h`` F (default: the standard 28F)."""
     if t.fin is not None:
-        stack = 1 if kind == "INV" else n_in
-        return t.fin.cap_drain_per_fin * sum(t.fins(w) for w in (wn, wp) if w > 0) * stack
+        height, _ = _fin_h(t, h)
+        mn, mp = _max_fins(t, wn, wp, h)
+        cpp = t.cpp
+        fn, fp = _fins_of(wn), _fins_of(wp)
+        kn, kp = _fin_device(fn, mn) if fn else 1, _fin_device(fp, mp) if fp else 1
+        un = 0.0 if fn == 0 else (2 * cpp if fn <= mn else (kn + 1) * cpp)
+        up = 0.0 if fp == 0 else (2 * cpp if fp <= mp else (kp + 1) * cpp)
+    else:
+        height = CELL_H if h is None else h
+        mn, mp = _max_widths(wn, wp, height)
+        kn, kp = _folds(wn, mn) if wn > 0 else 1, _folds(wp, mp) if wp > 0 else 1
+        cpp = CPP
+        un = 0.0 if wn <= 0 else (2 * cpp if kn == 1 else (kn + 1) * cpp)
+        up = 0.0 if wp <= 0 else (2 * cpp if kp == 1 else (kp + 1) * cpp)
+    if kind == "INV" or n_in == 1:
+        return max(un, up), height
+    if kn == 1 and kp == 1:  # shared source/drain between the stacked devices
+        return max(u * n_in - (n_in - 1) * cpp for u in (un, up) if u > 0), height
+    return max(un, up) * n_in, height
+
+
+def gate_width(
+    t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float | None = None
+) -> float:
+    """Width (F) of :func:`gate_layout`."""
+    return gate_layout(t, kind, n_in, wn, wp, h)[0]
+
+
+def enlarge(t: Tech, wn: float, wp: float) -> tuple[float, float]:
+    """formula.cpp EnlargeSize at the standard height: small devices grow to fill the cell.
+    FinFET: a lone device grows to max_fin_num fins; an N-P pair grows to max_fin_num fins on
+    the wider side when the ratio then gives a whole number of fins on the other."""
+    if t.fin is None:
+        mn, mp = _max_widths(wn, wp, CELL_H)
+        return (mn, mp) if wn < mn and wp < mp else (wn, wp)
+    m = t.fin.max_fins
+    ratio = wp / (wp + wn)
+    fn, fp = _fins_of(wn), _fins_of(wp)
+    if ratio == 0 and fn <= m:
+        fn = m
+    elif ratio == 1 and fp <= m:
+        fp = m
+    elif 0 < fp <= m and 0 < fn <= m:
+        if ratio >= 0.5:
+            x = m / ratio * (1 - ratio)
+            if x == int(x):
+                fn, fp = int(x), m
+        else:
+            x = m / (1 - ratio) * ratio
+            if x == int(x):
+                fn, fp = m, int(x)
+    else:
+        return wn, wp
+    return 2.0 * fn, 2.0 * fp
+
+
+def pass_gate_height(t: Tech, wn: float, wp: float, folds: int) -> float:
+    """formula.cpp CalculatePassGateArea: height (F) of a transmission gate folded ``folds``
+    times (its width is (folds + 1) CPP). FinFET: the fins per fold at the fin pitch, plus the
+    node's P-N gap and two outer regions."""
+    if t.fin is None:
+        return wp / folds + wn / folds + GAP_PN + EDGE
+    fin = t.fin
+
+    def region(w: float) -> float:
+        per_fold = math.ceil(_fins_of(w) / folds)
+        return ((per_fold - 1) * fin.fin_pitch + fin.fin_width) / t.f_m
+
+    return region(wp) + region(wn) + fin.pn_gap + 2 * fin.outer
+
+
+def _fin_drain_cap(t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float | None) -> float:
+    """formula.cpp CalculateGateCapacitance below 22 nm: bottom junction of the drains only."""
+    fin = t.fin
+    mn, mp = _max_fins(t, wn, wp, h)
+    gap = (fin.cpp - fin.poly) * t.f_m
+    total = 0.0
+    for w, mx, is_p in ((wn, mn, False), (wp, mp, True)):
+        fins = _fins_of(w)
+        if fins == 0:
+            continue
+        k = _fin_device(fins, mx)
+        if fins <= mx:
+            drain, source, height = gap, gap, fins * fin.fin_width
+        else:
+            drain, source = math.ceil((k + 1) / 2) * gap, (k + 1) // 2 * gap
+            height = mx * fin.fin_width
+        if kind == "INV" or n_in == 1:
+            wd = drain
+        else:
+            kn = _fin_device(_fins_of(wn), mn) if wn > 0 else 1
+            kp = _fin_device(_fins_of(wp), mp) if wp > 0 else 1
+            parallel = is_p if kind == "NAND" else not is_p
+            if kn == 1 and kp == 1:
+                wd = drain * ((n_in + 1) // 2) if parallel else drain * n_in
+            else:
+                wd = drain * n_in if parallel else drain * n_in + (n_in - 1) * source
+        total += wd * height * fin.cap_junction
+    return total
+
+
+def drain_cap(t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float | None = None) -> float:
+    """formula.cpp CalculateGateCapacitance output capacitance (F) of an INV, NAND or NOR
+    (bulk: junction bottom, sidewall and gate-edge terms; FinFET: the bottom junction)."""
+    if t.fin is not None:
+        return _fin_drain_cap(t, kind, n_in, wn, wp, h)
     cj, csw, cd2c = t.junction()
-    mn, mp = _max_widths(wn, wp, h)
+    hh = CELL_H if h is None else h
+    mn, mp = _max_widths(wn, wp, hh)
     cap = 0.0
     for w, wmax, is_p in ((wn, mn, False), (wp, mp, True)):
         if w <= 0:
@@ -129,24 +268,24 @@ def drain_cap(t: Tech, kind: str, n_in: int, wn: float, wp: float, h: float = CE
     return cap
 
 
-def inv_caps(t: Tech, wn: float, wp: float, h: float = CELL_H) -> tuple[float, float]:
+def inv_caps(t: Tech, wn: float, wp: float, h: float | None = None) -> tuple[float, float]:
     """(input, output) capacitance (F) of an inverter or transmission gate of ``wn``/``wp`` F."""
     return t.gate_cap(wn) + t.gate_cap(wp), drain_cap(t, "INV", 1, wn, wp, h)
 
 
 def dff_width(t: Tech) -> float:
     """DFF.cpp CalculateArea: a DFF is 12 minimum inverters in a row (F)."""
-    return 12 * gate_width("INV", 1, MIN_N, t.pn * MIN_N)
+    return 12 * gate_width(t, "INV", 1, MIN_N, t.pn * MIN_N)
 
 
 def adder_nand(t: Tech) -> tuple[float, float]:
     """Adder.cpp Initialize: NAND2 of N 2 x min, P pn x min, enlarged to the cell height."""
-    return enlarge(2 * MIN_N, t.pn * MIN_N)
+    return enlarge(t, 2 * MIN_N, t.pn * MIN_N)
 
 
 def adder_bit_area(t: Tech) -> float:
     """Adder.cpp CalculateArea: one full-adder bit is 9 NAND2 (F^2)."""
-    return 9 * gate_width("NAND", 2, *adder_nand(t)) * CELL_H
+    return 9 * gate_width(t, "NAND", 2, *adder_nand(t)) * t.cell_h
 
 
 def dff_rows_height(t: Tech, n: int, width: float) -> float:
@@ -154,12 +293,12 @@ def dff_rows_height(t: Tech, n: int, width: float) -> float:
     if n <= 0:
         return 0.0
     per_row = min(int(width / dff_width(t)), n)
-    return CELL_H * math.ceil(n / max(per_row, 1))
+    return t.cell_h * math.ceil(n / max(per_row, 1))
 
 
 def dff_cols_width(t: Tech, n: int, height: float) -> float:
     """DFF.cpp, columns of ``height`` F: width (F) of ``n`` DFFs."""
-    per_col = min(int(height / CELL_H), n)
+    per_col = min(int(height / t.cell_h), n)
     return dff_width(t) * math.ceil(n / max(per_col, 1))
 
 
@@ -176,11 +315,10 @@ def level_shifter_area(t: Tech) -> float:
     """LevelShifter.cpp CalculateArea with ``validated``: three stages (low, latch, high) of
     (N, P) multiples of the minimum device, widths x2, cell height x2.5, IO devices 2.5x wide,
     times the wiring factor alpha (F^2)."""
-    h = CELL_H * 2.5
     n, p = MIN_N * 2, t.pn * MIN_N * 2
-    low = gate_width("INV", 1, n * 15, p * 20, h)
-    latch = gate_width("INV", 1, n * 32, p * 10, h)
-    high = gate_width("INV", 1, n * 64, p * 82, h)
+    low, h = gate_layout(t, "INV", 1, n * 15, p * 20, CELL_H * 2.5)
+    latch = gate_width(t, "INV", 1, n * 32, p * 10, CELL_H * 2.5)
+    high = gate_width(t, "INV", 1, n * 64, p * 82, CELL_H * 2.5)
     return h * (low + 2.5 * (2 * latch + high)) * LS_ALPHA
 
 
@@ -300,14 +438,14 @@ def tg_width(t: Tech, res: float, ratio: float, linear: bool = True) -> tuple[fl
     return max(wn, 1.0), max(wp, 1.0)
 
 
-def _pass_gate_band(wn: float, wp: float, n_tg: int, width: float, pair: bool) -> float:
+def _pass_gate_band(t: Tech, wn: float, wp: float, n_tg: int, width: float, pair: bool) -> float:
     """Mux.cpp / SwitchMatrix.cpp COL_MODE: height (F) of ``n_tg`` TGs (or TG pairs) in rows
     across ``width`` F, each folded as much as its share of the width allows."""
-    min_cell = 2 * CPP * (2 if pair else 1)
+    min_cell = 2 * t.cpp * (2 if pair else 1)
     rows = math.ceil(n_tg / max(int(width / min_cell), 1))
     per_row = math.ceil(n_tg / rows)
     tg_w = width / per_row / (2 if pair else 1)
-    return pass_gate_height(wn, wp, max(int(tg_w / CPP) - 1, 1)) * rows
+    return pass_gate_height(t, wn, wp, max(int(tg_w / t.cpp) - 1, 1)) * rows
 
 
 def mux_decoder(t: Tech, cols_per_adc: int) -> tuple[float, float]:
@@ -318,22 +456,23 @@ def mux_decoder(t: Tech, cols_per_adc: int) -> tuple[float, float]:
         return 0.0, 0.0
     bits = math.ceil(math.log2(cols_per_adc))
     size = SIZING_MUX.get(round(t.node_nm), 1)
-    w_inv = gate_width("INV", 1, *enlarge(MIN_N, t.pn * MIN_N))
-    w_nand = gate_width("NAND", 2, *enlarge(2 * MIN_N, t.pn * MIN_N))
-    w_nor = gate_width("NOR", 2, *enlarge(MIN_N, 2 * t.pn * MIN_N))
-    w_drv = gate_width("INV", 1, 2 * MIN_N * size, t.pn * 2 * MIN_N * size)
-    width = w_inv + w_nand + M3_PITCH * 2 * bits + w_nor + w_nand + 2 * w_drv
-    return 2**bits * CELL_H, width
+    w_inv = gate_width(t, "INV", 1, *enlarge(t, MIN_N, t.pn * MIN_N))
+    w_nand = gate_width(t, "NAND", 2, *enlarge(t, 2 * MIN_N, t.pn * MIN_N))
+    w_nor = gate_width(t, "NOR", 2, *enlarge(t, MIN_N, 2 * t.pn * MIN_N))
+    w_drv = gate_width(t, "INV", 1, 2 * MIN_N * size, t.pn * 2 * MIN_N * size)
+    width = w_inv + w_nand + t.m3_pitch * 2 * bits + w_nor + w_nand + 2 * w_drv
+    return 2**bits * t.cell_h, width
 
 
 def encoder(t: Tech, levels: int, n_adc: int, width: float) -> float:
     """MultilevelSAEncoder.cpp CalculateArea: band height (F) of the thermometer-to-binary
     encoders (INV, NAND2 per level and one L/2-input NAND per output bit)."""
-    w_inv = gate_width("INV", 1, MIN_N, t.pn * MIN_N)
-    w_nand = gate_width("NAND", 2, 2 * MIN_N, 2 * t.pn * MIN_N)
-    w_big = gate_width("NAND", max(levels // 2, 1), 2 * MIN_N, 2 * t.pn * MIN_N)
+    w_inv = gate_width(t, "INV", 1, MIN_N, t.pn * MIN_N)
+    w_nand = gate_width(t, "NAND", 2, 2 * MIN_N, 2 * t.pn * MIN_N)
+    w_big = gate_width(t, "NAND", max(levels // 2, 1), 2 * MIN_N, 2 * t.pn * MIN_N)
     w_enc = w_inv + w_nand + w_big
-    h_enc = ((w_inv + w_nand) * CELL_H * (levels - 1) + w_big * CELL_H * math.log2(levels)) / w_enc
+    h_cell = t.cell_h
+    h_enc = ((w_inv + w_nand) * h_cell * (levels - 1) + w_big * h_cell * math.log2(levels)) / w_enc
     return h_enc * math.ceil(n_adc / min(math.ceil(width / w_enc), n_adc))
 
 
@@ -341,7 +480,7 @@ def shift_add_band(t: Tech, units: int, bits: int, pulses: int, width: float) ->
     """ShiftAdd.cpp CalculateArea (non-spiking): adders of ``bits`` bits in rows across the
     width, one cell row, and (bits + pulses) DFFs per unit (F)."""
     adders = adder_bit_area(t) * bits * units / width
-    return adders + CELL_H + dff_rows_height(t, (bits + pulses) * units, width)
+    return adders + t.cell_h + dff_rows_height(t, (bits + pulses) * units, width)
 
 
 def subarray_geometry(arch) -> SubarrayGeometry:
@@ -361,13 +500,13 @@ def subarray_geometry(arch) -> SubarrayGeometry:
     n_ls, ls_cols = 0, 0.0
     if sram:
         # Precharger.cpp / SRAMWriteDriver.cpp: three standard-cell rows each across the array.
-        bands += [("precharger", 3 * CELL_H), ("write_driver", 3 * CELL_H)]
+        bands += [("precharger", 3 * t.cell_h), ("write_driver", 3 * t.cell_h)]
         # SwitchMatrix ROW_MODE driven against the word-line (Metal1) wire resistance.
         res_row = w_a * t.f_m * t.row_res_per_m
         wn, wp = tg_width(t, res_row, sm_ratio)
-        per_col = math.ceil(rows / math.ceil(rows / max(int(h_a / CELL_H), 1)))
+        per_col = math.ceil(rows / math.ceil(rows / max(int(h_a / t.cell_h), 1)))
         ncol = math.ceil(rows / per_col)
-        wl_sm = 2 * gate_width("INV", 1, wn, wp, h_a / per_col) * ncol
+        wl_sm = 2 * gate_width(t, "INV", 1, wn, wp, h_a / per_col) * ncol
         wl_sm += dff_cols_width(t, rows, h_a)
         res_mux = t.r_on(1) / max(nrp // 2, 1)  # access NMOS, half the rows on
     else:
@@ -378,23 +517,23 @@ def subarray_geometry(arch) -> SubarrayGeometry:
             bands.append(("sl_level_shifter", cols * ls_f2 / w_a))
         r_avg = 2 / (1 / (r_on + r_acc) + 1 / (r_off + r_acc))
         wn, wp = tg_width(t, r_avg / nrp * rows, sm_ratio)
-        sl_sm = _pass_gate_band(wn, wp, cols, w_a, True) + dff_rows_height(t, cols, w_a)
+        sl_sm = _pass_gate_band(t, wn, wp, cols, w_a, True) + dff_rows_height(t, cols, w_a)
         bands.append(("sl_switch_matrix", sl_sm))
         # NewSwitchMatrix.cpp: WL TGs of 2F x newswitchmatrixsizeratio plus a DFF scan chain.
         size = MIN_N * NEW_SWITCH_RATIO.get(round(t.node_nm), 6)
-        ncol = math.ceil(rows / max(int(h_a / CELL_H), 1))
+        ncol = math.ceil(rows / max(int(h_a / t.cell_h), 1))
         tg_h = h_a / math.ceil(rows / ncol)
-        wl_sm = gate_width("INV", 1, size, t.pn * size, tg_h) * 4 * ncol
+        wl_sm = gate_width(t, "INV", 1, size, t.pn * size, tg_h) * 4 * ncol
         wl_sm += dff_cols_width(t, rows, h_a)
         res_mux = r_avg / nrp
     bands.append(("array", h_a))
     dec_h, dec_w = mux_decoder(t, arch.adc.cols_per_adc)
     if arch.adc.cols_per_adc > 1:
         wn, wp = tg_width(t, res_mux, IR_DROP, linear=False)
-        bands.append(("mux", max(dec_h, _pass_gate_band(wn, wp, cols, w_a, False))))
+        bands.append(("mux", max(dec_h, _pass_gate_band(t, wn, wp, cols, w_a, False))))
     # MultilevelSenseAmp.cpp: 9 minimum NMOS per comparator level plus the shared dummy
     # (reference) columns, whose height uses NeuroSim's wire width (40 nm at 22 nm).
-    a_min_n = gate_width("INV", 1, MIN_N, 0) * CELL_H
+    a_min_n = gate_width(t, "INV", 1, MIN_N, 0) * t.cell_h
     wire_f = t.wire_nm / t.node_nm
     dummy = rows * cell_h * wire_f * cell_w * (1.0 if sram else wire_f)
     mlsa = (9 * a_min_n * (levels - 1) + dummy * (levels - 1) / levels) * n_adc
@@ -472,7 +611,8 @@ def repeater(t: Tech) -> Repeater:
         d = delay(size, dist)
     size = max(1.0, size)
     ci, co = caps(size)
-    return Repeater(gate_width("INV", 1, MIN_N * size, t.pn * MIN_N * size), CELL_H, ci, co, dist)
+    w_rep, h_rep = gate_layout(t, "INV", 1, MIN_N * size, t.pn * MIN_N * size)
+    return Repeater(w_rep, h_rep, ci, co, dist)
 
 
 def htree(per_side: int, unit_h: float, unit_w: float) -> tuple[list[float], float, float]:

@@ -26,7 +26,6 @@ import math
 
 from pimsim.cost._neurosim_area import (
     C_WIRE_PER_M,
-    CELL_H,
     IR_DROP,
     MIN_N,
     NEW_SWITCH_RATIO,
@@ -170,7 +169,7 @@ def mux_energy(arch) -> float:
         r_on, r_off, r_acc = cell_resistances(arch)
         res = 2 / (1 / (r_on + r_acc) + 1 / (r_off + r_acc)) / rows_per_read(arch)
     wn, wp = tg_width(t, res, IR_DROP, linear=False)
-    cd = drain_cap(t, "INV", 1, wn, wp, pass_gate_height(wn, wp, 1))
+    cd = drain_cap(t, "INV", 1, wn, wp, pass_gate_height(t, wn, wp, 1))
     return (t.gate_cap(wn) * t.vdd**2 + 2 * cd * t.vread**2) / row_groups(arch) * PJ
 
 
@@ -184,13 +183,13 @@ def _switch_tg(arch, t: Tech) -> tuple[float, float]:
     rows, cols = arch.array.rows, arch.array.cols
     cell_h, cell_w = cell_dims(arch)
     h_a = rows * cell_h
-    per_col = math.ceil(rows / math.ceil(rows / max(int(h_a / CELL_H), 1)))
+    per_col = math.ceil(rows / math.ceil(rows / max(int(h_a / t.cell_h), 1)))
     if arch.cell.device == "sram":
         res_row = cols * cell_w * t.f_m * t.wire_res_per_m
         wn, wp = tg_width(t, res_row, SWITCH_RATIO.get(round(t.node_nm), 0.1))
         return inv_caps(t, wn, wp, h_a / per_col)
     size = MIN_N * NEW_SWITCH_RATIO.get(round(t.node_nm), 6)
-    ncol = math.ceil(rows / max(int(h_a / CELL_H), 1))
+    ncol = math.ceil(rows / max(int(h_a / t.cell_h), 1))
     return inv_caps(t, size, t.pn * size, h_a / math.ceil(rows / ncol))
 
 

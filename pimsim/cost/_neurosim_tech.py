@@ -22,24 +22,39 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FinFET:
-    """Technology.cpp LSTP constants of one FinFET node (SI units)."""
+    """Technology.cpp LSTP constants and constant.h layout rules of one FinFET node (SI units;
+    layout rules in F)."""
 
     vdd: float
     ion_per_m: float  # currentOnNmos[0] (uA/um = A/m of effective width); P equals N
     r_eff_mult: float  # effectiveResistanceMultiplier
     cap_gate_per_fin: float  # caplist x 1e-18 F: capIdealGate x effective_width
-    cap_drain_per_fin: float  # cap_draintotallist (F)
+    cap_drain_per_fin: float  # cap_draintotallist (F): the array's access-transistor drains
     effective_width: float  # m
     fin_pitch: float  # m
     fin_width: float  # m
+    max_fins: int  # max_fin_num: fins per device in a standard cell before folding
+    cap_junction: float  # capJunction (F/m2): the only drain capacitance at <= 14 nm
+    cell_h: float  # constant.h MAX_TRANSISTOR_HEIGHT_xnm: standard-cell height (bulk 28)
+    cpp: float  # CPP_xnm: contacted poly pitch (bulk POLY_WIDTH + gap = 3.8)
+    poly: float  # POLY_WIDTH_xnm: a drain is cpp - poly wide
+    pn_gap: float  # MIN_GAP_BET_P_AND_N_DIFFS_xnm (bulk 3.5)
+    outer: float  # OUTER_HEIGHT_REGION_xnm: cell edge outside the fins (bulk 3.6 for both)
+    m3_pitch: float  # M3_PITCH_xnm (bulk 2.8): row-decoder address wires
 
 
-# Technology.cpp: 10 nm (IRDS 2017: fin 45 nm tall, 8 nm wide, pitch 36 nm) and 7 nm (IRDS 2017:
-# 50 nm tall, 7 nm wide, pitch 30 nm, effective width 107 nm).
+# Technology.cpp: 14 nm (IRDS 2016: fin 42 nm tall, 8 nm wide, pitch 48 nm), 10 nm (IRDS 2017:
+# 45 nm tall, 8 nm wide, pitch 36 nm) and 7 nm (IRDS 2017: 50 nm tall, 7 nm wide, pitch 30 nm,
+# effective width 107 nm); max_fin_num and capJunction per node. constant.h: cell heights
+# (Samsung 14 nm, TSMC 10 and 7 nm), CPP and poly widths, P-N gaps, outer regions, M3 pitches.
 FINFET = {
-    10: FinFET(0.75, 599.237, 2.09, 97.549e-18, 2.668e-17, 8e-9 + 2 * 45e-9, 36e-9, 8e-9),
-    7: FinFET(0.70, 562.048, 2.05, 100.497e-18, 2.224e-17, 107e-9, 30e-9, 7e-9),
-}
+    14: FinFET(0.80, 595.045, 2.09, 103.816e-18, 2.499e-17, 8e-9 + 2 * 42e-9, 48e-9, 8e-9,
+               4, 0.0120, 41.142, 5.571, 1.857, 9.71, 10.285, 4.57),
+    10: FinFET(0.75, 599.237, 2.09, 97.549e-18, 2.668e-17, 8e-9 + 2 * 45e-9, 36e-9, 8e-9,
+               3, 0.0134, 33.0, 6.4, 2.2, 10.0, 8.2, 4.4),
+    7: FinFET(0.70, 562.048, 2.05, 100.497e-18, 2.224e-17, 107e-9, 30e-9, 7e-9,
+              2, 0.0137, 34.285, 8.1428, 3.14, 11.85, 12.28, 5.71),
+}  # fmt: skip
 
 
 SRAM_CELL_F = {14: (10.6, 30.8), 10: (12.8, 31.25), 7: (16.0, 34.43)}
@@ -125,6 +140,10 @@ def mlsa_column_latency(node: float, r: float, c_col: float) -> float:
 
 # ----------------------------------------------------------------------------- Tech
 
+BULK_CELL_H = 28.0  # constant.h MAX_TRANSISTOR_HEIGHT (F)
+BULK_CPP = 3.8  # constant.h POLY_WIDTH 1 + MIN_GAP_BET_GATE_POLY 2.8 (F)
+BULK_M3_PITCH = 2.8  # constant.h M3_PITCH (F)
+
 # Technology.cpp, 22 nm LSTP (PTM 22nm_LP): on-currents (uA/um = A/m), CACTI's effective
 # resistance multiplier, gate capacitance per width (ideal + overlap 0.2 x ideal + fringe). Used
 # at 22 nm and above (the bulk rules); below 22 nm :data:`FINFET` replaces them.
@@ -160,9 +179,8 @@ def wire_res_per_m(width_nm: float) -> float:
 @dataclass(frozen=True)
 class Tech:
     """Process constants for one spec: feature size, supply, wires, read voltage and, below
-    22 nm, the FinFET device constants NeuroSim switches to. (Its FinFET standard-cell layout
-    rules, constant.h MAX_TRANSISTOR_HEIGHT_xnm / CPP_xnm and the fin-count gate areas, are not
-    applied: gate layouts keep the bulk rules.)"""
+    22 nm, the FinFET device constants and standard-cell layout rules NeuroSim switches to
+    (:data:`FINFET`; the gate layouts themselves are in :mod:`pimsim.cost._neurosim_area`)."""
 
     node_nm: float
     vdd: float
@@ -172,6 +190,24 @@ class Tech:
     row_res_per_m: float  # Metal1: word lines (resRow)
     pn: float = ION_N / ION_P  # Technology.cpp pnSizeRatio (22 nm: not truncated; FinFET: 1)
     fin: FinFET | None = None
+
+    @property
+    def cell_h(self) -> float:
+        """Standard-cell height (F) a gate laid out at NeuroSim's default height gets:
+        MAX_TRANSISTOR_HEIGHT 28F (bulk) or the node's MAX_TRANSISTOR_HEIGHT_xnm (34.285F at
+        7 nm; formula.cpp CalculateGateArea rescales the requested height by it / 28)."""
+        return self.fin.cell_h if self.fin is not None else BULK_CELL_H
+
+    @property
+    def cpp(self) -> float:
+        """Contacted poly pitch (F): bulk POLY_WIDTH + MIN_GAP_BET_GATE_POLY = 3.8, FinFET
+        constant.h CPP_xnm (8.1428F at 7 nm)."""
+        return self.fin.cpp if self.fin is not None else BULK_CPP
+
+    @property
+    def m3_pitch(self) -> float:
+        """Metal3 pitch (F) of the row-decoder address wires (constant.h M3_PITCH[_xnm])."""
+        return self.fin.m3_pitch if self.fin is not None else BULK_M3_PITCH
 
     @property
     def f_m(self) -> float:
@@ -211,7 +247,8 @@ class Tech:
 
 def tech(arch) -> Tech:
     """The :class:`Tech` of a spec; read voltage from ``cell.read_voltage_v`` or Param.cpp's
-    per-node table (fixed by the sense-amplifier fits)."""
+    per-node table (fixed by the sense-amplifier fits). Supply: the spec's ``vdd_v`` when it
+    sets one; below 22 nm without one, Technology.cpp's supply for the node (0.7 V at 7 nm)."""
     node = arch.technology.node_nm
     wire_nm = nearest_node(WIRES, node)
     row_nm = nearest_node(METAL_NM, node)[1] if is_finfet(node) else wire_nm
@@ -219,6 +256,8 @@ def tech(arch) -> Tech:
     vdd = arch.technology.vdd_v
     if is_finfet(node):
         fin = nearest_node(FINFET, node)
+        if "vdd_v" not in getattr(arch.technology, "model_fields_set", {"vdd_v"}):
+            vdd = fin.vdd  # Technology.cpp's supply for the node unless the spec sets one
         res = wire_res_per_m(wire_nm)
         return Tech(node, vdd, vread, wire_nm, res, wire_res_per_m(row_nm), 1.0, fin)
     res = wire_res_per_m(wire_nm)
