@@ -27,6 +27,18 @@ packing saves arrays without reading or converting the zero cells off the diagon
 cell reads and used cells equal those of separate mapping, and the groups of one array are read
 one after another (``groups_per_array`` times the steps per output position).
 
+**Rows per kernel position** (``mapping.kernel_rows: per_position``, DNN+NeuroSim V1.4's
+"novel mapping", Chip.cpp ChipDesignInitialize / ChipFloorPlan, read for the rule): a k x k conv
+whose kernel area is the network's mapped kernel (NeuroSim's numPENM, the most common kernel area
+above 1) and whose K = k x k x Cin rows fill at least one array (Cin x k x k >= rows, NeuroSim's
+test) maps each kernel position's Cin rows (im2col rows c x k x k + p, c = 0..Cin-1) on arrays of
+its own: ceil(Cin / rows) row tiles per position, k x k times, so ``row_tiles`` lists the k x k
+positions' tiles in turn (Cin = 128 on 256-row arrays: nine tiles of 128 rows, half of each
+array used, where packing gives 256, 256, 256, 256, 128). Conversions, row activations and cell
+reads follow DESIGN.md's Counting with these row tiles; the oracle reads the same row grouping
+(:meth:`LayerMapping.tile_rows`). Other layers (1x1 convs, small convs such as a first layer on
+3 channels, linear layers) stay packed.
+
 **Other mapped layers.** A linear layer on any leading dimensions has one output position per
 leading index; an ``rnn`` layer (LSTM/GRU) stores its input and hidden weights stacked in one
 matrix of I + H rows read once per time step, ``gates x H`` columns (a GRU's candidate gate keeps
@@ -80,6 +92,26 @@ class LayerMapping:
     references: int = 0
     """Reference weights (each ``cols_per_weight`` physical columns) per array: 1 with
     ``offset`` weights and ``offset_reference: column``, else 0."""
+    kernel_positions: int = 1
+    """Kernel positions whose rows sit on arrays of their own (``kernel_rows: per_position``:
+    kh x kw, ``row_tiles`` then holds each position's tiles in turn); 1: rows packed densely."""
+
+    @property
+    def position_row_tiles(self) -> int:
+        """Row tiles of one kernel position (of the whole matrix when rows are packed)."""
+        return len(self.row_tiles) // self.kernel_positions
+
+    def tile_rows(self) -> tuple[tuple[int, ...], ...]:
+        """Matrix (im2col) rows of each row tile, in array-row order: contiguous ranges when
+        packed; per kernel position p, rows c x positions + p (``unfold`` order: channel
+        slowest) of the tile's channels."""
+        kp, out = self.kernel_positions, []
+        for p in range(kp):
+            start = 0
+            for used in self.row_tiles[: self.position_row_tiles]:
+                out.append(tuple(c * kp + p for c in range(start, start + used)))
+                start += used
+        return tuple(out)
 
     @property
     def reference_cols(self) -> int:
@@ -193,9 +225,32 @@ def _matrix(layer: Layer) -> tuple[int, int, int, int, int]:
     return 1, k, n, math.prod(layer.output_shape[:-1]), k * n
 
 
-def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
+def kernel_positions(arch: ArchSpec, layer: Layer, network_kernel: int | None = None) -> int:
+    """Kernel positions mapped on arrays of their own: kh x kw under ``kernel_rows:
+    per_position`` for a conv whose kernel area is ``network_kernel`` (None: its own) and whose
+    per-group K fills at least one array (Chip.cpp ChipDesignInitialize's novel-mapping test:
+    kernel area = numPENM and Cin x kh x kw x numRowPerSynapse >= numRowSubArray); else 1."""
+    if arch.mapping.kernel_rows != "per_position" or layer.kind != "conv":
+        return 1
+    area = math.prod(layer.kernel)
+    k_g = (layer.in_channels // layer.groups) * area
+    if area == 1 or area != (network_kernel or area) or k_g < arch.array.rows:
+        return 1
+    return area
+
+
+def network_kernel(layers) -> int | None:
+    """The kernel area of NeuroSim's novel-mapped tile (Chip.cpp ChipDesignInitialize: numPENM,
+    the kernel area above 1 that most conv layers share, the first such layer winning a tie);
+    None without conv layers of a kernel larger than 1."""
+    areas = [math.prod(x.kernel) for x in layers if x.kind == "conv" and math.prod(x.kernel) > 1]
+    return max(areas, key=areas.count) if areas else None
+
+
+def map_layer(arch: ArchSpec, layer: Layer, network_kernel: int | None = None) -> LayerMapping:
     """Map one conv, linear, rnn or activation-matmul layer (one copy; duplication is decided
-    network-wide)."""
+    network-wide). ``network_kernel``: the kernel area ``kernel_rows: per_position`` maps per
+    position (:func:`network_kernel` of the network; None: the layer's own)."""
     if layer.kind not in MAPPED_KINDS + ("matmul",):
         raise MappingError(f"layer {layer.name!r} ({layer.kind}) is not mapped onto arrays")
     dec = arch.decomposition
@@ -214,8 +269,10 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
     groups, k, n, positions, weights = _matrix(layer)
     per_array = cols // cpw - refs
     col_tiles = _tiles(n, per_array)
+    kp = kernel_positions(arch, layer, network_kernel)
+    row_tiles = _tiles(k // kp, rows) * kp  # each position's Cin rows on arrays of their own
     packed = 1
-    if groups > 1 and arch.mapping.pack_groups == "block_diagonal" and k <= rows:
+    if groups > 1 and arch.mapping.pack_groups == "block_diagonal" and k <= rows and kp == 1:
         if n <= per_array:  # whole groups side by side on the diagonal
             packed = min(groups, rows // k, per_array // n)
     used = weights * cpw + refs * k * len(col_tiles) * cpw  # reference cells: the used rows
@@ -232,7 +289,7 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         cols_per_weight=cpw,
         input_cycles=arch.input_cycles,
         rows_per_adc_read=rpr,
-        row_tiles=_tiles(k, rows),
+        row_tiles=row_tiles,
         col_tiles=col_tiles,
         conversions_per_column_read=2 if dec.signed_encoding == "differential_digital" else 1,
         array_rows=rows,
@@ -240,4 +297,5 @@ def map_layer(arch: ArchSpec, layer: Layer) -> LayerMapping:
         groups_per_array=packed,
         rewritten=layer.kind == "matmul",
         references=refs,
+        kernel_positions=kp,
     )

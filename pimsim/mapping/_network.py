@@ -12,6 +12,20 @@ with copies_i = ceil(steps_i / T) (capped by ``max_duplication`` and by its outp
 the chip, i.e. the layers are balanced to the slowest stage that cannot be sped up further (the
 aim of ISAAC's replication of early layers and NeuroSim's speed-up degree).
 ``mapping.duplication: speedup`` instead follows DNN+NeuroSim's own rule (see ``_speedup``).
+
+Layers mapped per kernel position (``mapping.kernel_rows: per_position``, NeuroSim's novel
+mapping; Chip.cpp ChipFloorPlan, TileDesignNM, SubArrayDup and OverallEachLayer, read for the
+rule) are allocated as NeuroSim allocates them: the PE is a square grid of arrays (``pe.arrays``,
+4 x 4 in the NeuroSim specs) and each kernel position gets PEs of its own, each holding a block
+of the position's matrix (ceil(row tiles / grid rows) x ceil(column tiles / grid columns) blocks
+per copy) and as many copies of that block as fit in the grid (max(1, grid rows // row tiles) x
+max(1, grid columns // column tiles), NeuroSim's subarray duplication); so a layer takes
+kernel positions x blocks x ceil(copies / copies per PE) PEs, and starts and ends on whole tiles
+(NeuroSim gives each layer tiles of its own; with ``tile.pes`` = kh x kw, as its numPENM, one PE
+of each position per tile). With ``duplication: speedup`` the copies are rounded up to fill the
+PEs, as NeuroSim's per-layer speed-up is the subarray duplication x ceil(speed-up /
+duplication) (conv5 of VGG-8 at 128x128: Cin = 256 takes 2 of a PE's 4 array rows, so 2 copies
+where the speed-up rule alone gives 1).
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from pimsim.errors import MappingError
-from pimsim.mapping._layer_map import MAPPED_KINDS, LayerMapping, map_layer
+from pimsim.mapping._layer_map import MAPPED_KINDS, LayerMapping, map_layer, network_kernel
 from pimsim.spec import ArchSpec
 from pimsim.workload import Workload
 
@@ -90,12 +104,63 @@ def steps_per_sample(m: LayerMapping) -> int:
     return m.output_positions * m.position_steps
 
 
-def _pes(arch: ArchSpec, arrays: int) -> int:
-    return math.ceil(arrays / arch.pe.arrays)
+def _pe_grid(arch: ArchSpec) -> tuple[int, int]:
+    """A PE's arrays as a grid (rows, columns) of arrays, square where ``pe.arrays`` is a square
+    (NeuroSim's PEs are), else the widest with floor(sqrt) rows."""
+    rows = math.isqrt(arch.pe.arrays)
+    return rows, arch.pe.arrays // rows
+
+
+def pe_copies(arch: ArchSpec, m: LayerMapping) -> int:
+    """Copies of a per-kernel-position layer's block that one PE holds (Chip.cpp SubArrayDup:
+    max(1, grid rows // row tiles) x max(1, grid columns // column tiles)); 1 for other layers."""
+    if m.kernel_positions == 1 or m.matrices > 1:
+        return 1
+    rows, cols = _pe_grid(arch)
+    return max(1, rows // m.position_row_tiles) * max(1, cols // len(m.col_tiles))
+
+
+def layer_pes(arch: ArchSpec, m: LayerMapping) -> int:
+    """PEs allocated to a mapped layer, all copies (see the module docstring)."""
+    if m.kernel_positions == 1:
+        return math.ceil(m.arrays_total / arch.pe.arrays)
+    rows, cols = _pe_grid(arch)
+    blocks = math.ceil(m.position_row_tiles / rows) * math.ceil(len(m.col_tiles) / cols)
+    blocks *= m.matrices
+    return m.kernel_positions * blocks * math.ceil(m.copies / pe_copies(arch, m))
+
+
+def _layout(arch: ArchSpec, maps: list[LayerMapping]) -> tuple[dict, dict, int]:
+    """(PEs per layer, first PE per layer, tiles used): PEs fill tiles in layer order; a layer
+    mapped per kernel position starts and ends on whole tiles."""
+    per_tile = arch.tile.pes
+    pes, first, running = {}, {}, 0
+    for m in maps:
+        whole = m.kernel_positions > 1
+        if whole:
+            running = math.ceil(running / per_tile) * per_tile
+        pes[m.name] = layer_pes(arch, m)
+        first[m.name] = running
+        running += pes[m.name]
+        if whole:
+            running = math.ceil(running / per_tile) * per_tile
+    return pes, first, math.ceil(running / per_tile)
 
 
 def _tiles(arch: ArchSpec, maps: list[LayerMapping]) -> int:
-    return math.ceil(sum(_pes(arch, m.arrays_total) for m in maps) / arch.tile.pes)
+    return _layout(arch, maps)[2]
+
+
+def _fill_pes(arch: ArchSpec, maps: list[LayerMapping]) -> list[LayerMapping]:
+    """Round the speed-up copies of per-kernel-position layers up to whole PEs of copies
+    (Chip.cpp OverallEachLayer: speed-up = duplication x ceil(speed-up / duplication)), at most
+    one copy per output position."""
+    out = []
+    for m in maps:
+        dup = pe_copies(arch, m)
+        copies = min(m.output_positions, dup * math.ceil(m.copies / dup))
+        out.append(replace(m, copies=max(m.copies, copies)))
+    return out
 
 
 def _balance(arch: ArchSpec, maps: list[LayerMapping], limit_tiles: int | None):
@@ -172,10 +237,11 @@ def is_mapped(arch: ArchSpec, layer) -> bool:
 
 def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
     """Map every conv/linear layer of ``workload`` onto ``arch``; see the module docstring."""
-    maps = [map_layer(arch, layer) for layer in workload.layers if is_mapped(arch, layer)]
+    kernel = network_kernel(workload.layers)
+    maps = [map_layer(arch, layer, kernel) for layer in workload.layers if is_mapped(arch, layer)]
     fixed = arch.chip.tiles if arch.chip.tiles != "auto" else None
     if arch.mapping.duplication == "speedup":
-        maps = _speedup(arch, workload, maps)
+        maps = _fill_pes(arch, _speedup(arch, workload, maps))
     elif arch.mapping.duplication == "balance":
         if fixed is None:
             # auto-sized chip: balance with the duplication cap alone
@@ -195,11 +261,7 @@ def map_network(arch: ArchSpec, workload: Workload) -> Mapping:
                 "larger arrays or set mapping.reprogram: true"
             )
         passes = math.ceil(tiles_used / fixed)
-    pes = {m.name: _pes(arch, m.arrays_total) for m in maps}
-    first, running = {}, 0
-    for m in maps:
-        first[m.name] = running
-        running += pes[m.name]
+    pes, first, _ = _layout(arch, maps)
     return Mapping(
         arch=arch,
         workload=workload,

@@ -10,7 +10,8 @@ For one mapped matrix (DESIGN.md primer and Conventions):
   ``twos_complement`` (1-bit cells, most significant slice weighs -2^(b-1)), ``differential_analog``
   (magnitude in a positive or negative cell, subtracted before one bipolar conversion) or
   ``differential_digital`` (each polarity converted on its own);
-* rows are laid out as the mapping tiles them (row tiles filled first, row groups of
+* rows are laid out as the mapping tiles them (row tiles filled first, or each kernel position's
+  rows on their own with ``mapping.kernel_rows: per_position``; row groups of
   ``rows_per_adc_read`` contiguous in a tile); every (row group, input cycle, slice, column)
   partial sum passes through the ADC: code = clip(round_half_even(p / step)), step = max(1, FS /
   code range), FS = rows_per_adc_read x (2^cell_bits - 1) x (2^dac_bits - 1) at full scale, or
@@ -158,12 +159,13 @@ def make_plan(arch, layer_mapping, signed_inputs: bool) -> EnginePlan:
     """Build the plan of one layer from the spec and its :class:`~pimsim.mapping.LayerMapping`."""
     dec = arch.decomposition
     rpr = layer_mapping.rows_per_adc_read
-    index, start = [], 0
-    for used in layer_mapping.row_tiles:  # row tiles fill arrays first; groups within a tile
-        for g0 in range(0, used, rpr):
-            rows = list(range(start + g0, start + min(g0 + rpr, used)))
+    index = []
+    # row tiles as the mapping lays them out (filled first, or per kernel position); row
+    # groups contiguous within a tile
+    for tile in layer_mapping.tile_rows():
+        for g0 in range(0, len(tile), rpr):
+            rows = list(tile[g0 : g0 + rpr])
             index.append(rows + [layer_mapping.k_rows] * (rpr - len(rows)))
-        start += used
     bipolar = dec.signed_encoding == "differential_analog"
     full_scale = rpr * (2**arch.cell.bits - 1) * (2**arch.dac.bits - 1)
     return EnginePlan(

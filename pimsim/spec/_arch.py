@@ -67,6 +67,7 @@ ORACLE_FIELDS = (
     "dac.bits",
     "decomposition",
     "mapping.pack_groups",
+    "mapping.kernel_rows",
     "mapping.activation_matmul",
     "cell.update",
     "training",
@@ -331,6 +332,16 @@ class MappingSpec(SpecModel):
     see ``pimsim.mapping``) with ``max_duplication`` as its speed-up degree."""
     max_duplication: PositiveInt | None = None
     """Upper bound on copies of one layer's weights (None: limited by chip size)."""
+    kernel_rows: Literal["packed", "per_position"] = "packed"
+    """How a k x k conv layer's unrolled rows meet the arrays. ``packed``: the K = k x k x Cin
+    im2col rows fill arrays densely (row tiles of ``array.rows``). ``per_position``:
+    DNN+NeuroSim V1.4's novel mapping (Chip.cpp ChipDesignInitialize / ChipFloorPlan): each
+    kernel position's Cin rows are tiled on arrays of their own (ceil(Cin / rows) row tiles per
+    position; a 128-channel layer on 256-row arrays uses half their rows), each position on PEs
+    of its own, the layer on whole tiles, and with ``duplication: speedup`` copies fill the PE
+    (see ``pimsim.mapping``). It applies, as in NeuroSim, to conv layers whose kernel area is the
+    network's most common one above 1 and whose K fills at least one array; others stay packed.
+    It changes which rows share an ADC read, so the oracle follows it."""
     reprogram: bool = False
     """Allow a network larger than a fixed chip to run in several passes, counting the writes."""
     activation_matmul: Literal["digital", "rewrite"] = "digital"
