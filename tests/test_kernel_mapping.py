@@ -133,3 +133,34 @@ def test_oracle_counts_and_exact_result_per_position():
     want = x_int.to(torch.float64) @ w_int[0].to(torch.float64)
     assert torch.equal(got.reshape(want.shape), want)
     assert y.shape == (2, 4, 5, 5)
+
+
+def test_read_all_row_groups_reads_every_group_of_the_array():
+    """``array.read_all_row_groups`` (NeuroSim's SubArray: numAdd = rows / rows read together
+    sensing cycles per input bit, whatever the rows hold): a 27-row conv on 128-row arrays at 32
+    rows per read takes 4 groups per array read, not 1; the data-carrying conversions (the
+    oracle's) are unchanged and the other 3 groups' conversions are counted apart."""
+    layer = L.conv("c1", ("input",), (3, 8, 8), 16, 3, padding=1)
+    packed = {"mapping.kernel_rows": "packed"}
+    one = map_layer(arch(128, **packed, **{"array.read_all_row_groups": False}), layer)
+    every = map_layer(arch(128, **packed, **{"array.read_all_row_groups": True}), layer)
+    assert one.row_tiles == every.row_tiles == (27,)
+    assert one.read_row_groups == (1,) and every.read_row_groups == (4,)
+    assert every.position_steps == 4 * one.position_steps
+    assert every.adc_conversions == one.adc_conversions
+    assert one.empty_conversions == 0
+    assert every.empty_conversions == 3 * every.adc_conversions
+
+
+def test_read_all_row_groups_per_position_at_256_rows():
+    """Per-position rows of a 128-channel conv fill half of a 256-row array: with every row
+    group read, a position takes 8 groups (NeuroSim's numAdd) instead of 4."""
+    layer = L.conv("c", ("input",), (128, 8, 8), 64, 3, padding=1)
+    half = map_layer(arch(256, **{"array.read_all_row_groups": False}), layer)
+    every = map_layer(arch(256, **{"array.read_all_row_groups": True}), layer)
+    assert every.row_tiles == (128,) * 9
+    assert every.read_row_groups == (8,) * 9 and half.read_row_groups == (4,) * 9
+    assert every.position_steps == 2 * half.position_steps
+    assert every.empty_conversions == every.adc_conversions == half.adc_conversions
+    full = map_layer(arch(128, **{"array.read_all_row_groups": True}), layer)
+    assert full.empty_conversions == 0  # full arrays: nothing changes

@@ -3,8 +3,9 @@
 within 20%, FPS within 15%.
 
 Same settings on both sides (the shipped NeuroSim specs, the run's rows in parallel, NeuroSim's
-pipeline speed-up rule), nothing fitted to the runs. TOPS/W is compared the way NeuroSim reports
-it (main.cpp, Chip.cpp, Param.cpp), from our per-layer energies:
+pipeline speed-up rule; the specs read every row group of an array, as NeuroSim's subarray does,
+``array.read_all_row_groups``), nothing fitted to the runs. TOPS/W is compared the way NeuroSim
+reports it (main.cpp, Chip.cpp, Param.cpp), from our per-layer energies:
 
 * input activity = Param.cpp ``inputtoggle`` 0.18, NeuroSim's documented VGG-8/CIFAR-10 input
   statistic (NeuroSim traces the real inputs; pimsim's default activity is 1, every row driven);

@@ -318,3 +318,89 @@ def test_finfet_supply_from_the_node_unless_the_spec_sets_one():
         update={"technology": spec.technology.model_construct(node_nm=7, clock_hz=1e9)}
     )
     assert tech(unset).vdd == pytest.approx(0.7)  # Technology.cpp 7 nm LSTP
+
+
+# ----------------------------------------------------------------------------- every row group
+
+
+def test_empty_row_group_conversion_draws_no_cell_current():
+    """A row group without weights converts at the sense amplifier's no-current energy
+    (GetColumnPower's flat 1 uW): its switching, mux and scan-chain work remain."""
+    from pimsim.cost._neurosim_energy import mux_energy, scan_chain_energy
+
+    for path in (RRAM, SRAM):
+        spec = arch(path, **{"array.rows_per_adc_read": 32})
+        full = lookup("adc", "neurosim")(spec, spec.adc)
+        empty = lookup("adc_empty", "neurosim")(spec, spec.adc)
+        assert 0 < empty.energy_pj < full.energy_pj
+        expect = sense_amp(spec, math.inf)[0] + scan_chain_energy(spec) + mux_energy(spec)
+        assert empty.energy_pj == pytest.approx(expect)
+        assert empty.rate_hz == full.rate_hz
+
+
+def test_reading_every_row_group_costs_conv1_its_empty_groups():
+    """VGG-8's conv1 (27 rows) on the NeuroSim spec at 32 rows per read: every array read takes
+    all 4 row groups (SubArray.cpp numAdd), as many cycles as conv2's full arrays; the 3 empty
+    groups' conversions cost the no-current energy, their shift-adds a full one."""
+    from pimsim.cost import evaluate
+    from pimsim.workload import Workload
+    from pimsim.workload import _layer as L
+
+    layer = L.conv("conv1", ("input",), (3, 32, 32), 128, 3, padding=1)
+    work = Workload("conv1", layer.input_shape, (layer,))
+    rows = {}
+    for every in (False, True):
+        spec = arch(RRAM, **{"array.rows_per_adc_read": 32, "array.read_all_row_groups": every})
+        rows[every] = evaluate(spec, work, latency_model="analytical").layers.iloc[0]
+    e_full = lookup("adc", "neurosim")(spec, spec.adc).energy_pj
+    e_empty = lookup("adc_empty", "neurosim")(spec, spec.adc).energy_pj
+    conv = rows[False]["adc_conversions"]
+    assert rows[True]["adc_conversions"] == conv  # the data-carrying conversions
+    assert rows[True]["energy_adc_pj"] == pytest.approx(conv * e_full + 3 * conv * e_empty)
+    shift_add = rows[False]["energy_shift_add_pj"]
+    assert rows[True]["energy_shift_add_pj"] == pytest.approx(4 * shift_add)
+    assert rows[True]["latency_ns"] == pytest.approx(4 * rows[False]["latency_ns"])
+
+
+def test_models_without_an_empty_conversion_charge_it_in_full(unit_path):
+    from pimsim.cost._actions import empty_conversion_weight
+
+    assert empty_conversion_weight(pimsim.load_arch(unit_path)) == 1.0
+
+
+# ----------------------------------------------------------------------------- level shifters
+
+# LevelShifter.cpp CalculateArea (validated): three INV stages (N, P) = (15, 20), (32, 10),
+# (64, 82) x the minimum device x 2, asked for at 2.5 x MAX_TRANSISTOR_HEIGHT; width = low +
+# 2.5 x (2 latch + high) (IO devices), times alpha 1.44. formula.cpp at 7 nm: any height but
+# 28F is a special layout, scaled by 34.285 / 28 (85.71F) with floor(((85.71 - 11.85 - 12.28) x
+# 7 nm + 30 nm) / 2 / 37 nm) = 6 fins per device, 12 split N/P by the width ratio; pnSizeRatio 1.
+LS_7NM_WIDTHS_F = {
+    "low": 7 * CPP7,  # N 30 fins over 5 per fold: 6 folds (P 40 over 7: 5)
+    "latch": 11 * CPP7,  # P 20 fins over 2: 10 folds (N 64 over 10: 6)
+    "high": 26 * CPP7,  # N 128 fins over 5: 25 folds (P 164 over 7: 23)
+}
+
+
+def test_7nm_level_shifter_follows_levelshifter_cpp_and_formula_cpp():
+    from pimsim.cost._neurosim_area import level_shifter_area
+
+    t = _t7()
+    w = LS_7NM_WIDTHS_F
+    expect = 70 * H7 / 28 * (w["low"] + 2.5 * (2 * w["latch"] + w["high"])) * 1.44
+    assert level_shifter_area(t) == pytest.approx(expect)
+    assert level_shifter_area(t) * 0.007**2 == pytest.approx(6.25, rel=0.01)  # um2
+
+
+@pytest.mark.parametrize("node", [22, 7])
+def test_level_shifters_are_laid_beside_the_array_and_charged_as_its_bounding_box(node):
+    """SubArray.cpp CalculateArea (conventionalParallel, writeVoltage 2 V > 1.5 V at every node,
+    Param.cpp): WL and BL shifters (numRow each) as columns of the array's height beside it,
+    SL shifters (numCol) as a band of its width; the subarray is height x width."""
+    over = {"technology.node_nm": node} | ({"technology.vdd_v": 0.7} if node == 7 else {})
+    g = subarray_geometry(arch(RRAM, **over))
+    assert g.level_shifters == 3 * 128
+    assert g.level_shifter_cols_w == pytest.approx(2 * 128 * g.level_shifter_um2 / g.array_h)
+    assert g.band("sl_level_shifter") == pytest.approx(128 * g.level_shifter_um2 / g.array_w)
+    assert g.area_um2 == pytest.approx(g.width * g.height)
+    assert g.width > g.level_shifter_cols_w + g.array_w

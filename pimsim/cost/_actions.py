@@ -1,9 +1,12 @@
 """Action counts per layer for one input sample, read from the mapping (never re-derived).
 
 Classes of actions (the keys of energy breakdowns):
-``adc`` conversions; ``sample_hold`` one sample per conversion; ``dac`` row activations (one per
-used row per input cycle per array read); ``array`` cell reads; ``shift_add`` one per conversion
-(recombining slices and cycles, reference columns included); ``accumulator`` partial-sum
+``adc`` conversions (with ``array.read_all_row_groups`` the conversions of row groups without
+weights too, each weighted by the ADC model's energy for it over a conversion's, see
+:func:`empty_conversion_weight`); ``sample_hold`` one sample per conversion (empty ones
+too); ``dac`` row activations (one per used row per input cycle per array read); ``array``
+cell reads; ``shift_add`` one per conversion, empty ones too (recombining slices and cycles,
+reference columns included); ``accumulator`` partial-sum
 additions across row tiles and, once per output, the offset correction of ``offset`` (the
 reference column's subtraction, or the exact digital term) and ``differential_digital``
 encodings; ``buffer`` bits
@@ -57,10 +60,10 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
     out_elems = math.prod(layer.output_shape)
     m = mapping.layers.get(layer.name)
     if m is not None:
-        conv = m.adc_conversions
-        counts["adc"] = conv
-        counts["sample_hold"] = conv
-        counts["shift_add"] = conv
+        conv, empty = m.adc_conversions, m.empty_conversions
+        counts["adc"] = conv + (empty * empty_conversion_weight(arch) if empty else 0)
+        counts["sample_hold"] = conv + empty
+        counts["shift_add"] = conv + empty  # an empty group's zero partial sum is still added
         counts["dac"] = m.row_activations
         counts["array"] = m.cell_reads
         outputs = m.output_positions * m.n_cols * m.matrices
@@ -104,6 +107,20 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
     if not is_view(layer):
         counts["interconnect"] = interconnect_transfers(mapping, layer)
     return counts
+
+
+def empty_conversion_weight(arch) -> float:
+    """Energy of a conversion of a row group without weights over a conversion's: the ADC
+    model's ``adc_empty`` estimate (``neurosim``: the sense amplifier with no cell current)
+    over its ``adc`` estimate; 1 for models without one (their energy does not depend on the
+    input)."""
+    from pimsim.cost._hierarchy import estimate
+    from pimsim.cost._registry import lookup, models
+
+    if ("adc_empty", arch.adc.model) not in models("adc_empty"):
+        return 1.0
+    full = estimate(arch, "adc").energy_pj
+    return lookup("adc_empty", arch.adc.model)(arch, arch.adc).energy_pj / full if full else 1.0
 
 
 def _is_network(level: str, comp) -> bool:

@@ -368,7 +368,7 @@ def evaluate(
             "macs": layer.macs,
             "arrays": m.arrays_total if m else 0,
             "copies": m.copies if m else 0,
-            "adc_conversions": int(counts["adc"]),
+            "adc_conversions": m.adc_conversions if m is not None else 0,  # data-carrying
             "cell_writes": writes,
             "latency_ns": latency,
         }

@@ -115,8 +115,10 @@ def column_resistance(arch, t: Tech) -> float:
     return 1 / (INPUT_ACTIVITY * rows_per_read(arch) * g_cell)
 
 
-def sense_amp(arch) -> tuple[float, float]:
-    """One multilevel current-mode sense-amp conversion: (energy pJ, sensing time s).
+def sense_amp(arch, r_col: float | None = None) -> tuple[float, float]:
+    """One multilevel current-mode sense-amp conversion: (energy pJ, sensing time s), at the
+    expected column resistance (:func:`column_resistance`) or at ``r_col`` (Ohm; ``math.inf``:
+    a row group without weights, no cell current, GetColumnPower's flat 1 uW).
 
     MultilevelSenseAmp.cpp CalculatePower: E = (P_col(R_col) + P_ref) x T_col + (L - 1) E_sw.
     References Rref_i = R0 / (1 - i/L), R0 = R_on / rows read (SRAM: R_access / rows read);
@@ -138,7 +140,7 @@ def sense_amp(arch) -> tuple[float, float]:
     refs = (rref[-1], rref[min(1, len(rref) - 1)])
     t_col = max(mlsa_column_latency(t.node_nm, r, c_lat) for r in refs)
     p_ref = sum(_col_power(r, t, levels) for r in rref[1:-1]) / levels
-    p_col = _col_power(column_resistance(arch, t), t, levels)
+    p_col = _col_power(column_resistance(arch, t) if r_col is None else r_col, t, levels)
     static = (p_col + p_ref) * t_col
     ref_wl = 0.0
     if sram:  # reference column's word line (reference_energy_peri), shared by L sense amps

@@ -39,6 +39,13 @@ reads follow DESIGN.md's Counting with these row tiles; the oracle reads the sam
 (:meth:`LayerMapping.tile_rows`). Other layers (1x1 convs, small convs such as a first layer on
 3 channels, linear layers) stay packed.
 
+**Reading every row group** (``array.read_all_row_groups``, as DNN+NeuroSim V1.4's subarray
+does): an array read converts all ceil(array rows / rows_per_adc_read) row groups, also those
+without weight rows, so the step time of a position counts them all (a 27-row conv on 128-row
+arrays with 32 rows per read takes 4 groups, not 1). :attr:`LayerMapping.adc_conversions`
+keeps counting the conversions that carry data; the others are
+:attr:`LayerMapping.empty_conversions`, which the cost model charges at its no-current energy.
+
 **Other mapped layers.** A linear layer on any leading dimensions has one output position per
 leading index; an ``rnn`` layer (LSTM/GRU) stores its input and hidden weights stacked in one
 matrix of I + H rows read once per time step, ``gates x H`` columns (a GRU's candidate gate keeps
@@ -95,6 +102,9 @@ class LayerMapping:
     kernel_positions: int = 1
     """Kernel positions whose rows sit on arrays of their own (``kernel_rows: per_position``:
     kh x kw, ``row_tiles`` then holds each position's tiles in turn); 1: rows packed densely."""
+    array_row_groups: int | None = None
+    """Row groups every array read converts, used rows or not (``array.read_all_row_groups``:
+    ceil(array rows / rows_per_adc_read)); None: only the groups holding weight rows."""
 
     @property
     def position_row_tiles(self) -> int:
@@ -131,6 +141,14 @@ class LayerMapping:
         return tuple(math.ceil(r / self.rows_per_adc_read) for r in self.row_tiles)
 
     @property
+    def read_row_groups(self) -> tuple[int, ...]:
+        """Row groups one array read converts for each row tile: :attr:`row_groups`, or every
+        group of the array with ``array.read_all_row_groups``."""
+        if self.array_row_groups is None:
+            return self.row_groups
+        return (self.array_row_groups,) * len(self.row_tiles)
+
+    @property
     def arrays(self) -> int:
         """Arrays holding one copy of the weights."""
         packs = math.ceil(self.matrices / self.groups_per_array)
@@ -155,21 +173,32 @@ class LayerMapping:
     def position_steps(self) -> int:
         """Sequential row-group reads of one array per output position: the input cycles x the
         largest row tile's reads, for each group packed into the array."""
-        return self.input_cycles * max(self.row_groups) * self.groups_per_array
+        return self.input_cycles * max(self.read_row_groups) * self.groups_per_array
 
     @property
     def adc_conversions(self) -> int:
         """ADC conversions for one input sample (DESIGN.md Counting, with the reference columns
         of the module docstring), independent of copies."""
+        return self._conversions_per_row_group * sum(self.row_groups)
+
+    @property
+    def _conversions_per_row_group(self) -> int:
         return (
             self.output_positions
             * self.converted_cols
             * self.weight_slices
             * self.input_cycles
-            * sum(self.row_groups)
             * self.conversions_per_column_read
             * self.matrices
         )
+
+    @property
+    def empty_conversions(self) -> int:
+        """Conversions of row groups without weight rows for one input sample (0 unless
+        ``array.read_all_row_groups``): not in :attr:`adc_conversions`, which counts the
+        conversions that carry data (the oracle's)."""
+        empty = sum(self.read_row_groups) - sum(self.row_groups)
+        return self._conversions_per_row_group * empty
 
     @property
     def row_activations(self) -> int:
@@ -298,4 +327,5 @@ def map_layer(arch: ArchSpec, layer: Layer, network_kernel: int | None = None) -
         rewritten=layer.kind == "matmul",
         references=refs,
         kernel_positions=kp,
+        array_row_groups=math.ceil(rows / rpr) if arch.array.read_all_row_groups else None,
     )

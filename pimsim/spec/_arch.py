@@ -211,6 +211,15 @@ class ArraySpec(ExplicitValues):
     """Columns (bit lines), i.e. physical output columns per array."""
     rows_per_adc_read: PositiveInt | None = None
     """Rows activated together for one conversion. Default: all rows."""
+    read_all_row_groups: bool = False
+    """Whether an array read converts every row group of the array, ceil(rows /
+    rows_per_adc_read), whether or not its rows hold weights (DNN+NeuroSim V1.4 does:
+    SubArray.cpp charges numAdd = numRowSubArray / numRowParallel sensing cycles and
+    conversions per input bit for any mapped subarray). False: only the groups with weight rows
+    are read (a 27-row layer on 128-row arrays, 32 rows per read: 1 of 4). Cost only: a group
+    without weights adds a zero partial sum, so the oracle and the reported ``adc_conversions``
+    (the conversions that carry data) are unchanged; the step time counts every group and the
+    empty groups' conversions are charged at the ADC model's no-current energy."""
     read_time_ns: PositiveFloat | None = None
     """Time of one array read (ns). Default: from the ADC/sense timing."""
 
