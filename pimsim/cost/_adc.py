@@ -25,11 +25,12 @@ its conversion rate defaults to clock / 2^bits and its energy does not rise with
 converters below):
 
 * FOM_W_FJ = 3 fJ per step at 28 nm, scaled with node like every other energy in pimsim
-  (node / 28), and F_CMP_HZ together: published SAR ADCs of good, not record, efficiency land
-  at 0.83-1.30x of the model: Liu et al., JSSC 2010 (10 b, 50 MS/s, 0.13 um, 826 uW); Harpe et
-  al., JSSC 2011 (8 b, 10 MS/s, 90 nm, 26 uW); Kull et al., JSSC 2013 (8 b, 1.2 GS/s, 32 nm
-  SOI, 3.1 mW); ISAAC's ADC (ISCA 2016 Table I: 8 b, 1.2 GS/s, 32 nm, 2 mW). The survey's very
-  best designs reach about 1 fJ per step; typical published ones are 3-100x above the model.
+  (node / 28), and F_CMP_HZ together: published SAR ADCs of good, not record, efficiency
+  spend 0.77-1.19x the model's energy per conversion: Liu et al., JSSC 2010 (10 b, 50 MS/s,
+  0.13 um, 826 uW); Harpe et al., JSSC 2011 (8 b, 10 MS/s, 90 nm, 26 uW); Kull et al., JSSC
+  2013 (8 b, 1.2 GS/s, 32 nm SOI, 3.1 mW); ISAAC's ADC (ISCA 2016 Table I: 8 b, 1.2 GS/s,
+  32 nm, 2 mW). The survey's very best designs reach about 1 fJ per step; typical published
+  ones spend 3-100x the model's energy.
 * FOM_S_DB = 180 dB: the survey's Schreier envelope for Nyquist converters sits at 180-186 dB
   at low bandwidth.
 * F_CMP_HZ = 5 GHz at 28 nm: a dynamic comparator decision rate; with it an 8-bit SAR's corner
