@@ -1,4 +1,5 @@
-"""The event kernel: jobs on unit-capacity resources, a heap keyed ``(time, priority, sequence)``.
+"""The event kernel: jobs on unit-capacity resources, a heap keyed ``(time, priority, sequence)``,
+and :func:`run_static`, the same trace in one pass (the default of :func:`pimsim.dataflow.simulate`).
 
 Time is an integer number of **picoseconds** (:data:`PS_PER_NS` per ns), so sums and maxima of
 durations are exact and two runs give identical traces.
@@ -32,9 +33,82 @@ class Trace:
     start: list[int]
     finish: list[int]
     cause: list[int]
-    """The job whose finish let this job start (its last predecessor, or the job before it on
-    its resource when it had to wait for the resource); -1 for a job that started at time 0."""
+    """The job whose finish let this job start: the job before it on its resource when it had
+    to wait for the resource, else its last predecessor to finish (:func:`last_predecessor`);
+    -1 for a job that started at time 0 without predecessors."""
     events: int
+
+
+def service_order(
+    resource: list[int], preds: list[list[int]], stream: list[int] | None = None
+) -> list[int]:
+    """Jobs sorted by (depth, index): the order in which each resource serves its jobs (see
+    :func:`run`). Every predecessor of a job, and the job before it on its resource, comes
+    earlier, so it is also an order in which finish times can be computed one job at a time."""
+    n = len(preds)
+    depth = [0] * n
+    previous: dict[tuple[int, int], int] = {}
+    for j, ps in enumerate(preds):
+        d = 0
+        for p in ps:
+            if p >= j:
+                raise ValueError(f"job {j} has a predecessor {p} that is not earlier")
+            if depth[p] >= d:
+                d = depth[p] + 1
+        if resource[j] >= 0:
+            key = (stream[j] if stream is not None else -1 - j, resource[j])
+            if key in previous and depth[previous[key]] >= d:
+                d = depth[previous[key]] + 1
+            previous[key] = j
+        depth[j] = d
+    return sorted(range(n), key=lambda k: (depth[k], k))
+
+
+def last_predecessor(preds: list[int], finish: list[int], rank: list[int]) -> int:
+    """The predecessor that made a job ready: the last to finish, and of several finishing at
+    that instant the one served last (highest ``rank`` in :func:`service_order`); -1 if none."""
+    c = -1
+    for p in preds:
+        if c < 0 or finish[p] > finish[c] or (finish[p] == finish[c] and rank[p] > rank[c]):
+            c = p
+    return c
+
+
+def run_static(
+    duration: list[int],
+    resource: list[int],
+    preds: list[list[int]],
+    n_resources: int,
+    stream: list[int] | None = None,
+) -> Trace:
+    """:func:`run`'s trace without an event queue. As each resource serves its jobs in a fixed
+    order (:func:`service_order`), a job starts at the later of its last predecessor's finish
+    and the finish of the job before it on its resource, a max-plus recurrence computed in
+    that order in one pass. The cause of a job is :func:`run`'s: the job before it on its
+    resource when that finished after the job was ready, else :func:`last_predecessor`."""
+    n = len(duration)
+    start = [0] * n
+    finish = [0] * n
+    cause = [-1] * n
+    last_on = [-1] * n_resources
+    order = service_order(resource, preds, stream)
+    rank = [0] * n
+    for i, j in enumerate(order):
+        rank[j] = i
+    for j in order:
+        c = last_predecessor(preds[j], finish, rank)
+        ready = finish[c] if c >= 0 else 0
+        t = ready
+        r = resource[j]
+        if r >= 0:
+            prev = last_on[r]
+            if prev >= 0 and finish[prev] > ready:
+                t, c = finish[prev], prev
+            last_on[r] = j
+        start[j] = t
+        finish[j] = t + duration[j]
+        cause[j] = c
+    return Trace(start, finish, cause, n)
 
 
 def run(
@@ -56,26 +130,15 @@ def run(
     """
     n = len(duration)
     succs: list[list[int]] = [[] for _ in range(n)]
-    waiting = [0] * n
-    depth = [0] * n
-    previous: dict[tuple[int, int], int] = {}
+    waiting = [len(ps) for ps in preds]
     for j, ps in enumerate(preds):
-        waiting[j] = len(ps)
-        d = 0
         for p in ps:
-            if p >= j:
-                raise ValueError(f"job {j} has a predecessor {p} that is not earlier")
             succs[p].append(j)
-            if depth[p] >= d:
-                d = depth[p] + 1
-        if resource[j] >= 0:
-            key = (stream[j] if stream is not None else -1 - j, resource[j])
-            if key in previous and depth[previous[key]] >= d:
-                d = depth[previous[key]] + 1
-            previous[key] = j
-        depth[j] = d
+    order = service_order(resource, preds, stream)
+    rank = [0] * n
     sequence: list[list[int]] = [[] for _ in range(n_resources)]
-    for j in sorted(range(n), key=lambda k: (depth[k], k)):
+    for i, j in enumerate(order):
+        rank[j] = i
         if resource[j] >= 0:
             sequence[resource[j]].append(j)
     head = [0] * n_resources
@@ -139,7 +202,7 @@ def run(
             for s in succs[j]:
                 waiting[s] -= 1
                 if waiting[s] == 0:
-                    cause[s] = j
+                    cause[s] = last_predecessor(preds[s], finish, rank)
                     make_ready(s, now)
     if any(f < 0 for f in finish):
         raise RuntimeError("dataflow: some jobs never ran")

@@ -47,8 +47,13 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pimsim.dataflow._kernel import PS_PER_NS, run, to_ps
+from pimsim.dataflow._kernel import PS_PER_NS, run, run_static, to_ps
 from pimsim.dataflow._resources import ChipTiming, Port
+
+#: Kernels that turn the job graph into start and finish times: ``static`` (default, one pass
+#: in the fixed service order) and ``heap`` (the event queue, kept as the reference the tests
+#: compare ``static`` with, to the picosecond).
+KERNELS = {"static": run_static, "heap": run}
 
 CLASSES = ("compute", "adc", "buffer", "interconnect", "digital")
 
@@ -206,7 +211,7 @@ class TimelineTrace:
         )
 
 
-def _build(mapping, timing, granularity, samples, pipelined, data_movement):
+def _build(mapping, timing, granularity, samples, pipelined, data_movement, kernel=run_static):
     """Jobs of ``samples`` inputs, run through the kernel."""
     arch, workload = mapping.arch, mapping.workload
     per_tile = arch.tile.pes
@@ -365,7 +370,7 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
                  if not list(workload.graph.successors(layer.name))]
         previous_sink = sinks or [last_b[-1][-1]]
     streams = [b * len(layers) + i for b, i in zip(jobs.sample, jobs.layer, strict=True)]
-    trace = run(jobs.duration, jobs.resource, jobs.preds, len(res.cls), streams)
+    trace = kernel(jobs.duration, jobs.resource, jobs.preds, len(res.cls), streams)
     return layers, jobs, res, trace, last, notes
 
 
@@ -377,13 +382,18 @@ def simulate(
     samples: int = 2,
     pipelined: bool | None = None,
     data_movement: bool = True,
+    kernel: str = "static",
 ) -> DataflowResult:
     """Simulate ``samples`` inputs of ``mapping.workload`` on the chip described by ``timing``.
 
     ``pipelined`` defaults to the spec's ``chip.pipelined``; ``data_movement=False`` makes
     buffers and interconnect free (only arrays and digital units take time), the "unlimited
-    resources" case of the closed forms.
+    resources" case of the closed forms. ``kernel``: a name in :data:`KERNELS` (both give the
+    same trace).
     """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
+    run_jobs = KERNELS[kernel]
     if granularity not in ("row", "layer"):
         raise ValueError(f"granularity must be 'row' or 'layer', not {granularity!r}")
     if samples < 1:
@@ -392,16 +402,16 @@ def simulate(
         pipelined = mapping.arch.chip.pipelined
     if not pipelined:
         granularity = "layer"
-    single = _build(mapping, timing, granularity, 1, pipelined, data_movement)
+    single = _build(mapping, timing, granularity, 1, pipelined, data_movement, run_jobs)
     stream = (
-        _build(mapping, timing, granularity, samples, pipelined, data_movement)
+        _build(mapping, timing, granularity, samples, pipelined, data_movement, run_jobs)
         if samples > 1
         else single
     )
-    return _summarise(single, stream, samples, granularity)
+    return _summarise(single, stream, samples, granularity, run_jobs)
 
 
-def _summarise(single, stream, samples, granularity):
+def _summarise(single, stream, samples, granularity, kernel=run_static):
     """Latency, layers, stages and critical path from the one-input run (no other input
     interferes); throughput, utilisation and the trace from the streamed run."""
     layers, jobs, res, trace, last, notes = single
@@ -435,7 +445,7 @@ def _summarise(single, stream, samples, granularity):
             # independent chunks on one resource (a digital layer): served one after another
             isolated[i] = sum(jobs.duration[j] for j in js)
             continue
-        sub = run(
+        sub = kernel(
             [jobs.duration[j] for j in js],
             [jobs.resource[j] for j in js],
             [[local[p] for p in jobs.preds[j] if p in local] for j in js],
