@@ -1,5 +1,5 @@
 """The event kernel: jobs on unit-capacity resources, a heap keyed ``(time, priority, sequence)``,
-and :func:`run_static`, the same trace in one pass (the default of :func:`pimsim.dataflow.simulate`).
+and :func:`run_static`, the same trace in one pass (what :func:`pimsim.dataflow.simulate` runs).
 
 Time is an integer number of **picoseconds** (:data:`PS_PER_NS` per ns), so sums and maxima of
 durations are exact and two runs give identical traces.
