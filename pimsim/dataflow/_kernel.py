@@ -61,7 +61,7 @@ def service_order(
                 d = depth[previous[key]] + 1
             previous[key] = j
         depth[j] = d
-    return sorted(range(n), key=lambda k: (depth[k], k))
+    return sorted(range(n), key=depth.__getitem__)  # stable: ties keep index order
 
 
 def last_predecessor(preds: list[int], finish: list[int], rank: list[int]) -> int:
@@ -96,8 +96,11 @@ def run_static(
     for i, j in enumerate(order):
         rank[j] = i
     for j in order:
-        c = last_predecessor(preds[j], finish, rank)
-        ready = finish[c] if c >= 0 else 0
+        c, ready = -1, 0  # last_predecessor, inlined: this loop is the simulation's hot path
+        for p in preds[j]:
+            f = finish[p]
+            if c < 0 or f > ready or (f == ready and rank[p] > rank[c]):
+                c, ready = p, f
         t = ready
         r = resource[j]
         if r >= 0:
