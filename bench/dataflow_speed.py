@@ -4,7 +4,9 @@ Times, on this machine, the median of N repeats of:
 - ``simulate`` alone (the event model: one single-input run + a 2-input streamed run) for
   ResNet-18/ImageNet and VGG-8/CIFAR-10 at row and layer granularity, with events per second;
 - ``evaluate`` (mapping + cost + event model) of VGG-8, next to the analytical model, measured
-  side by side in this run.
+  side by side in this run;
+- the one-pass kernel (``run_static``, the default) against the reference event queue
+  (``kernel="heap"``) on the same simulations, side by side.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def median_s(fn, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     arch = pimsim.load_arch(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml")
-    rows = []
+    rows, kernels = [], []
     for work_name, repeats in (("resnet18_imagenet", 5), ("vgg8_cifar10", 15)):
         work = pimsim.load_workload(work_name)
         mapping = map_network(arch, work)
@@ -42,6 +44,10 @@ def main() -> None:
         for gran in ("row", "layer"):
             t, flow = median_s(lambda: simulate(mapping, timing, granularity=gran), repeats)
             rows.append((f"simulate {work_name}", gran, t * 1e3, flow.events, flow.events / t))
+            t_heap, _ = median_s(
+                lambda: simulate(mapping, timing, granularity=gran, kernel="heap"), repeats
+            )
+            kernels.append((work_name, gran, t_heap * 1e3, t * 1e3))
     work = pimsim.load_workload("vgg8_cifar10")
     t_ana, _ = median_s(lambda: evaluate(arch, work, latency_model="analytical"), 15)
     for gran in ("row", "layer"):
@@ -55,6 +61,11 @@ def main() -> None:
     ev_row = [r for r in rows if r[0] == "evaluate vgg8_cifar10"]
     print(f"\nevaluate VGG-8: event/row = {ev_row[0][2] / ev_row[2][2]:.1f}x analytical, "
           f"event/layer = {ev_row[1][2] / ev_row[2][2]:.1f}x analytical")
+    print(f"\n{'simulate':24s} {'granularity':>11s} {'heap ms':>9s} {'one-pass ms':>12s} "
+          f"{'speed-up':>9s}")
+    for work_name, gran, heap_ms, static_ms in kernels:
+        print(f"{work_name:24s} {gran:>11s} {heap_ms:9.2f} {static_ms:12.2f} "
+              f"{heap_ms / static_ms:8.2f}x")
 
 
 if __name__ == "__main__":
