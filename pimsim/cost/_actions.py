@@ -35,6 +35,7 @@ i g, h = o tanh(c)) or 3 and 6 (GRU: 2 sigmoid, 1 tanh; r n_h, n_x +, 1 - z, two
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from pimsim.mapping import Mapping, layer_traffic
 from pimsim.spec._fields import ACTION_CLASSES
@@ -52,16 +53,20 @@ def is_view(layer: Layer) -> bool:
     return layer.kind == "flatten" or (layer.kind == "move" and layer.op in VIEW_OPS)
 
 
-def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
-    """Counts of each action class for ``layer`` and one input sample."""
+def layer_actions(
+    mapping: Mapping, layer: Layer, weights: ActionWeights | None = None
+) -> dict[str, float]:
+    """Counts of each action class for ``layer`` and one input sample; ``weights``:
+    :func:`action_weights` of the arch (computed here when not given)."""
     arch = mapping.arch
+    w = weights or action_weights(arch)
     in_bits = arch.decomposition.input_bits
     counts = dict.fromkeys(ACTION_CLASSES, 0.0)
     out_elems = math.prod(layer.output_shape)
     m = mapping.layers.get(layer.name)
     if m is not None:
         conv, empty = m.adc_conversions, m.empty_conversions
-        counts["adc"] = conv + (empty * empty_conversion_weight(arch) if empty else 0)
+        counts["adc"] = conv + (empty * w.empty_conversion if empty else 0)
         counts["sample_hold"] = conv + empty
         counts["shift_add"] = conv + empty  # an empty group's zero partial sum is still added
         counts["dac"] = m.row_activations
@@ -105,7 +110,7 @@ def layer_actions(mapping: Mapping, layer: Layer) -> dict[str, float]:
     elif layer.kind in ("add", "concat", "bn"):
         counts["digital"] = out_elems * (len(layer.inputs) - 1 if layer.kind == "add" else 1)
     if not is_view(layer):
-        counts["interconnect"] = interconnect_transfers(mapping, layer)
+        counts["interconnect"] = interconnect_transfers(mapping, layer, w)
     return counts
 
 
@@ -132,23 +137,35 @@ def _is_network(level: str, comp) -> bool:
     )
 
 
-_WEIGHTS: dict[int, tuple] = {}  # id(arch) -> (arch, weights): memo, same results without it
+@dataclass(frozen=True)
+class ActionWeights:
+    """Per-arch factors of :func:`layer_actions`, computed once per evaluation
+    (:func:`action_weights`) rather than for every layer."""
+
+    empty_conversion: float
+    """:func:`empty_conversion_weight`."""
+    pe: float
+    """Energy per bit of the PE-level local interconnects over the reference interconnect's:
+    the spec's first interconnect component (PE, then tile, then chip), whose energy per bit
+    the evaluation charges per ``interconnect`` action."""
+    tile: float
+    """The same for the tile-level local interconnects."""
+    network: float
+    """The same for the first network interconnect (1 when there is none)."""
+    hops: float | None
+    """The network component's ``hops`` (None: from the placement)."""
+    has_network: bool
+    """Whether the spec has a network interconnect."""
+    chip_buffer: bool
+    """Whether the chip has a buffer, from which inputs arrive over the network."""
 
 
-def interconnect_weights(arch) -> dict:
-    """Energy per bit of each interconnect role relative to the reference interconnect, the
-    spec's first interconnect component (PE, then tile, then chip), whose energy per bit the
-    evaluation charges per ``interconnect`` action: ``pe`` and ``tile`` (sums over the local
-    interconnects of that level), ``network`` (the first network interconnect, or the reference
-    when there is none) and its ``hops`` field (None: from the placement)."""
-    hit = _WEIGHTS.get(id(arch))
-    if hit is not None and hit[0] is arch:
-        return hit[1]
+def action_weights(arch) -> ActionWeights:
+    """:class:`ActionWeights` of ``arch``."""
     from pimsim.cost._hierarchy import estimate
     from pimsim.cost._registry import BUFFER_ACCESS_BITS
 
     per_bit, ref, net = {}, None, None
-    out = {"pe": 0.0, "tile": 0.0, "network": 1.0, "hops": None, "has_network": False}
     for level in ("pe", "tile", "chip"):
         for comp in getattr(arch, level).components:
             if comp.component_class != "interconnect":
@@ -161,20 +178,21 @@ def interconnect_weights(arch) -> dict:
                     per_bit["network"] = e
             else:
                 per_bit[level] = per_bit.get(level, 0.0) + e
-    if ref:
-        for role, e in per_bit.items():
-            out[role] = e / ref
-        out["hops"] = net.hops if net is not None else None
-        out["has_network"] = net is not None
-    if len(_WEIGHTS) > 64:
-        _WEIGHTS.clear()
-    _WEIGHTS[id(arch)] = (arch, out)
-    return out
+    rel = {role: e / ref for role, e in per_bit.items()} if ref else {}
+    return ActionWeights(
+        empty_conversion=empty_conversion_weight(arch),
+        pe=rel.get("pe", 0.0),
+        tile=rel.get("tile", 0.0),
+        network=rel.get("network", 1.0),
+        hops=net.hops if ref and net is not None else None,
+        has_network=bool(ref) and net is not None,
+        chip_buffer=any(c.component_class == "buffer" for c in arch.chip.components),
+    )
 
 
-def interconnect_transfers(mapping: Mapping, layer: Layer) -> float:
+def interconnect_transfers(mapping: Mapping, layer: Layer, w: ActionWeights) -> float:
     """``interconnect`` actions of ``layer`` for one input sample: bits times the energy per bit
-    of the interconnect that carries them over the reference's (:func:`interconnect_weights`).
+    of the interconnect that carries them over the reference's (:class:`ActionWeights`).
 
     A mapped layer's unrolled inputs and its row tiles' partial sums cross the PE's local
     interconnect (:attr:`LayerTraffic.pe_bits`); its inputs and results cross the tile's local
@@ -185,19 +203,18 @@ def interconnect_transfers(mapping: Mapping, layer: Layer) -> float:
     the network from it (as the dataflow model moves them). A level without an interconnect
     component has no wire to charge."""
     arch = mapping.arch
-    w = interconnect_weights(arch)
     traffic = layer_traffic(mapping, layer)
     total = 0.0
     if layer.name in mapping.layers:
-        total += w["pe"] * traffic.pe_bits + w["tile"] * traffic.local_bits
-        if w["has_network"] and any(c.component_class == "buffer" for c in arch.chip.components):
+        total += w.pe * traffic.pe_bits + w.tile * traffic.local_bits
+        if w.has_network and w.chip_buffer:
             bits = arch.decomposition.input_bits
             in_elems = sum(math.prod(s) for s in layer.input_shapes)
-            hops = w["hops"] if w["hops"] is not None else 1.0
-            total += w["network"] * hops * in_elems * bits
-    local = 0 if w["tile"] and layer.name in mapping.layers else 1
+            hops = w.hops if w.hops is not None else 1.0
+            total += w.network * hops * in_elems * bits
+    local = 0 if w.tile and layer.name in mapping.layers else 1
     consumers = list(mapping.workload.graph.successors(layer.name)) or [layer.name]
     for dst in consumers:
-        hops = w["hops"] if w["hops"] is not None else mapping.hops(layer.name, dst)
-        total += traffic.send_bits * (local + w["network"] * hops)
+        hops = w.hops if w.hops is not None else mapping.hops(layer.name, dst)
+        total += traffic.send_bits * (local + w.network * hops)
     return total

@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from pimsim.cost._actions import ACTION_CLASSES, layer_actions
+from pimsim.cost._actions import ACTION_CLASSES, action_weights, layer_actions
 from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
@@ -232,6 +232,7 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
     adc_rate = per_class["adc"].rate_hz
     period = period_ns(arch, adc_rate)
     position, adc_bound, digital, digital_class, writes = {}, {}, {}, {}, {}
+    weights = action_weights(arch)
     for layer in mapping.workload.layers:
         m = mapping.layers.get(layer.name)
         if m is not None:
@@ -241,7 +242,7 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
             if m.rewritten:
                 writes[layer.name] = write_ns(arch, m)
         else:
-            counts = layer_actions(mapping, layer)
+            counts = layer_actions(mapping, layer, weights)
             digital[layer.name] = _digital_ns(arch, layer, counts, units, period)
             digital_class[layer.name] = _digital_class(layer)
     ports = []
@@ -342,8 +343,9 @@ def evaluate(
                 "not costed"
             )
     rows = []
+    weights = action_weights(arch)
     for layer in workload.layers:
-        counts = layer_actions(mapping, layer)
+        counts = layer_actions(mapping, layer, weights)
         driven = activity.for_layer(layer.name)
         counts["dac"] *= driven
         counts["array"] *= driven
