@@ -128,8 +128,10 @@ def empty_conversion_weight(arch) -> float:
     return lookup("adc_empty", arch.adc.model)(arch, arch.adc).energy_pj / full if full else 1.0
 
 
-def _is_network(level: str, comp) -> bool:
-    # the same split as the dataflow's ports (pimsim.cost._evaluate.chip_timing)
+def is_network(level: str, comp) -> bool:
+    """Whether an interconnect component is a network between tiles (a chip-level one, one
+    shared by several level instances, or a mesh / crossbar / point-to-point link) rather than
+    a level's local interconnect; the dataflow model's ports and the traffic count agree on it."""
     return (
         level == "chip"
         or comp.shared_by > 1
@@ -172,7 +174,7 @@ def action_weights(arch) -> ActionWeights:
                 continue
             e = estimate(arch, level, comp).energy_pj / (comp.width_bits or BUFFER_ACCESS_BITS)
             ref = e if ref is None else ref
-            if _is_network(level, comp):
+            if is_network(level, comp):
                 if net is None:
                     net = comp
                     per_bit["network"] = e

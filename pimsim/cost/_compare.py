@@ -51,7 +51,7 @@ class Comparison:
     """One row per key of :data:`TOTALS`: ``metric``, ``a``, ``b``, ``ratio``."""
     energy_breakdown_pj: object
     """One row per component class with energy in A or B: ``class``, ``a``, ``b``, ``ratio``
-    (pJ per sample; the classes of :data:`~pimsim.cost._evaluate.ENERGY_CLASSES` order)."""
+    (pJ per sample; the classes of :data:`~pimsim.spec._fields.ENERGY_CLASSES` order)."""
     area_breakdown_mm2: object
     """One row per component class with area in A or B: ``class``, ``a``, ``b``, ``ratio``
     (mm2 of the chip)."""
@@ -115,18 +115,6 @@ def _side_by_side(a: dict, b: dict, keys, name: str, drop_zero: bool):
     return frame
 
 
-def _by_class(report: Report, kind: str) -> dict[str, float]:
-    """``{class: value}`` of the energy (``kind="energy"``) or area breakdown, in the stable
-    order of :meth:`Report.breakdown_columns`."""
-    unit = "_pj" if kind == "energy" else "_mm2"
-    prefix = f"{kind}_"
-    return {
-        col[len(prefix) : -len(unit)]: value
-        for col, value in report.breakdown_columns().items()
-        if col.startswith(prefix)
-    }
-
-
 def compare(report_a: Report, report_b: Report, labels: tuple[str, str] | None = None):
     """Set two :func:`~pimsim.cost.evaluate` reports of one workload side by side (see the
     module docstring); ``labels`` default to the two arch names. Component classes with neither
@@ -142,8 +130,8 @@ def compare(report_a: Report, report_b: Report, labels: tuple[str, str] | None =
     if (report_a.dataflow is None) != (report_b.dataflow is None):
         raise ValueError("compare needs two reports of one latency model (event or analytical)")
     labels = labels or (report_a.mapping.arch.name, report_b.mapping.arch.name)
-    energy_a, energy_b = _by_class(report_a, "energy"), _by_class(report_b, "energy")
-    area_a, area_b = _by_class(report_a, "area"), _by_class(report_b, "area")
+    energy_a, energy_b = report_a.ordered_breakdown("energy"), report_b.ordered_breakdown("energy")
+    area_a, area_b = report_a.ordered_breakdown("area"), report_b.ordered_breakdown("area")
     la, lb = report_a.layers, report_b.layers
     layers = pd.DataFrame(
         {

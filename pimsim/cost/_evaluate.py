@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from pimsim.cost._actions import ACTION_CLASSES, action_weights, layer_actions
+from pimsim.cost._actions import ACTION_CLASSES, action_weights, is_network, layer_actions
 from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
@@ -101,19 +101,23 @@ class Report:
         """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), indent=2, default=float)
 
+    def ordered_breakdown(self, kind: str) -> dict[str, float]:
+        """The ``energy`` (pJ) or ``area`` (mm2) breakdown with every class of
+        :data:`ENERGY_CLASSES` / :data:`AREA_CLASSES` in order (0 where the spec has none), any
+        other class after them in name order."""
+        breakdown = self.energy_breakdown_pj if kind == "energy" else self.area_breakdown_mm2
+        classes = ENERGY_CLASSES if kind == "energy" else AREA_CLASSES
+        extra = sorted(set(breakdown) - set(classes))
+        return {c: float(breakdown.get(c, 0.0)) for c in (*classes, *extra)}
+
     def breakdown_columns(self) -> dict[str, float]:
         """The breakdowns as flat columns for CSV files and results stores: ``energy_<class>_pj``
-        for every class of :data:`ENERGY_CLASSES`, then ``area_<class>_mm2`` for every class of
-        :data:`AREA_CLASSES` (0 where the spec has none), any other class after its group in
-        name order. The energy columns sum to ``totals["energy_pj"]``, the area columns to
-        ``totals["area_mm2"]``."""
+        then ``area_<class>_mm2`` in the order of :meth:`ordered_breakdown`. The energy columns
+        sum to ``totals["energy_pj"]``, the area columns to ``totals["area_mm2"]``."""
         out = {}
-        for kind, unit, breakdown, classes in (
-            ("energy", "pj", self.energy_breakdown_pj, ENERGY_CLASSES),
-            ("area", "mm2", self.area_breakdown_mm2, AREA_CLASSES),
-        ):
-            for cls in (*classes, *sorted(set(breakdown) - set(classes))):
-                out[f"{kind}_{cls}_{unit}"] = float(breakdown.get(cls, 0.0))
+        for kind, unit in (("energy", "pj"), ("area", "mm2")):
+            for cls, value in self.ordered_breakdown(kind).items():
+                out[f"{kind}_{cls}_{unit}"] = value
         return out
 
 
@@ -261,12 +265,7 @@ def chip_timing(arch: ArchSpec, mapping: Mapping, _cache=None) -> ChipTiming:
                 )
                 cap = comp.size_bytes * 8 * comp.count if comp.size_bytes else None
             else:
-                network = (
-                    level == "chip"
-                    or comp.shared_by > 1
-                    or comp.topology in ("mesh", "crossbar", "point_to_point")
-                )
-                role = "network" if network else "local"
+                role = "network" if is_network(level, comp) else "local"
                 cap = None
             ports.append(
                 Port(

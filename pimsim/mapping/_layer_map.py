@@ -102,9 +102,9 @@ class LayerMapping:
     kernel_positions: int = 1
     """Kernel positions whose rows sit on arrays of their own (``kernel_rows: per_position``:
     kh x kw, ``row_tiles`` then holds each position's tiles in turn); 1: rows packed densely."""
-    array_row_groups: int | None = None
-    """Row groups every array read converts, used rows or not (``array.read_all_row_groups``:
-    ceil(array rows / rows_per_adc_read)); None: only the groups holding weight rows."""
+    reads_all_row_groups: bool = False
+    """Whether every array read converts all ceil(array rows / rows_per_adc_read) row groups,
+    used rows or not (``array.read_all_row_groups``); else only the groups holding weight rows."""
 
     @property
     def position_row_tiles(self) -> int:
@@ -144,9 +144,9 @@ class LayerMapping:
     def read_row_groups(self) -> tuple[int, ...]:
         """Row groups one array read converts for each row tile: :attr:`row_groups`, or every
         group of the array with ``array.read_all_row_groups``."""
-        if self.array_row_groups is None:
+        if not self.reads_all_row_groups:
             return self.row_groups
-        return (self.array_row_groups,) * len(self.row_tiles)
+        return (math.ceil(self.array_rows / self.rows_per_adc_read),) * len(self.row_tiles)
 
     @property
     def arrays(self) -> int:
@@ -327,5 +327,5 @@ def map_layer(arch: ArchSpec, layer: Layer, network_kernel: int | None = None) -
         rewritten=layer.kind == "matmul",
         references=refs,
         kernel_positions=kp,
-        array_row_groups=math.ceil(rows / rpr) if arch.array.read_all_row_groups else None,
+        reads_all_row_groups=arch.array.read_all_row_groups,
     )
