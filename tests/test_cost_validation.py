@@ -154,12 +154,20 @@ def test_balance_on_an_auto_chip_needs_a_bound(tmp_path):
     assert max(copies) == 4 and min(copies) == 1
 
 
-def test_readme_example_spec_loads():
-    """The README's full spec example (balance on an auto chip) states its bound."""
+def test_readme_example_spec_loads_and_balances(tmp_path):
+    """The README's full spec example (balance on an auto chip) loads, as it states its bound,
+    and duplicates the slow layers of a network up to that bound."""
     text = (ROOT / "README.md").read_text()
     start = text.index("kind: arch                  # every file starts with its kind")
     block = text[start:text.index("```", start)]
-    assert "max_duplication" in block
+    base = (ROOT / "arch_specs" / "neurosim_rram_22nm.yaml").as_posix()
+    block = block.replace("base: neurosim_rram_22nm.yaml", f"base: {base}")
+    path = tmp_path / "readme.yaml"
+    path.write_text(block)
+    arch = pimsim.load_arch(path)
+    assert arch.mapping.duplication == "balance" and arch.chip.tiles == "auto"
+    copies = [m.copies for m in map_network(arch, pimsim.load_workload("lenet5_mnist")).layers.values()]
+    assert max(copies) == arch.mapping.max_duplication and min(copies) == 1
 
 
 # ----------------------------------------------------------------------------- ADC time
