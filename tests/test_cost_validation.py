@@ -166,7 +166,8 @@ def test_readme_example_spec_loads_and_balances(tmp_path):
     path.write_text(block)
     arch = pimsim.load_arch(path)
     assert arch.mapping.duplication == "balance" and arch.chip.tiles == "auto"
-    copies = [m.copies for m in map_network(arch, pimsim.load_workload("lenet5_mnist")).layers.values()]
+    mapping = map_network(arch, pimsim.load_workload("lenet5_mnist"))
+    copies = [m.copies for m in mapping.layers.values()]
     assert max(copies) == arch.mapping.max_duplication and min(copies) == 1
 
 
