@@ -28,6 +28,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pimsim
+from pimsim.cost._neurosim import neurosim_tops_per_w
+from pimsim.cost._neurosim_energy import INPUT_TOGGLE
 
 ROOT = Path(__file__).resolve().parents[1]
 # DNN+NeuroSim V1.4 manual, Table VII: (chip area mm2, TOPS/W)
@@ -37,35 +39,6 @@ PUBLISHED = {
     ("neurosim_sram_22nm", 32): (85.97, 8.76),
     ("neurosim_sram_22nm", 64): (84.39, 17.13),
 }
-ZETA = 1.22  # NeuroSim V1.4 Param.cpp: post-layout energy factor applied to efficiency
-VGG8_INPUT_ACTIVITY = 0.18  # NeuroSim V1.4 Param.cpp: inputtoggle recommended for VGG8-CIFAR10
-
-
-def neurosim_accounting(report, net) -> float:
-    """TOPS/W as NeuroSim reports it, from pimsim's per-layer energies (see module docstring)."""
-    ops = 0
-    energy = report.energy_breakdown_pj.get("leakage", 0.0)
-    rows = report.layers.set_index("name")
-    for layer in net.layers:
-        share = 1.0
-        if layer.kind == "conv":
-            _, h, w = layer.input_shape
-            ops += (
-                2
-                * h
-                * w
-                * layer.in_channels
-                * layer.kernel[0]
-                * layer.kernel[1]
-                * (layer.out_channels)
-                // layer.groups
-            )
-            valid = (h - layer.kernel[0] + 1) * (w - layer.kernel[1] + 1)
-            share = valid / (layer.output_shape[1] * layer.output_shape[2])
-        elif layer.kind == "linear":
-            ops += 2 * layer.macs
-        energy += rows.loc[layer.name, "energy_pj"] * share
-    return ops / energy / ZETA
 
 
 def main() -> None:
@@ -84,9 +57,9 @@ def main() -> None:
             )
             mapping = pimsim.map_network(arch, net)
             own = pimsim.evaluate(arch, net, mapping)
-            traced = pimsim.evaluate(arch, net, mapping, activity=VGG8_INPUT_ACTIVITY)
+            traced = pimsim.evaluate(arch, net, mapping, activity=INPUT_TOGGLE)
             area, eff = own.totals["area_mm2"], own.totals["tops_per_w"]
-            eff_ns = neurosim_accounting(traced, net)
+            eff_ns = neurosim_tops_per_w(traced, net)
             area_error = (area / area_ref - 1) * 100
             eff_error = (eff_ns / eff_ref - 1) * 100
             lines.append(

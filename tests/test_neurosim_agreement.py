@@ -20,34 +20,17 @@ import pytest
 
 import pimsim
 from pimsim.cost import evaluate
+from pimsim.cost._neurosim import neurosim_tops_per_w
+from pimsim.cost._neurosim_energy import INPUT_TOGGLE
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parents[1].parent / "shared" / "data" / "neurosim_vgg8"
 CONFIGS = {1: "neurosim_sram_22nm", 4: "neurosim_rram_22nm", 5: "neurosim_rram_22nm"}
-INPUT_TOGGLE = 0.18  # Param.cpp inputtoggle, "VGG8-CIFAR10: 0.18"
-ZETA = 1.22  # Param.cpp zeta: post-layout energy increase (validated = true)
 TOLERANCE = {"area": 0.05, "tops_per_w": 0.20, "fps": 0.15}
 
 pytestmark = pytest.mark.skipif(
     not (DATA / "runs.csv").exists(), reason=f"no NeuroSim reference runs at {DATA}"
 )
-
-
-def neurosim_tops_per_w(report, workload) -> float:
-    """TOPS/W in NeuroSim's accounting (see the module docstring)."""
-    rows = report.layers.set_index("name")
-    ops, energy = 0.0, report.energy_breakdown_pj.get("leakage", 0.0)
-    for layer in workload.layers:
-        share = 1.0
-        if layer.kind == "conv":
-            _, h, w = layer.input_shape
-            kh, kw = layer.kernel
-            ops += 2 * h * w * layer.in_channels * kh * kw * layer.out_channels // layer.groups
-            share = (h - kh + 1) * (w - kw + 1) / (layer.output_shape[1] * layer.output_shape[2])
-        elif layer.kind == "linear":
-            ops += 2 * layer.macs
-        energy += rows.loc[layer.name, "energy_pj"] * share
-    return ops / energy / ZETA
 
 
 @pytest.fixture(scope="module")

@@ -310,3 +310,29 @@ def component_neurosim(arch, comp) -> ComponentEstimate:
         raise SpecError(f"no neurosim model for class {comp.component_class!r} (known: {known})")
     area, energy = fn(arch, comp, _level(arch, comp))
     return _estimate(arch, energy, area, comp.rate_hz)
+
+
+#: Param.cpp ``zeta`` (``validated = true``): the post-layout factor NeuroSim divides its
+#: reported efficiency by.
+ZETA = 1.22
+
+
+def neurosim_tops_per_w(report, workload) -> float:
+    """TOPS/W of a pimsim report the way DNN+NeuroSim V1.4 reports it (main.cpp): its op count
+    2 x H x W x Cin x kh x kw x Cout per conv at input size (linear: 2 x MACs), over the energy
+    of the (H - kh + 1) x (W - kw + 1) positions of each conv it simulates (``numInVector``) plus
+    leakage, divided by :data:`ZETA`. Evaluate with ``activity`` = NeuroSim's input toggle
+    (:data:`~pimsim.cost._neurosim_energy.INPUT_TOGGLE` for VGG-8) to compare like with like."""
+    rows = report.layers.set_index("name")
+    ops, energy = 0.0, report.energy_breakdown_pj.get("leakage", 0.0)
+    for layer in workload.layers:
+        share = 1.0
+        if layer.kind == "conv":
+            _, h, w = layer.input_shape
+            kh, kw = layer.kernel
+            ops += 2 * h * w * layer.in_channels * kh * kw * layer.out_channels // layer.groups
+            share = (h - kh + 1) * (w - kw + 1) / (layer.output_shape[1] * layer.output_shape[2])
+        elif layer.kind == "linear":
+            ops += 2 * layer.macs
+        energy += rows.loc[layer.name, "energy_pj"] * share
+    return ops / energy / ZETA
