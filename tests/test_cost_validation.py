@@ -281,6 +281,12 @@ def test_counting_adcs_are_slow_by_construction(tmp_path):
     assert est.rate_hz == pytest.approx(1e9 / 64)
     sar = arch_from(tmp_path, overrides={"adc.sample_rate_hz": None, "adc.bits": 6})
     assert lookup("adc", "survey")(sar, sar.adc).rate_hz == 1e9
+    published = arch_from(tmp_path, overrides={
+        "adc.type": "ramp", "adc.sample_rate_hz": None, "adc.bits": 6, "adc.model": "fixed",
+        "adc.energy_pj": 0.1, "adc.area_um2": 50.0,
+        "adc.reference": {"source": "a paper", "bits": 6},
+    })
+    assert lookup("adc", "fixed")(published, published.adc).rate_hz == pytest.approx(1e9 / 64)
 
 
 def test_lower_sample_rate_lowers_a_designs_adc_energy(tmp_path):

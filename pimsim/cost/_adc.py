@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 
+from pimsim.cost._components import _explicit
 from pimsim.cost._registry import ComponentEstimate, register
 from pimsim.errors import SpecError
 
@@ -172,6 +173,13 @@ def _explicit_or_model(arch, adc, energy, area, rate, accuracy) -> ComponentEsti
     e = e_spec if e_pub is None else e_pub * e_spec / energy(ref_bits, ref_node)
     a = a_spec if adc.area_um2 is None else adc.area_um2 * a_spec / area(ref_bits, ref_node)
     return ComponentEstimate(e, a, rate, adc.leakage_mw or 0.0, "published")
+
+
+@register("adc", "fixed")
+def adc_fixed(arch, adc) -> ComponentEstimate:
+    """Published values only (tied to the parameters in ``adc.reference``), at the ADC's
+    conversion rate (:func:`adc_rate_hz`)."""
+    return _explicit(arch, adc, rate=adc_rate_hz(arch, adc))
 
 
 @register("adc", "survey")

@@ -55,12 +55,6 @@ def _explicit(arch, block, rate: float | None = None, model=None) -> ComponentEs
     )
 
 
-@register("adc", "fixed")
-def adc_fixed(arch, adc) -> ComponentEstimate:
-    """Published values only (tied to the parameters in ``adc.reference``)."""
-    return _explicit(arch, adc)
-
-
 def _generic(arch, block, energy_pj_32, area_um2_32, rate=None) -> ComponentEstimate:
     node = arch.technology.node_nm
     est = ComponentEstimate(
