@@ -1,5 +1,6 @@
-"""The event kernel: jobs on unit-capacity resources, a heap keyed ``(time, priority, sequence)``,
-and :func:`run_static`, the same trace in one pass (what :func:`pimsim.dataflow.simulate` runs).
+"""The event kernel: jobs on unit-capacity resources, a heap keyed ``(time, priority, sequence)``
+(:func:`run`, the reference), and :func:`run_static`, the same trace in one pass (compiled:
+:mod:`pimsim.dataflow._compiled`, what :func:`pimsim.dataflow.simulate` runs).
 
 Time is an integer number of **picoseconds** (:data:`PS_PER_NS` per ns), so sums and maxima of
 durations are exact and two runs give identical traces.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 PS_PER_NS = 1000
 
@@ -84,34 +87,17 @@ def run_static(
     """:func:`run`'s trace without an event queue. As each resource serves its jobs in a fixed
     order (:func:`service_order`), a job starts at the later of its last predecessor's finish
     and the finish of the job before it on its resource, a max-plus recurrence computed in
-    that order in one pass. The cause of a job is :func:`run`'s: the job before it on its
-    resource when that finished after the job was ready, else :func:`last_predecessor`."""
-    n = len(duration)
-    start = [0] * n
-    finish = [0] * n
-    cause = [-1] * n
-    last_on = [-1] * n_resources
-    order = service_order(resource, preds, stream)
-    rank = [0] * n
-    for i, j in enumerate(order):
-        rank[j] = i
-    for j in order:
-        c, ready = -1, 0  # last_predecessor, inlined: this loop is the simulation's hot path
-        for p in preds[j]:
-            f = finish[p]
-            if c < 0 or f > ready or (f == ready and rank[p] > rank[c]):
-                c, ready = p, f
-        t = ready
-        r = resource[j]
-        if r >= 0:
-            prev = last_on[r]
-            if prev >= 0 and finish[prev] > ready:
-                t, c = finish[prev], prev
-            last_on[r] = j
-        start[j] = t
-        finish[j] = t + duration[j]
-        cause[j] = c
-    return Trace(start, finish, cause, n)
+    that order in one pass (compiled: :func:`pimsim.dataflow._compiled.run_arrays`). The cause
+    of a job is :func:`run`'s: the job before it on its resource when that finished after the
+    job was ready, else :func:`last_predecessor`."""
+    from pimsim.dataflow._compiled import edges_of, run_arrays
+
+    dst, src = edges_of(preds)
+    trace = run_arrays(
+        np.asarray(duration, np.int64), np.asarray(resource, np.int64), dst, src, n_resources,
+        None if stream is None else np.asarray(stream, np.int64),
+    )
+    return Trace(trace.start.tolist(), trace.finish.tolist(), trace.cause.tolist(), trace.events)
 
 
 def run(

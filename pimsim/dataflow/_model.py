@@ -47,36 +47,18 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pimsim.dataflow._kernel import PS_PER_NS, run, run_static, to_ps
+import numpy as np
+
+from pimsim.dataflow._compiled import run_arrays
+from pimsim.dataflow._kernel import PS_PER_NS, run, to_ps
 from pimsim.dataflow._resources import ChipTiming, Port
 
 #: Kernels that turn the job graph into start and finish times: ``static`` (default, one pass
 #: in the fixed service order) and ``heap`` (the event queue, kept as the reference the tests
 #: compare ``static`` with, to the picosecond).
-KERNELS = {"static": run_static, "heap": run}
+KERNELS = ("static", "heap")
 
 CLASSES = ("compute", "adc", "buffer", "interconnect", "digital")
-
-
-@dataclass
-class _Jobs:
-    duration: list[int] = field(default_factory=list)
-    resource: list[int] = field(default_factory=list)
-    preds: list[list[int]] = field(default_factory=list)
-    layer: list[int] = field(default_factory=list)
-    cls: list[str] = field(default_factory=list)
-    stage: list[str] = field(default_factory=list)
-    sample: list[int] = field(default_factory=list)
-
-    def add(self, duration, resource, preds, layer, cls, stage, sample) -> int:
-        self.duration.append(duration)
-        self.resource.append(resource)
-        self.preds.append(preds)
-        self.layer.append(layer)
-        self.cls.append(cls)
-        self.stage.append(stage)
-        self.sample.append(sample)
-        return len(self.duration) - 1
 
 
 class _Resources:
@@ -182,18 +164,49 @@ class DataflowResult:
         }
 
 
-@dataclass(frozen=True)
 class TimelineTrace:
     """The raw trace behind a result, for timelines and tests: per job its layer name, class,
-    stage, sample, resource name, start and finish (ps)."""
+    stage, sample, resource name, start and finish (ps). Kept as arrays; the per-job tuples
+    are made when first asked for."""
 
-    layer: tuple
-    cls: tuple
-    stage: tuple
-    sample: tuple
-    resource: tuple
-    start: tuple
-    finish: tuple
+    def __init__(self, names, codes, sample_ids, starts, finishes) -> None:
+        self._names = names  # layer, class, stage and resource names
+        self._codes = codes  # per job: indices into them (resource -1: none)
+        self._sample = sample_ids
+        self._start = starts
+        self._finish = finishes
+
+    def _named(self, which: int) -> tuple:
+        table = np.array(list(self._names[which]) + [""], dtype=object)
+        return tuple(table[self._codes[which]].tolist())
+
+    @property
+    def layer(self) -> tuple:
+        return self._named(0)
+
+    @property
+    def cls(self) -> tuple:
+        return self._named(1)
+
+    @property
+    def stage(self) -> tuple:
+        return self._named(2)
+
+    @property
+    def resource(self) -> tuple:
+        return self._named(3)
+
+    @property
+    def sample(self) -> tuple:
+        return tuple(self._sample.tolist())
+
+    @property
+    def start(self) -> tuple:
+        return tuple(self._start.tolist())
+
+    @property
+    def finish(self) -> tuple:
+        return tuple(self._finish.tolist())
 
     def rows(self):
         """One tuple per job: (layer, class, stage, sample, resource, start_ps, finish_ps)."""
@@ -211,10 +224,114 @@ class TimelineTrace:
         )
 
 
-def _build(mapping, timing, granularity, samples, pipelined, data_movement, kernel=run_static):
-    """Jobs of ``samples`` inputs, run through the kernel."""
+class _Codes:
+    """Names as small integers, numbered in order of first use."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def __call__(self, name: str) -> int:
+        return self.index.setdefault(name, len(self.index))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.index)
+
+
+@dataclass
+class _Graph:
+    """The jobs of one sample as arrays, one entry per job: duration (ps), resource (-1: none),
+    layer index, class and stage (indices into ``cls_names`` and ``stage_names``); predecessor
+    edges ``src -> dst`` and spans (jobs ``span_lo .. span_hi - 1``: the stage before); where
+    the layers (contiguous) and the chunks' last jobs are. A run of ``samples`` inputs repeats
+    these jobs once per sample (sample ``b``'s job ``j`` is ``b * jobs + j``), with ``links``
+    (edges from each sample's sinks to the next one's sources, without pipelining)."""
+
+    duration: np.ndarray
+    resource: np.ndarray
+    layer: np.ndarray
+    cls: np.ndarray
+    stage: np.ndarray
+    dst: np.ndarray
+    src: np.ndarray
+    span_lo: np.ndarray
+    span_hi: np.ndarray
+    layer_start: np.ndarray
+    outputs: np.ndarray
+    cls_names: list
+    stage_names: list
+    samples: int = 1
+    links: tuple = ()
+
+    @property
+    def jobs(self) -> int:
+        return self.duration.size
+
+    def tiled(self, values: np.ndarray) -> np.ndarray:
+        """A per-job array for all samples."""
+        return np.tile(values, self.samples)
+
+
+class _Emitter:
+    """Collects blocks of jobs (in job order) and edges for one sample."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.blocks: list[tuple] = []
+        self.dst: list[np.ndarray] = []
+        self.src: list[np.ndarray] = []
+
+    def jobs(self, duration, resource, layer: int, cls, stage, span=(0, 0)) -> None:
+        """Append jobs: arrays of one length, or scalars; ``span`` ``(lo, hi)``: jobs ``lo ..
+        hi - 1`` are predecessors of the job."""
+        duration = np.asarray(duration, np.int64)
+        k = duration.size
+        self.blocks.append(tuple(np.broadcast_to(np.asarray(v, t), (k,)) for v, t in (
+            (duration, np.int64), (resource, np.int64), (layer, np.int32), (cls, np.int16),
+            (stage, np.int16), (span[0], np.int64), (span[1], np.int64))))
+        self.n += k
+
+    def edges(self, dst, src) -> None:
+        self.dst.append(np.asarray(dst, np.int64).ravel())
+        self.src.append(np.asarray(src, np.int64).ravel())
+
+
+def _needed_ranges(layer, k: int, n_prod: int, n_self: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last producer chunk (of input ``k`` of ``layer``) that each chunk of ``layer``
+    reads (:func:`_needed` for every chunk at once)."""
+    r = np.arange(n_self, dtype=np.int64)
+    if n_prod == 1:
+        return np.zeros(n_self, np.int64), np.zeros(n_self, np.int64)
+    if n_self == 1:
+        return np.zeros(1, np.int64), np.full(1, n_prod - 1, np.int64)
+    if layer.kind in ("conv", "pool") and layer.kernel is not None:
+        kh, s, p = layer.kernel[0], layer.stride[0], layer.padding[0]
+        d = layer.dilation[0] if layer.dilation else 1
+        lo = np.maximum(0, r * s - p)
+        hi = np.minimum(n_prod - 1, r * s - p + (kh - 1) * d)
+        inside = lo < n_prod
+        return (np.where(inside, lo, n_prod - 1),
+                np.where(inside, np.maximum(lo, hi), n_prod - 1))
+    lo = r * n_prod // n_self
+    hi = np.minimum(n_prod - 1, ((r + 1) * n_prod - 1) // n_self)
+    return lo, hi
+
+
+def _spans(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges ``lo[r] .. hi[r]``: the range index and the value of every member."""
+    count = hi - lo + 1
+    which = np.repeat(np.arange(lo.size, dtype=np.int64), count)
+    first = np.cumsum(count) - count
+    return which, np.arange(which.size, dtype=np.int64) - np.repeat(first - lo, count)
+
+
+def _build(mapping, timing, granularity, samples, pipelined, data_movement):
+    """The jobs of ``samples`` inputs as a :class:`_Graph`, their resources and notes.
+
+    Every chunk of a mapped layer passes the same stages (:mod:`pimsim.dataflow._model`), so a
+    layer is a template of job groups (one job, or one per tile) repeated for its chunks; the
+    jobs are numbered sample by sample, layer by layer, chunk by chunk, stage by stage."""
     arch, workload = mapping.arch, mapping.workload
-    per_tile = arch.tile.pes
     layers = list(workload.layers)
     index = {layer.name: i for i, layer in enumerate(layers)}
     n_chunks: list[int] = []
@@ -222,7 +339,7 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement, kern
         fed = any(n_chunks[index[s]] > 1 for s in layer.inputs if s in index)
         n_chunks.append(_chunks(layer, granularity, fed))
     res = _Resources()
-    jobs = _Jobs()
+    cls_code, stage_code = _Codes(), _Codes()
     notes: list[str] = list(timing.notes)
 
     from pimsim.mapping import layer_traffic
@@ -252,126 +369,214 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement, kern
     def bits_ps(bits: float, port: Port, width: int = 1) -> int:
         return to_ps(bits / (port.bits_per_ns * width)) if bits else 0
 
-    # per mapped layer: the tiles its PEs occupy
-    spans = {name: range(mapping.tile_span(name)[0], mapping.tile_span(name)[1] + 1)
-             for name in mapping.layers}
     per_tile_net = network is not None and not (
         network.level == "chip" and network.topology in (None, "bus")
     )
 
-    last: list[list[list[int]]] = []  # [sample][layer][chunk] -> job id of the chunk's last stage
-    drain: dict[tuple[int, int, int], int] = {}
-    previous_sink: list[int] = []
-    for b in range(samples):
-        last_b: list[list[int]] = []
-        sources: list[int] = []
-        for i, layer in enumerate(layers):
-            n = n_chunks[i]
-            m = mapping.layers.get(layer.name)
-            chunk_last = []
-            for r in range(n):
-                deps: list[int] = []
-                for k, src in enumerate(layer.inputs):
-                    if src not in index:
-                        continue
-                    p = index[src]
-                    deps.extend(last_b[p][c] for c in _needed(layer, k, r, n_chunks[p], n))
-                if not deps and not pipelined and previous_sink:
-                    deps = list(previous_sink)
-                first_job = len(jobs.duration)
-                if m is None:
-                    cls = timing.digital_class.get(layer.name, "digital")
-                    dur = to_ps(timing.digital_ns.get(layer.name, 0.0) / n)
-                    rid = res.get(f"{cls}_units", "digital") if dur else -1
-                    j = jobs.add(dur, rid, deps, i, "digital", cls, b)
-                else:
-                    traffic = layer_traffic(mapping, layer)
-                    tiles = spans[layer.name]
-                    nt = len(tiles)
-                    # the copies work as one gang: each chunk's positions are shared by all
-                    # copies, so a chunk takes its positions x step time / copies
-                    comp = to_ps(timing.position_ns[layer.name] * m.output_positions
-                                 / (n * m.copies))
-                    arrays = res.get(f"arrays:{layer.name}", "compute")
-                    in_elems = sum(math.prod(sh) for sh in layer.input_shapes)
-                    bits_in = arch.decomposition.input_bits
-                    consumers = list(workload.graph.successors(layer.name))
-                    hops = (sum(mapping.hops(layer.name, c) for c in consumers) / len(consumers)
-                            if consumers else 0.0)
-                    chain = deps
-                    if gbuf is not None:
-                        j = jobs.add(bits_ps(in_elems * bits_in / n, gbuf),
-                                     port_resource(gbuf, 0), chain, i, "buffer",
-                                     "global_read", b)
-                        chain = [j]
-                        if network is not None:
-                            hop = network.hops if network.hops is not None else 1.0
-                            d = bits_ps(in_elems * bits_in / n, network)
-                            d += to_ps(hop * timing.period_ns) if d else 0
-                            j = jobs.add(d, port_resource(network, tiles[0]), chain, i,
-                                         "interconnect", "receive", b)
-                            chain = [j]
+    out = _Emitter()
+    outputs: list[np.ndarray] = []  # per layer: the last job of each chunk
+    layer_start: list[int] = []
+    sources: list[np.ndarray] = []  # first stage's jobs of chunks that wait for no other layer
+    for i, layer in enumerate(layers):
+        n = n_chunks[i]
+        m = mapping.layers.get(layer.name)
+        base = out.n
+        layer_start.append(base)
+        # the producer chunks each chunk reads, as (chunk, producer job) pairs
+        ext_chunk, ext_src = [], []
+        for k, src in enumerate(layer.inputs):
+            if src not in index:
+                continue
+            p = index[src]
+            which, member = _spans(*_needed_ranges(layer, k, n_chunks[p], n))
+            ext_chunk.append(which)
+            ext_src.append(outputs[p][member])
+        ext_c = np.concatenate(ext_chunk) if ext_chunk else np.zeros(0, np.int64)
+        ext_s = np.concatenate(ext_src) if ext_src else np.zeros(0, np.int64)
+        waits = np.zeros(n, bool)
+        waits[ext_c] = True
+        if m is None:
+            cls = timing.digital_class.get(layer.name, "digital")
+            dur = to_ps(timing.digital_ns.get(layer.name, 0.0) / n)
+            rid = res.get(f"{cls}_units", "digital") if dur else -1
+            out.jobs(np.full(n, dur), rid, i, cls_code("digital"), stage_code(cls))
+            ids = base + np.arange(n, dtype=np.int64)
+            out.edges(ids[ext_c], ext_s)
+            outputs.append(ids)
+            sources.append(ids[~waits])
+            continue
+        traffic = layer_traffic(mapping, layer)
+        tiles = range(mapping.tile_span(layer.name)[0], mapping.tile_span(layer.name)[1] + 1)
+        nt = len(tiles)
+        # the copies work as one gang: each chunk's positions are shared by all copies, so a
+        # chunk takes its positions x step time / copies
+        comp = to_ps(timing.position_ns[layer.name] * m.output_positions / (n * m.copies))
+        arrays = res.get(f"arrays:{layer.name}", "compute")
+        in_elems = sum(math.prod(sh) for sh in layer.input_shapes)
+        bits_in = arch.decomposition.input_bits
+        consumers = list(workload.graph.successors(layer.name))
+        hops = (sum(mapping.hops(layer.name, c) for c in consumers) / len(consumers)
+                if consumers else 0.0)
+        # the chunk's stages in order: (durations, resources, class, stage), one job per
+        # resource; each job waits for every job of the group before it
+        groups: list[tuple[list[int], list[int], str, str]] = []
 
-                    def per_tile(port, bits, stage, cls, pred):
-                        out = []
-                        for t in tiles:
-                            out.append(jobs.add(bits_ps(bits / (n * nt), port),
-                                                port_resource(port, t), pred, i, cls, stage, b))
-                        return out
+        def per_tile(port, bits, stage, cls, groups=groups, n=n, nt=nt, tiles=tiles):
+            d = bits_ps(bits / (n * nt), port)
+            groups.append(([d] * nt, [port_resource(port, t) for t in tiles], cls, stage))
 
-                    for port in in_bufs[:1]:
-                        chain = per_tile(port, traffic.input_bits, "load", "buffer", chain)
-                    cap_pred = []
-                    if out_bufs and out_bufs[0].capacity_bits and n > 1:
-                        sharing = max(tiles_of_layer[t] for t in tiles)
-                        share = out_bufs[0].capacity_bits / sharing
-                        cap = max(1, int(share // max(1.0, traffic.output_bits / (n * nt))))
-                        if (b, i, r - cap) in drain:
-                            cap_pred = [drain[(b, i, r - cap)]]
-                    if timing.write_ns.get(layer.name) and r == 0:  # operand written first
-                        chain = [jobs.add(to_ps(timing.write_ns[layer.name]), arrays, chain, i,
-                                          "compute", "write", b)]
-                    cls = "adc" if timing.adc_bound.get(layer.name) else "compute"
-                    j = jobs.add(comp, arrays, chain + cap_pred, i, cls, "compute", b)
-                    chain = [j]
-                    for port in local_ic[:1]:
-                        chain = per_tile(port, traffic.input_bits + traffic.output_bits, "local",
-                                         "interconnect", chain)
-                    for port in out_bufs[:1]:
-                        chain = per_tile(port, traffic.output_bits, "store", "buffer", chain)
-                    if network is not None:
-                        hop = network.hops if network.hops is not None else hops
-                        if per_tile_net:
-                            sends = []
-                            for t in tiles:
-                                d = bits_ps(traffic.send_bits / (n * nt), network)
-                                d += to_ps(hop * timing.period_ns) if d else 0
-                                sends.append(jobs.add(d, port_resource(network, t), chain, i,
-                                                      "interconnect", "send", b))
-                            chain = sends
-                        else:
-                            d = bits_ps(traffic.send_bits / n, network)
-                            d += to_ps(hop * timing.period_ns) if d else 0
-                            chain = [jobs.add(d, port_resource(network, tiles[0]), chain, i,
-                                              "interconnect", "send", b)]
-                    if len(chain) > 1 or gbuf is not None:
-                        d = bits_ps(traffic.send_bits / n, gbuf) if gbuf is not None else 0
-                        rid = port_resource(gbuf, 0) if gbuf is not None else -1
-                        chain = [jobs.add(d, rid, chain, i, "buffer" if gbuf else "delay",
-                                          "global_write" if gbuf else "join", b)]
-                    drain[(b, i, r)] = chain[0]
-                    j = chain[0]
-                if not deps:
-                    sources.append(first_job)
-                chunk_last.append(j)
-            last_b.append(chunk_last)
-        last.append(last_b)
-        sinks = [last_b[i][-1] for i, layer in enumerate(layers)
-                 if not list(workload.graph.successors(layer.name))]
-        previous_sink = sinks or [last_b[-1][-1]]
-    streams = [b * len(layers) + i for b, i in zip(jobs.sample, jobs.layer, strict=True)]
-    trace = kernel(jobs.duration, jobs.resource, jobs.preds, len(res.cls), streams)
-    return layers, jobs, res, trace, last, notes
+        if gbuf is not None:
+            groups.append(([bits_ps(in_elems * bits_in / n, gbuf)], [port_resource(gbuf, 0)],
+                           "buffer", "global_read"))
+            if network is not None:
+                hop = network.hops if network.hops is not None else 1.0
+                d = bits_ps(in_elems * bits_in / n, network)
+                d += to_ps(hop * timing.period_ns) if d else 0
+                groups.append(([d], [port_resource(network, tiles[0])], "interconnect",
+                               "receive"))
+        for port in in_bufs[:1]:
+            per_tile(port, traffic.input_bits, "load", "buffer")
+        write_group = -1
+        if timing.write_ns.get(layer.name):  # operand written first (chunk 0 only)
+            write_group = len(groups)
+            groups.append(([to_ps(timing.write_ns[layer.name])], [arrays], "compute", "write"))
+        compute_group = len(groups)
+        groups.append(([comp], [arrays], "adc" if timing.adc_bound.get(layer.name)
+                       else "compute", "compute"))
+        for port in local_ic[:1]:
+            per_tile(port, traffic.input_bits + traffic.output_bits, "local", "interconnect")
+        for port in out_bufs[:1]:
+            per_tile(port, traffic.output_bits, "store", "buffer")
+        if network is not None:
+            hop = network.hops if network.hops is not None else hops
+            if per_tile_net:
+                d = bits_ps(traffic.send_bits / (n * nt), network)
+                d += to_ps(hop * timing.period_ns) if d else 0
+                groups.append(([d] * nt, [port_resource(network, t) for t in tiles],
+                               "interconnect", "send"))
+            else:
+                d = bits_ps(traffic.send_bits / n, network)
+                d += to_ps(hop * timing.period_ns) if d else 0
+                groups.append(([d], [port_resource(network, tiles[0])], "interconnect",
+                               "send"))
+        if len(groups[-1][0]) > 1 or gbuf is not None:
+            d = bits_ps(traffic.send_bits / n, gbuf) if gbuf is not None else 0
+            rid = port_resource(gbuf, 0) if gbuf is not None else -1
+            groups.append(([d], [rid], "buffer" if gbuf else "delay",
+                           "global_write" if gbuf else "join"))
+        cap = 0  # a full output buffer: chunk r waits for chunk r - cap to have left it
+        if out_bufs and out_bufs[0].capacity_bits and n > 1:
+            sharing = max(tiles_of_layer[t] for t in tiles)
+            share = out_bufs[0].capacity_bits / sharing
+            cap = max(1, int(share // max(1.0, traffic.output_bits / (n * nt))))
+        # chunk 0 has every group; later chunks skip the write
+        sizes = np.array([len(g[0]) for g in groups], np.int64)
+        per_chunk = np.full(n, sizes.sum(), np.int64)
+        if write_group >= 0:
+            per_chunk[1:] -= 1
+        chunk_base = base + np.cumsum(per_chunk) - per_chunk
+        last = chunk_base + per_chunk - 1
+        for chunks, keep in ((slice(0, 1), None), (slice(1, n), write_group)):
+            bases = chunk_base[chunks]
+            if not bases.size:
+                continue
+            tmpl = [g for gi, g in enumerate(groups) if gi != keep]
+            offs = np.cumsum([0] + [len(g[0]) for g in tmpl])
+            dur = np.concatenate([np.asarray(g[0], np.int64) for g in tmpl])
+            rid = np.concatenate([np.asarray(g[1], np.int64) for g in tmpl])
+            cls_t = np.concatenate([np.full(len(g[0]), cls_code(g[2]), np.int16) for g in tmpl])
+            stg_t = np.concatenate([np.full(len(g[0]), stage_code(g[3]), np.int16)
+                                    for g in tmpl])
+            count = bases.size
+            # within a chunk: every job of a group waits for every job of the group before
+            sizes_t = np.diff(offs)
+            lo_t = np.repeat(np.concatenate([[0], offs[:-2]]), sizes_t)
+            hi_t = np.repeat(np.concatenate([[0], offs[1:-1]]), sizes_t)
+            span_lo = (bases[:, None] + lo_t).ravel()  # the first group: an empty span
+            span_hi = (bases[:, None] + hi_t).ravel()
+            out.jobs(np.tile(dur, count), np.tile(rid, count), i, np.tile(cls_t, count),
+                     np.tile(stg_t, count), (span_lo, span_hi))
+            # the first group waits for the producer chunks
+            lo_chunk = chunks.start
+            sel = (ext_c >= lo_chunk) & (ext_c < lo_chunk + count)
+            first = np.arange(offs[0], offs[1])
+            out.edges(chunk_base[ext_c[sel]][:, None] + first, np.repeat(
+                ext_s[sel][:, None], first.size, axis=1))
+            alone = ~waits[chunks]
+            sources.append((bases[alone][:, None] + first).ravel())
+            # the compute job waits for the output buffer to have room
+            if cap:
+                r = np.arange(lo_chunk, lo_chunk + count)
+                has = r >= cap
+                c_off = offs[[gi for gi, g in enumerate(groups) if gi != keep].index(
+                    compute_group)]
+                out.edges(chunk_base[r[has]] + c_off, last[r[has] - cap])
+        outputs.append(last)
+    duration, resource, layer_ids, cls_ids, stage_ids, span_lo, span_hi = (
+        np.concatenate([blk[f] for blk in out.blocks]) for f in range(7))
+    # samples 1.. repeat sample 0; without pipelining a sample's first jobs wait for the sinks
+    # of the one before
+    links: tuple = ()
+    if not pipelined and samples > 1:
+        sinks = [int(outputs[i][-1]) for i, layer in enumerate(layers)
+                 if not list(workload.graph.successors(layer.name))] or [int(outputs[-1][-1])]
+        first = np.concatenate(sources)
+        links = (np.repeat(first, len(sinks)),
+                 np.tile(np.asarray(sinks, np.int64), first.size))
+    graph = _Graph(
+        duration=duration,
+        resource=resource,
+        layer=layer_ids,
+        cls=cls_ids,
+        stage=stage_ids,
+        span_lo=span_lo,
+        span_hi=span_hi,
+        dst=np.concatenate(out.dst) if out.dst else np.zeros(0, np.int64),
+        src=np.concatenate(out.src) if out.src else np.zeros(0, np.int64),
+        layer_start=np.asarray(layer_start, np.int64),
+        outputs=np.concatenate(outputs),
+        cls_names=cls_code.names,
+        stage_names=stage_code.names,
+        samples=samples,
+        links=links,
+    )
+    return layers, graph, res, notes
+
+
+def _run_graph(graph: _Graph, n_resources: int, kernel: str, samples: int, *,
+               resource: np.ndarray | None = None, group: np.ndarray | None = None):
+    """Start, finish and cause arrays of ``samples`` copies of ``graph``'s jobs (streams: one
+    per sample and layer) from ``kernel``; ``resource`` replaces the graph's, and ``group``
+    (per job) drops the edges between groups and the streams."""
+    resource = graph.resource if resource is None else resource
+    links = graph.links if samples > 1 and graph.links else None
+    stream = graph.layer if group is None else None
+    if kernel == "static":
+        return run_arrays(graph.duration, resource, graph.dst, graph.src, n_resources, stream,
+                          samples=samples, links=links, group=group,
+                          spans=(graph.span_lo, graph.span_hi))
+    from pimsim.dataflow._compiled import ArrayTrace, preds_of
+
+    n0 = graph.jobs
+    keep = np.ones(graph.dst.size, bool) if group is None else (
+        group[graph.dst] == group[graph.src])
+    width = graph.span_hi - graph.span_lo
+    span_dst = np.repeat(np.arange(n0), width)
+    span_src = span_dst + np.arange(span_dst.size) - np.repeat(np.cumsum(width) - width, width)
+    span_src += np.repeat(graph.span_lo, width) - span_dst
+    dst = [np.concatenate([graph.dst[keep], span_dst]) + b * n0 for b in range(samples)]
+    src = [np.concatenate([graph.src[keep], span_src]) + b * n0 for b in range(samples)]
+    if links:
+        dst += [links[0] + b * n0 for b in range(1, samples)]
+        src += [links[1] + (b - 1) * n0 for b in range(1, samples)]
+    width = len(graph.layer_start)
+    streams = None if stream is None else [
+        b * width + int(v) for b in range(samples) for v in stream.tolist()]
+    trace = run(np.tile(graph.duration, samples).tolist(), np.tile(resource, samples).tolist(),
+                preds_of(n0 * samples, np.concatenate(dst), np.concatenate(src)), n_resources,
+                streams)
+    return ArrayTrace(np.asarray(trace.start, np.int64), np.asarray(trace.finish, np.int64),
+                      np.asarray(trace.cause, np.int64), trace.events)
 
 
 def simulate(
@@ -393,7 +598,6 @@ def simulate(
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
-    run_jobs = KERNELS[kernel]
     if granularity not in ("row", "layer"):
         raise ValueError(f"granularity must be 'row' or 'layer', not {granularity!r}")
     if samples < 1:
@@ -402,78 +606,74 @@ def simulate(
         pipelined = mapping.arch.chip.pipelined
     if not pipelined:
         granularity = "layer"
-    single = _build(mapping, timing, granularity, 1, pipelined, data_movement, run_jobs)
-    stream = (
-        _build(mapping, timing, granularity, samples, pipelined, data_movement, run_jobs)
-        if samples > 1
-        else single
-    )
-    return _summarise(single, stream, samples, granularity, run_jobs)
+    layers, graph, res, notes = _build(mapping, timing, granularity, samples, pipelined,
+                                       data_movement)
+    n_res = len(res.cls)
+    single_trace = _run_graph(graph, n_res, kernel, 1)
+    stream_trace = _run_graph(graph, n_res, kernel, samples) if samples > 1 else single_trace
+    return _summarise(layers, res, notes, graph, single_trace, stream_trace, samples,
+                      granularity, kernel)
 
 
-def _summarise(single, stream, samples, granularity, kernel=run_static):
+def _isolated(graph: _Graph, n_res: int, kernel: str) -> np.ndarray:
+    """Each layer simulated alone, its inputs ready at time 0 (its chunks pipelined through its
+    stages): the finish of its last job. One run of all layers at once, each on resources of
+    its own and without the edges between layers, is each layer's run alone (the service order
+    within a layer is unchanged)."""
+    own = np.where(graph.resource >= 0,
+                   graph.layer.astype(np.int64) * n_res + graph.resource, -1)
+    trace = _run_graph(graph, max(1, len(graph.layer_start) * n_res), kernel, 1,
+                       resource=own, group=graph.layer)
+    return np.maximum.reduceat(trace.finish, graph.layer_start)
+
+
+def _summarise(layers, res, notes, graph, trace, s_trace, samples, granularity, kernel):
     """Latency, layers, stages and critical path from the one-input run (no other input
     interferes); throughput, utilisation and the trace from the streamed run."""
-    layers, jobs, res, trace, last, notes = single
-    n = len(jobs.duration)
-    latency_ps = max(trace.finish[j] for lb in last[0] for j in lb)
+    n = graph.jobs
+    n_res = len(res.cls)
+    latency_ps = int(trace.finish[graph.outputs].max())
     names = res.names
-    busy0: dict[int, int] = defaultdict(int)
-    per_layer: dict[int, dict] = {}
-    for j in range(n):
-        r = jobs.resource[j]
-        if r >= 0:
-            busy0[r] += jobs.duration[j]
-        rec = per_layer.setdefault(
-            jobs.layer[j],
-            {"start": trace.start[j], "finish": trace.finish[j], "busy": defaultdict(int)},
-        )
-        rec["start"] = min(rec["start"], trace.start[j])
-        rec["finish"] = max(rec["finish"], trace.finish[j])
-        rec["busy"][(jobs.cls[j], r)] += jobs.duration[j]
-    # each layer alone, its inputs ready at time 0: its own latency (stages overlapped across
-    # chunks), the event model's counterpart of an analytical per-layer latency
-    members: dict[int, list[int]] = defaultdict(list)
-    for j in range(n):
-        members[jobs.layer[j]].append(j)
-    isolated = {}
-    for i, js in members.items():
-        local = {j: k for k, j in enumerate(js)}
-        if len({jobs.resource[j] for j in js}) == 1 and not any(
-            p in local for j in js for p in jobs.preds[j]
-        ):
-            # independent chunks on one resource (a digital layer): served one after another
-            isolated[i] = sum(jobs.duration[j] for j in js)
-            continue
-        sub = kernel(
-            [jobs.duration[j] for j in js],
-            [jobs.resource[j] for j in js],
-            [[local[p] for p in jobs.preds[j] if p in local] for j in js],
-            len(res.cls),
-        )
-        isolated[i] = max(sub.finish, default=0)
+    on = graph.resource >= 0
+    busy = np.bincount(graph.resource[on], weights=graph.duration[on], minlength=n_res)
+    busy = np.rint(busy).astype(np.int64)  # exact: sums of integers below 2^53
+    used, first_use = np.unique(graph.resource[on], return_index=True)
+    used = used[np.argsort(first_use)]  # resources in order of first use
+    busy0 = dict(zip(used.tolist(), busy[used].tolist(), strict=True))
+    starts = np.minimum.reduceat(trace.start, graph.layer_start)
+    finishes = np.maximum.reduceat(trace.finish, graph.layer_start)
+    isolated = _isolated(graph, n_res, kernel)
+    # busy time per layer and class: resources of one kind (the copies of a layer's arrays,
+    # the same buffer in several tiles) work in parallel (max); different kinds are passed in
+    # turn (sum)
+    kinds = _Codes()
+    kind_of = np.array([kinds(name.split("@")[0].split("#")[0]) for name in names]
+                       + [kinds("delay")], np.int64)
+    n_cls, n_kinds = len(graph.cls_names), len(kinds.index)
+    key = (graph.layer.astype(np.int64) * n_cls + graph.cls) * (n_res + 1) + np.where(
+        on, graph.resource, n_res)
+    keys, inverse = np.unique(key, return_inverse=True)
+    per_resource = np.bincount(inverse, weights=graph.duration, minlength=keys.size)
+    layer_cls, r_of = np.divmod(keys, n_res + 1)
+    kkeys, kinv = np.unique(layer_cls * n_kinds + kind_of[r_of], return_inverse=True)
+    per_kind = np.zeros(kkeys.size)
+    np.maximum.at(per_kind, kinv, per_resource)
+    per_class = np.zeros(len(layers) * n_cls, np.int64)
+    np.add.at(per_class, kkeys // n_kinds, np.rint(per_kind).astype(np.int64))
+    per_class = per_class.reshape(len(layers), n_cls).tolist()
+    class_index = [(c, graph.cls_names.index(c)) for c in CLASSES if c in graph.cls_names]
+    isolated, starts, finishes = isolated.tolist(), starts.tolist(), finishes.tolist()
     layer_out = {}
     for i, layer in enumerate(layers):
-        rec = per_layer[i]
-        # per class: resources of one kind (the copies of a layer's arrays, the same buffer in
-        # several tiles) work in parallel (max); different kinds are passed in turn (sum)
-        kinds: dict[tuple[str, str], int] = defaultdict(int)
-        for (c, r), v in rec["busy"].items():
-            kind = names[r].split("@")[0].split("#")[0] if r >= 0 else "delay"
-            kinds[(c, kind)] = max(kinds[(c, kind)], v)
-        breakdown = {}
-        for (c, _), v in kinds.items():
-            breakdown[c] = breakdown.get(c, 0.0) + v / PS_PER_NS
-        breakdown = {c: breakdown[c] for c in CLASSES if breakdown.get(c)}
+        row = per_class[i]
         layer_out[layer.name] = {
             "latency_ns": isolated[i] / PS_PER_NS,
-            "start_ns": rec["start"] / PS_PER_NS,
-            "finish_ns": rec["finish"] / PS_PER_NS,
-            "latency_breakdown_ns": breakdown,
+            "start_ns": starts[i] / PS_PER_NS,
+            "finish_ns": finishes[i] / PS_PER_NS,
+            "latency_breakdown_ns": {c: row[ci] / PS_PER_NS for c, ci in class_index
+                                     if row[ci]},
         }
-    _, s_jobs, s_res, s_trace, s_last, _ = stream
-    sample_finish = [max(s_trace.finish[j] for lb in s_last[b] for j in lb)
-                     for b in range(samples)]
+    sample_finish = [int(s_trace.finish[graph.outputs + b * n].max()) for b in range(samples)]
     if samples > 1:
         period = (sample_finish[-1] - sample_finish[0]) / (samples - 1)
     else:
@@ -481,13 +681,12 @@ def _summarise(single, stream, samples, granularity, kernel=run_static):
     period = max(period, max(busy0.values(), default=0))
     throughput = PS_PER_NS * 1e9 / period if period else math.inf
     makespan = max(sample_finish)
-    count: dict[str, int] = defaultdict(int)
+    # every sample's jobs are sample 0's: the streamed run keeps each resource busy samples x
     total: dict[str, int] = defaultdict(int)
-    for j, r in enumerate(s_jobs.resource):
-        if r >= 0:
-            total[s_res.cls[r]] += s_jobs.duration[j]
-    for cls in s_res.cls:
+    count: dict[str, int] = defaultdict(int)
+    for cls, b in zip(res.cls, busy.tolist(), strict=True):
         count[cls] += 1
+        total[cls] += b * samples
     utilization = {c: total[c] / (count[c] * makespan) for c in count if makespan}
     stage_ns = {names[r]: v / PS_PER_NS for r, v in busy0.items()}
     if busy0:
@@ -495,36 +694,39 @@ def _summarise(single, stream, samples, granularity, kernel=run_static):
         bottleneck = {"resource": names[r], "class": res.cls[r], "busy_ns": busy0[r] / PS_PER_NS}
     else:
         bottleneck = {}
-    # critical path of sample 0
-    j = max((jj for lb in last[0] for jj in lb), key=lambda jj: (trace.finish[jj], -jj))
+    # critical path of sample 0: from the output that finished last (the first such job)
+    fin = trace.finish[graph.outputs]
+    j = int(graph.outputs[fin == fin.max()].min())
+    cause = trace.cause.tolist()
+    duration, layer_of, cls_of = graph.duration.tolist(), graph.layer.tolist(), graph.cls.tolist()
     path: list[dict] = []
     while j >= 0:
-        key = (layers[jobs.layer[j]].name, jobs.cls[j])
-        if not jobs.duration[j]:
+        d = duration[j]
+        key = (layers[layer_of[j]].name, graph.cls_names[cls_of[j]])
+        if not d:
             pass
         elif path and (path[-1]["layer"], path[-1]["class"]) == key:
-            path[-1]["ns"] += jobs.duration[j] / PS_PER_NS
+            path[-1]["ns"] += d / PS_PER_NS
         else:
-            path.append({"layer": key[0], "class": key[1], "ns": jobs.duration[j] / PS_PER_NS})
-        j = trace.cause[j]
+            path.append({"layer": key[0], "class": key[1], "ns": d / PS_PER_NS})
+        j = cause[j]
     path.reverse()
-    s_names = s_res.names
     timeline = TimelineTrace(
-        layer=tuple(layers[i].name for i in s_jobs.layer),
-        cls=tuple(s_jobs.cls),
-        stage=tuple(s_jobs.stage),
-        sample=tuple(s_jobs.sample),
-        resource=tuple(s_names[r] if r >= 0 else "" for r in s_jobs.resource),
-        start=tuple(s_trace.start),
-        finish=tuple(s_trace.finish),
+        names=([layer.name for layer in layers], graph.cls_names, graph.stage_names, names),
+        codes=tuple(graph.tiled(v) for v in (graph.layer, graph.cls, graph.stage,
+                                             graph.resource)),
+        sample_ids=np.repeat(np.arange(samples), n),
+        starts=s_trace.start,
+        finishes=s_trace.finish,
     )
+    two = samples > 1
     return DataflowResult(
         latency_ns=latency_ps / PS_PER_NS,
         throughput_fps=throughput,
         samples=samples,
         granularity=granularity,
-        events=trace.events + (s_trace.events if stream is not single else 0),
-        jobs=n + (len(s_jobs.duration) if stream is not single else 0),
+        events=trace.events + (s_trace.events if two else 0),
+        jobs=n + (n * samples if two else 0),
         layers=layer_out,
         utilization=utilization,
         critical_path=path,

@@ -27,7 +27,8 @@ def _unit(span_ns: float) -> tuple[float, str]:
 def plot_timeline(result: DataflowResult, path=None, title: str | None = None, bins: int = 200):
     """Draw ``result``'s trace: top, one row per layer with its jobs coloured by class (every
     streamed sample, later samples lighter); bottom, per resource class, the busy fraction of its
-    busiest resource over time (legend: resources of the class). Saves a PNG when ``path`` is given; returns the figure."""
+    busiest resource over time (legend: resources of the class). Saves a PNG when ``path`` is
+    given; returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +51,8 @@ def plot_timeline(result: DataflowResult, path=None, title: str | None = None, b
             bars[(layers.index(layer), cls, sample)].append(((s * to_x), (f - s) * to_x))
     for (y, cls, sample), spans in bars.items():
         alpha = 0.9 if sample == 0 else 0.35
-        ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLORS.get(cls, "#999999"), alpha=alpha, linewidth=0)
+        ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLORS.get(cls, "#999999"),
+                       alpha=alpha, linewidth=0)
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=7)
     ax.invert_yaxis()
