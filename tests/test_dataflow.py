@@ -409,3 +409,19 @@ def test_compiled_kernel_spans_samples_and_groups_equal_the_event_queue():
         assert got.start.tolist() == ref.start, trial
         assert got.finish.tolist() == ref.finish, trial
         assert got.cause.tolist() == ref.cause, trial
+
+
+def test_sparse_busy_table_gives_the_dense_breakdowns(monkeypatch):
+    """The per-layer busy time by class comes from a dense (layer, class, resource) table, or
+    for large networks from the triples that occur: both give the same result."""
+    import pimsim.dataflow._model as model
+
+    for arch_name, work_name in (("isaac", "resnet20_cifar10"), ("hermes_pcm_14nm", "bert_tiny")):
+        mapping = map_network(_arch(arch_name), pimsim.load_workload(work_name))
+        timing = chip_timing(mapping.arch, mapping)
+        dense = simulate(mapping, timing)
+        monkeypatch.setattr(model, "DENSE", 0)
+        sparse = simulate(mapping, timing)
+        monkeypatch.setattr(model, "DENSE", 1)
+        assert sparse.to_dict() == dense.to_dict()
+        assert any(v["latency_breakdown_ns"] for v in dense.layers.values())

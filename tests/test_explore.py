@@ -3,6 +3,7 @@ accuracy cache, the executors and the search strategies."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -543,3 +544,37 @@ def test_store_keeps_roles_and_sweeps(tmp_path):
         info = db.sweeps()["grid"]
         assert info["objectives"] == ["energy_pj:min", "latency_ns:min"]
         assert Path(info["source"]) == path.resolve()
+
+
+def test_sweep_and_evaluate_report_the_same_latency(tmp_path):
+    """One default latency model: a sweep's stored latency of a design is what ``pimsim
+    evaluate`` prints for it (event model, the same granularity), on a network where row and
+    layer granularity differ."""
+    from pimsim.cost import evaluate
+    from pimsim.dataflow import DEFAULT_GRANULARITY
+
+    body = f"""\
+kind: sweep
+name: same_latency
+arch: {ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"}
+workload: lenet5_mnist
+parameters:
+  adc.bits: [4, 6]
+objectives: [latency_ns:min]
+"""
+    path = write_sweep(tmp_path, body)
+    sweep(path, tmp_path / "s.sqlite", workers=0, progress=False)
+    frame = read_results(tmp_path / "s.sqlite").set_index("adc.bits")
+    work = pimsim.load_workload("lenet5_mnist")
+    for bits in (4, 6):
+        arch = pimsim.load_arch(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml",
+                                {"adc.bits": bits})
+        default = evaluate(arch, work).totals["latency_ns"]
+        layer = evaluate(arch, work, granularity="layer").totals["latency_ns"]
+        assert layer != pytest.approx(default, rel=1e-3)  # the granularity matters here
+        assert frame.loc[bits, "latency_ns"] == default
+        result = run_cli("evaluate", str(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"),
+                         "lenet5_mnist", "--set", f"adc.bits={bits}", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["totals"]["latency_ns"] == default
+    assert DEFAULT_GRANULARITY == "row"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from pimsim.dataflow._model import DEFAULT_GRANULARITY
 from pimsim.errors import PimsimError
 
 EXIT_USER_ERROR = 2
@@ -133,7 +134,7 @@ def latency_options(func):
         click.option(
             "--granularity",
             type=click.Choice(["row", "layer"]),
-            default="row",
+            default=DEFAULT_GRANULARITY,
             show_default=True,
             help="Chunks of the event model: one per output row, or one per layer.",
         ),

@@ -32,7 +32,7 @@ from pimsim.cost._activity import as_activity
 from pimsim.cost._components import read_time_ns
 from pimsim.cost._hierarchy import estimate, instances, level_counts, level_reports
 from pimsim.cost._registry import BUFFER_ACCESS_BITS, ComponentEstimate, lookup
-from pimsim.dataflow import ChipTiming, Port
+from pimsim.dataflow import DEFAULT_GRANULARITY, ChipTiming, Port
 from pimsim.mapping import Mapping, map_network, steps_per_sample
 from pimsim.spec import ArchSpec
 from pimsim.spec._arch import CALIBRATED_NODES_NM
@@ -300,7 +300,7 @@ def evaluate(
     mapping: Mapping | None = None,
     activity=None,
     latency_model: str = "event",
-    granularity: str = "row",
+    granularity: str = DEFAULT_GRANULARITY,
     samples: int = 2,
 ) -> Report:
     """Cost of one input sample of ``workload`` on ``arch`` (see the module docstring).
@@ -379,8 +379,12 @@ def evaluate(
     frame = pd.DataFrame(rows)
     levels = level_reports(arch, tiles, parts)
     chip = levels[-1]
-    latency = float(frame["latency_ns"].sum())
-    slowest = float(frame["latency_ns"].max()) if len(frame) else 0.0
+
+    def column_sum(key):  # from the rows: a pandas column sum costs more than the sweep point
+        return sum(row[key] for row in rows)
+
+    latency = float(column_sum("latency_ns"))
+    slowest = float(max((row["latency_ns"] for row in rows), default=0.0))
     throughput = 1e9 / (slowest if arch.chip.pipelined else latency) if latency else math.inf
     flow = None
     frame["latency_analytical_ns"] = frame["latency_ns"]
@@ -394,16 +398,16 @@ def evaluate(
         latency, throughput = flow.latency_ns, flow.throughput_fps
         notes.extend(flow.notes)
     leakage_mw = sum(inst.estimate.leakage_mw * n for inst, n in on_chip)
-    breakdown = {c: float(frame[f"energy_{c}_pj"].sum()) for c in ACTION_CLASSES}
+    breakdown = {c: float(column_sum(f"energy_{c}_pj")) for c in ACTION_CLASSES}
     breakdown["leakage"] = leakage_mw * latency  # mW x ns = pJ
-    breakdown["write"] = float(frame["energy_write_pj"].sum())
-    writes = int(frame["cell_writes"].sum())
+    breakdown["write"] = float(column_sum("energy_write_pj"))
+    writes = int(column_sum("cell_writes"))
     energy_total = sum(breakdown.values())
     ops = 2 * workload.macs
     area = chip.area_mm2
     totals = {
         "macs": workload.macs,
-        "adc_conversions": int(frame["adc_conversions"].sum()),
+        "adc_conversions": int(column_sum("adc_conversions")),
         "energy_pj": energy_total,
         "latency_ns": latency,
         "throughput_fps": throughput,

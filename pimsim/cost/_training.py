@@ -52,6 +52,7 @@ from pathlib import Path
 from pimsim.cost._evaluate import _class_estimates, _units, chip_timing, evaluate
 from pimsim.cost._hierarchy import estimate
 from pimsim.cost._registry import BUFFER_ACCESS_BITS
+from pimsim.dataflow import DEFAULT_GRANULARITY
 from pimsim.dataflow._tasks import TaskGraph
 from pimsim.errors import PimsimError, WorkloadError
 
@@ -259,7 +260,7 @@ def training_cost(
     train_samples: int | None = None,
     writes_per_step: dict | None = None,
     pulses_per_step: dict | None = None,
-    granularity: str = "layer",
+    granularity: str = DEFAULT_GRANULARITY,
 ) -> TrainingReport:
     """Energy and latency of one training step (and one epoch) of ``workload`` on ``arch``, and
     the area training adds (see the module docstring). Defaults from ``arch.training``;

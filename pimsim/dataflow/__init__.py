@@ -3,12 +3,19 @@ network on the chip's arrays, buffers, interconnect and digital units (see ``_mo
 is and is not modelled and ``_kernel`` for the event kernel and its time unit)."""
 
 from pimsim.dataflow._kernel import PS_PER_NS, Trace, max_plus_chain, run, to_ps
-from pimsim.dataflow._model import CLASSES, DataflowResult, TimelineTrace, simulate
+from pimsim.dataflow._model import (
+    CLASSES,
+    DEFAULT_GRANULARITY,
+    DataflowResult,
+    TimelineTrace,
+    simulate,
+)
 from pimsim.dataflow._plot import plot_timeline
 from pimsim.dataflow._resources import ChipTiming, Port
 
 __all__ = [
     "CLASSES",
+    "DEFAULT_GRANULARITY",
     "PS_PER_NS",
     "ChipTiming",
     "DataflowResult",

@@ -171,6 +171,43 @@ def _run(duration, resource, indptr, indices, span_lo, span_hi, n_resources, str
     return start, finish, cause
 
 
+@_jit
+def _expand(t_dur, t_res, t_cls, t_stage, t_lo, t_hi, plan, total):
+    """Jobs of every layer's chunks from the layers' templates: ``plan`` rows are (first job,
+    chunks, layer, offset and length of chunk 0's template, of later chunks' template); a
+    template row is one job (duration, resource, class, stage, span relative to its chunk)."""
+    duration = np.empty(total, np.int64)
+    resource = np.empty(total, np.int64)
+    layer = np.empty(total, np.int32)
+    cls = np.empty(total, np.int16)
+    stage = np.empty(total, np.int16)
+    span_lo = np.empty(total, np.int64)
+    span_hi = np.empty(total, np.int64)
+    for row in range(plan.shape[0]):
+        j = plan[row, 0]
+        for r in range(plan[row, 1]):
+            off = plan[row, 3] if r == 0 else plan[row, 5]
+            length = plan[row, 4] if r == 0 else plan[row, 6]
+            chunk = j
+            for t in range(off, off + length):
+                duration[j] = t_dur[t]
+                resource[j] = t_res[t]
+                layer[j] = plan[row, 2]
+                cls[j] = t_cls[t]
+                stage[j] = t_stage[t]
+                span_lo[j] = chunk + t_lo[t]
+                span_hi[j] = chunk + t_hi[t]
+                j += 1
+    return duration, resource, layer, cls, stage, span_lo, span_hi
+
+
+def expand(templates: dict, plan: list, total: int) -> tuple:
+    """:func:`_expand` on lists: ``templates`` maps ``dur``, ``res``, ``cls``, ``stage``,
+    ``lo``, ``hi`` to one list each; ``plan`` is a list of 7-tuples."""
+    t = [np.asarray(templates[k], np.int64) for k in ("dur", "res", "cls", "stage", "lo", "hi")]
+    return _expand(*t, np.asarray(plan, np.int64).reshape(-1, 7), total)
+
+
 @dataclass(frozen=True)
 class ArrayTrace:
     """Start, finish and cause of every job (int64 arrays, ps); ``events``: jobs served."""

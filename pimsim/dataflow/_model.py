@@ -1,12 +1,13 @@
 """The mapped network as jobs on the chip's resources, and what their simulation says.
 
-**Granularity.** ``row`` (default): a conv or pooling layer with a (C, H, W) output is H chunks
-of one output row each, and so is an element-wise layer (activation, batch-norm, add, concat,
-element-wise arithmetic) fed by such a layer; other layers are one chunk (attention's (heads, T,
-T) scores are not image rows). Every chunk's transfer pays the network's hop clocks, so a
-row-chunked layer whose consumer needs all its rows at once (a ViT's patch embedding before its
-flatten) can finish a few clocks later than in ``layer`` granularity. ``layer``: every layer is one chunk (stage-level pipelining,
-much faster to simulate; the default for sweeps). A consumer chunk starts once the producer
+**Granularity.** ``row`` (:data:`DEFAULT_GRANULARITY`, for ``evaluate``, ``compare`` and sweeps
+alike): a conv or pooling layer with a (C, H, W) output is H chunks of one output row each, and
+so is an element-wise layer (activation, batch-norm, add, concat, element-wise arithmetic) fed
+by such a layer; other layers are one chunk (attention's (heads, T, T) scores are not image
+rows). Every chunk's transfer pays the network's hop clocks, so a row-chunked layer whose
+consumer needs all its rows at once (a ViT's patch embedding before its flatten) can finish a
+few clocks later than in ``layer`` granularity. ``layer``: every layer is one chunk
+(stage-level pipelining only). A consumer chunk starts once the producer
 chunks it needs have left: a kh x kw conv or pool with stride s and padding p needs input rows
 ``r s - p .. r s - p + (kh - 1) dilation``; element-wise layers (activation, batch-norm, add,
 concat) need the same rows of every input; linear layers, flatten and global pooling need all of
@@ -49,7 +50,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pimsim.dataflow._compiled import run_arrays
 from pimsim.dataflow._kernel import PS_PER_NS, run, to_ps
 from pimsim.dataflow._resources import ChipTiming, Port
 
@@ -59,17 +59,35 @@ from pimsim.dataflow._resources import ChipTiming, Port
 KERNELS = ("static", "heap")
 
 CLASSES = ("compute", "adc", "buffer", "interconnect", "digital")
+DENSE = 1  # scale of the largest dense busy-time table (tests set 0 to check the sparse path)
+
+#: The event model's granularity wherever none is given (``evaluate``, ``compare``, sweeps,
+#: training cost). ``row``: a chip starts a layer's next row as soon as the rows it needs have
+#: arrived, which is how pipelined PIM chips overlap layers (ISAAC's inter-layer pipeline,
+#: NeuroSim's per-row pipeline); ``layer`` chunks make a layer wait for all of its producer's
+#: output and so overstate the latency of a pipelined chip. Row costs a few milliseconds more
+#: per design (``bench/dataflow_speed.py``), which no longer justifies two answers.
+DEFAULT_GRANULARITY = "row"
 
 
 class _Resources:
+    """Resources by name, numbered in order of first use, with their class and kind (the name
+    without its instance: ``tile.edram@t3`` is one ``tile.edram``)."""
+
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.cls: list[str] = []
+        self.kinds: list[int] = []
+        self._kind_index: dict[str, int] = {}
+
+    def kind_code(self, kind: str) -> int:
+        return self._kind_index.setdefault(kind, len(self._kind_index))
 
     def get(self, name: str, cls: str) -> int:
         if name not in self.index:
             self.index[name] = len(self.cls)
             self.cls.append(cls)
+            self.kinds.append(self.kind_code(name.split("@")[0].split("#")[0]))
         return self.index[name]
 
     @property
@@ -169,16 +187,16 @@ class TimelineTrace:
     stage, sample, resource name, start and finish (ps). Kept as arrays; the per-job tuples
     are made when first asked for."""
 
-    def __init__(self, names, codes, sample_ids, starts, finishes) -> None:
+    def __init__(self, names, codes, samples, starts, finishes) -> None:
         self._names = names  # layer, class, stage and resource names
-        self._codes = codes  # per job: indices into them (resource -1: none)
-        self._sample = sample_ids
+        self._codes = codes  # per job of one sample: indices into them (resource -1: none)
+        self._samples = samples  # every sample runs the same jobs
         self._start = starts
         self._finish = finishes
 
     def _named(self, which: int) -> tuple:
         table = np.array(list(self._names[which]) + [""], dtype=object)
-        return tuple(table[self._codes[which]].tolist())
+        return tuple(table[np.tile(self._codes[which], self._samples)].tolist())
 
     @property
     def layer(self) -> tuple:
@@ -198,7 +216,7 @@ class TimelineTrace:
 
     @property
     def sample(self) -> tuple:
-        return tuple(self._sample.tolist())
+        return tuple(np.repeat(np.arange(self._samples), len(self._codes[0])).tolist())
 
     @property
     def start(self) -> tuple:
@@ -266,34 +284,6 @@ class _Graph:
     @property
     def jobs(self) -> int:
         return self.duration.size
-
-    def tiled(self, values: np.ndarray) -> np.ndarray:
-        """A per-job array for all samples."""
-        return np.tile(values, self.samples)
-
-
-class _Emitter:
-    """Collects blocks of jobs (in job order) and edges for one sample."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.blocks: list[tuple] = []
-        self.dst: list[np.ndarray] = []
-        self.src: list[np.ndarray] = []
-
-    def jobs(self, duration, resource, layer: int, cls, stage, span=(0, 0)) -> None:
-        """Append jobs: arrays of one length, or scalars; ``span`` ``(lo, hi)``: jobs ``lo ..
-        hi - 1`` are predecessors of the job."""
-        duration = np.asarray(duration, np.int64)
-        k = duration.size
-        self.blocks.append(tuple(np.broadcast_to(np.asarray(v, t), (k,)) for v, t in (
-            (duration, np.int64), (resource, np.int64), (layer, np.int32), (cls, np.int16),
-            (stage, np.int16), (span[0], np.int64), (span[1], np.int64))))
-        self.n += k
-
-    def edges(self, dst, src) -> None:
-        self.dst.append(np.asarray(dst, np.int64).ravel())
-        self.src.append(np.asarray(src, np.int64).ravel())
 
 
 def _needed_ranges(layer, k: int, n_prod: int, n_self: int) -> tuple[np.ndarray, np.ndarray]:
@@ -373,15 +363,53 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
         network.level == "chip" and network.topology in (None, "bus")
     )
 
-    out = _Emitter()
+    # every layer's chunks repeat a template of jobs (chunk 0's may differ): the templates,
+    # one row per job, its span (the stage before) relative to its chunk
+    templates: dict[str, list[int]] = {k: [] for k in ("dur", "res", "cls", "stage", "lo", "hi")}
+    plan: list[tuple] = []  # per layer: first job, chunks, layer, both templates' place
+    total = [0]
+    edges_dst: list[np.ndarray] = []
+    edges_src: list[np.ndarray] = []
     outputs: list[np.ndarray] = []  # per layer: the last job of each chunk
     layer_start: list[int] = []
     sources: list[np.ndarray] = []  # first stage's jobs of chunks that wait for no other layer
+
+    def add_template(groups) -> tuple[int, int, int]:
+        """Append one chunk's groups (every job of a group waits for every job of the group
+        before); returns the template's offset, length and first group's size."""
+        off, pos, before = len(templates["dur"]), 0, (0, 0)
+        for durations, resources, cls, stage in groups:
+            k = len(durations)
+            templates["dur"].extend(durations)
+            templates["res"].extend(resources)
+            templates["cls"].extend([cls_code(cls)] * k)
+            templates["stage"].extend([stage_code(stage)] * k)
+            templates["lo"].extend([before[0]] * k)
+            templates["hi"].extend([before[1]] * k)
+            before = (pos, pos + k)
+            pos += k
+        return off, pos, len(groups[0][0])
+
+    def place(i, n, a_off, a_len, b_off, b_len, ext_c, ext_s, waits, s0):
+        """Lay out layer ``i``'s ``n`` chunks (chunk 0 from template a, later ones from b), its
+        edges from the producer chunks (into its first group) and its outputs."""
+        base = total[0]
+        plan.append((base, n, i, a_off, a_len, b_off, b_len))
+        r = np.arange(n, dtype=np.int64)
+        chunk_base = base + np.where(r == 0, 0, a_len + (r - 1) * b_len)
+        last = chunk_base + np.where(r == 0, a_len, b_len) - 1
+        total[0] = base + a_len + (n - 1) * b_len
+        first = np.arange(s0, dtype=np.int64)
+        edges_dst.append((chunk_base[ext_c][:, None] + first).ravel())
+        edges_src.append(np.repeat(ext_s, s0))
+        sources.append((chunk_base[~waits][:, None] + first).ravel())
+        outputs.append(last)
+        return chunk_base, last
+
     for i, layer in enumerate(layers):
         n = n_chunks[i]
         m = mapping.layers.get(layer.name)
-        base = out.n
-        layer_start.append(base)
+        layer_start.append(total[0])
         # the producer chunks each chunk reads, as (chunk, producer job) pairs
         ext_chunk, ext_src = [], []
         for k, src in enumerate(layer.inputs):
@@ -399,11 +427,8 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
             cls = timing.digital_class.get(layer.name, "digital")
             dur = to_ps(timing.digital_ns.get(layer.name, 0.0) / n)
             rid = res.get(f"{cls}_units", "digital") if dur else -1
-            out.jobs(np.full(n, dur), rid, i, cls_code("digital"), stage_code(cls))
-            ids = base + np.arange(n, dtype=np.int64)
-            out.edges(ids[ext_c], ext_s)
-            outputs.append(ids)
-            sources.append(ids[~waits])
+            off, length, s0 = add_template([([dur], [rid], "digital", cls)])
+            place(i, n, off, length, off, length, ext_c, ext_s, waits, s0)
             continue
         traffic = layer_traffic(mapping, layer)
         tiles = range(mapping.tile_span(layer.name)[0], mapping.tile_span(layer.name)[1] + 1)
@@ -470,50 +495,21 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
             share = out_bufs[0].capacity_bits / sharing
             cap = max(1, int(share // max(1.0, traffic.output_bits / (n * nt))))
         # chunk 0 has every group; later chunks skip the write
-        sizes = np.array([len(g[0]) for g in groups], np.int64)
-        per_chunk = np.full(n, sizes.sum(), np.int64)
+        a_off, a_len, s0 = add_template(groups)
+        b_off, b_len, c_b = a_off, a_len, sum(len(g[0]) for g in groups[:compute_group])
         if write_group >= 0:
-            per_chunk[1:] -= 1
-        chunk_base = base + np.cumsum(per_chunk) - per_chunk
-        last = chunk_base + per_chunk - 1
-        for chunks, keep in ((slice(0, 1), None), (slice(1, n), write_group)):
-            bases = chunk_base[chunks]
-            if not bases.size:
-                continue
-            tmpl = [g for gi, g in enumerate(groups) if gi != keep]
-            offs = np.cumsum([0] + [len(g[0]) for g in tmpl])
-            dur = np.concatenate([np.asarray(g[0], np.int64) for g in tmpl])
-            rid = np.concatenate([np.asarray(g[1], np.int64) for g in tmpl])
-            cls_t = np.concatenate([np.full(len(g[0]), cls_code(g[2]), np.int16) for g in tmpl])
-            stg_t = np.concatenate([np.full(len(g[0]), stage_code(g[3]), np.int16)
-                                    for g in tmpl])
-            count = bases.size
-            # within a chunk: every job of a group waits for every job of the group before
-            sizes_t = np.diff(offs)
-            lo_t = np.repeat(np.concatenate([[0], offs[:-2]]), sizes_t)
-            hi_t = np.repeat(np.concatenate([[0], offs[1:-1]]), sizes_t)
-            span_lo = (bases[:, None] + lo_t).ravel()  # the first group: an empty span
-            span_hi = (bases[:, None] + hi_t).ravel()
-            out.jobs(np.tile(dur, count), np.tile(rid, count), i, np.tile(cls_t, count),
-                     np.tile(stg_t, count), (span_lo, span_hi))
-            # the first group waits for the producer chunks
-            lo_chunk = chunks.start
-            sel = (ext_c >= lo_chunk) & (ext_c < lo_chunk + count)
-            first = np.arange(offs[0], offs[1])
-            out.edges(chunk_base[ext_c[sel]][:, None] + first, np.repeat(
-                ext_s[sel][:, None], first.size, axis=1))
-            alone = ~waits[chunks]
-            sources.append((bases[alone][:, None] + first).ravel())
-            # the compute job waits for the output buffer to have room
-            if cap:
-                r = np.arange(lo_chunk, lo_chunk + count)
-                has = r >= cap
-                c_off = offs[[gi for gi, g in enumerate(groups) if gi != keep].index(
-                    compute_group)]
-                out.edges(chunk_base[r[has]] + c_off, last[r[has] - cap])
-        outputs.append(last)
-    duration, resource, layer_ids, cls_ids, stage_ids, span_lo, span_hi = (
-        np.concatenate([blk[f] for blk in out.blocks]) for f in range(7))
+            later = groups[:write_group] + groups[write_group + 1:]
+            b_off, b_len, _ = add_template(later)
+            c_b = sum(len(g[0]) for g in later[:compute_group - 1])
+        chunk_base, last = place(i, n, a_off, a_len, b_off, b_len, ext_c, ext_s, waits, s0)
+        if cap:  # the compute job waits for the output buffer to have room
+            r = np.arange(cap, n)
+            edges_dst.append(chunk_base[r] + c_b)
+            edges_src.append(last[r - cap])
+    from pimsim.dataflow._compiled import expand
+
+    duration, resource, layer_ids, cls_ids, stage_ids, span_lo, span_hi = expand(
+        templates, plan, total[0])
     # samples 1.. repeat sample 0; without pipelining a sample's first jobs wait for the sinks
     # of the one before
     links: tuple = ()
@@ -531,8 +527,8 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
         stage=stage_ids,
         span_lo=span_lo,
         span_hi=span_hi,
-        dst=np.concatenate(out.dst) if out.dst else np.zeros(0, np.int64),
-        src=np.concatenate(out.src) if out.src else np.zeros(0, np.int64),
+        dst=np.concatenate(edges_dst) if edges_dst else np.zeros(0, np.int64),
+        src=np.concatenate(edges_src) if edges_src else np.zeros(0, np.int64),
         layer_start=np.asarray(layer_start, np.int64),
         outputs=np.concatenate(outputs),
         cls_names=cls_code.names,
@@ -552,6 +548,8 @@ def _run_graph(graph: _Graph, n_resources: int, kernel: str, samples: int, *,
     links = graph.links if samples > 1 and graph.links else None
     stream = graph.layer if group is None else None
     if kernel == "static":
+        from pimsim.dataflow._compiled import run_arrays  # numba loads on the first simulation
+
         return run_arrays(graph.duration, resource, graph.dst, graph.src, n_resources, stream,
                           samples=samples, links=links, group=group,
                           spans=(graph.span_lo, graph.span_hi))
@@ -583,7 +581,7 @@ def simulate(
     mapping,
     timing: ChipTiming,
     *,
-    granularity: str = "row",
+    granularity: str = DEFAULT_GRANULARITY,
     samples: int = 2,
     pipelined: bool | None = None,
     data_movement: bool = True,
@@ -637,29 +635,33 @@ def _summarise(layers, res, notes, graph, trace, s_trace, samples, granularity, 
     on = graph.resource >= 0
     busy = np.bincount(graph.resource[on], weights=graph.duration[on], minlength=n_res)
     busy = np.rint(busy).astype(np.int64)  # exact: sums of integers below 2^53
-    used, first_use = np.unique(graph.resource[on], return_index=True)
-    used = used[np.argsort(first_use)]  # resources in order of first use
+    used = np.flatnonzero(np.bincount(graph.resource[on], minlength=n_res))
     busy0 = dict(zip(used.tolist(), busy[used].tolist(), strict=True))
     starts = np.minimum.reduceat(trace.start, graph.layer_start)
     finishes = np.maximum.reduceat(trace.finish, graph.layer_start)
     isolated = _isolated(graph, n_res, kernel)
     # busy time per layer and class: resources of one kind (the copies of a layer's arrays,
     # the same buffer in several tiles) work in parallel (max); different kinds are passed in
-    # turn (sum)
-    kinds = _Codes()
-    kind_of = np.array([kinds(name.split("@")[0].split("#")[0]) for name in names]
-                       + [kinds("delay")], np.int64)
-    n_cls, n_kinds = len(graph.cls_names), len(kinds.index)
+    # turn (sum). Busy time per (layer, class) x resource (the last column: no resource):
+    n_cls = len(graph.cls_names)
     key = (graph.layer.astype(np.int64) * n_cls + graph.cls) * (n_res + 1) + np.where(
         on, graph.resource, n_res)
-    keys, inverse = np.unique(key, return_inverse=True)
-    per_resource = np.bincount(inverse, weights=graph.duration, minlength=keys.size)
-    layer_cls, r_of = np.divmod(keys, n_res + 1)
-    kkeys, kinv = np.unique(layer_cls * n_kinds + kind_of[r_of], return_inverse=True)
-    per_kind = np.zeros(kkeys.size)
-    np.maximum.at(per_kind, kinv, per_resource)
-    per_class = np.zeros(len(layers) * n_cls, np.int64)
-    np.add.at(per_class, kkeys // n_kinds, np.rint(per_kind).astype(np.int64))
+    kind_of = np.array(res.kinds + [res.kind_code("delay")], np.int64)
+    rows, cells = len(layers) * n_cls, len(layers) * n_cls * (n_res + 1)
+    per_class = np.zeros(rows, np.int64)
+    if cells <= (1 << 21) * DENSE:  # a dense table
+        table = np.bincount(key, weights=graph.duration, minlength=cells)
+        table = np.rint(table).astype(np.int64).reshape(rows, n_res + 1)
+        for kind in np.unique(kind_of).tolist():
+            per_class += table[:, kind_of == kind].max(axis=1)
+    else:  # the (layer, class, resource) triples that occur
+        keys, inverse = np.unique(key, return_inverse=True)
+        sums = np.rint(np.bincount(inverse, weights=graph.duration)).astype(np.int64)
+        row, r = np.divmod(keys, n_res + 1)
+        n_kinds = int(kind_of.max()) + 1
+        best = np.zeros(rows * n_kinds, np.int64)
+        np.maximum.at(best, row * n_kinds + kind_of[r], sums)
+        per_class = best.reshape(rows, n_kinds).sum(axis=1)
     per_class = per_class.reshape(len(layers), n_cls).tolist()
     class_index = [(c, graph.cls_names.index(c)) for c in CLASSES if c in graph.cls_names]
     isolated, starts, finishes = isolated.tolist(), starts.tolist(), finishes.tolist()
@@ -697,25 +699,23 @@ def _summarise(layers, res, notes, graph, trace, s_trace, samples, granularity, 
     # critical path of sample 0: from the output that finished last (the first such job)
     fin = trace.finish[graph.outputs]
     j = int(graph.outputs[fin == fin.max()].min())
-    cause = trace.cause.tolist()
-    duration, layer_of, cls_of = graph.duration.tolist(), graph.layer.tolist(), graph.cls.tolist()
+    cause, duration, layer_of, cls_of = trace.cause, graph.duration, graph.layer, graph.cls
     path: list[dict] = []
     while j >= 0:
-        d = duration[j]
-        key = (layers[layer_of[j]].name, graph.cls_names[cls_of[j]])
+        d = int(duration[j])
+        key = (layers[int(layer_of[j])].name, graph.cls_names[int(cls_of[j])])
         if not d:
             pass
         elif path and (path[-1]["layer"], path[-1]["class"]) == key:
             path[-1]["ns"] += d / PS_PER_NS
         else:
             path.append({"layer": key[0], "class": key[1], "ns": d / PS_PER_NS})
-        j = cause[j]
+        j = int(cause[j])
     path.reverse()
     timeline = TimelineTrace(
         names=([layer.name for layer in layers], graph.cls_names, graph.stage_names, names),
-        codes=tuple(graph.tiled(v) for v in (graph.layer, graph.cls, graph.stage,
-                                             graph.resource)),
-        sample_ids=np.repeat(np.arange(samples), n),
+        codes=(graph.layer, graph.cls, graph.stage, graph.resource),
+        samples=samples,
         starts=s_trace.start,
         finishes=s_trace.finish,
     )

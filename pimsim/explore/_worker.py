@@ -13,6 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from pimsim.dataflow._model import DEFAULT_GRANULARITY
 from pimsim.errors import PimsimError
 from pimsim.explore._points import DesignPoint, KeyMaker
 from pimsim.spec import oracle_fields, with_overrides
@@ -119,7 +120,7 @@ def _cost(spec, workload, latency: dict | None = None) -> dict:
         spec,
         workload,
         latency_model=latency.get("model", "event"),
-        granularity=latency.get("granularity", "layer"),
+        granularity=latency.get("granularity", DEFAULT_GRANULARITY),
         samples=latency.get("samples", 2),
     )
     totals = dict(report.totals)

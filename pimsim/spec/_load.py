@@ -178,12 +178,10 @@ def _arch_from_doc(doc: Document, overrides=None) -> ArchSpec:
 def with_overrides(spec: ArchSpec, overrides) -> ArchSpec:
     """A variant of a loaded spec with ``overrides`` applied to its YAML source and re-validated,
     so presets re-resolve exactly as if the file had said it (specs are never mutated)."""
-    import copy
-
     doc = spec._source
     if doc is None:
         doc = Document(spec.model_dump(by_alias=True, exclude_none=True), f"<{spec.name}>")
-    return _arch_from_doc(copy.deepcopy(doc), overrides)
+    return _arch_from_doc(doc.copy(), overrides)
 
 
 def load_any(path: str | os.PathLike, overrides=None):

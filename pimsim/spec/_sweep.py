@@ -52,6 +52,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
+from pimsim.dataflow._model import DEFAULT_GRANULARITY
 from pimsim.errors import Location, PimsimError, SpecError, SpecErrors, did_you_mean
 from pimsim.spec._arch import ArchSpec
 from pimsim.spec._fields import PositiveInt, SpecModel
@@ -130,9 +131,9 @@ class LatencySpec(SpecModel):
 
     model: Literal["event", "analytical"] = "event"
     """``event``: the dataflow simulation (``pimsim.dataflow``); ``analytical``: per-layer sums."""
-    granularity: Literal["layer", "row"] = "layer"
-    """Chunks of the event model: ``layer`` (one per layer, the default for sweeps: a VGG-8
-    design in about a millisecond) or ``row`` (one per output row, as ``pimsim evaluate``)."""
+    granularity: Literal["layer", "row"] = DEFAULT_GRANULARITY
+    """Chunks of the event model: ``row`` (one per output row; the default, as for ``pimsim
+    evaluate``) or ``layer`` (one per layer)."""
     samples: PositiveInt = 2
     """Inputs streamed back to back (steady-state throughput needs at least 2)."""
 
@@ -209,7 +210,8 @@ class SweepFile(SpecModel):
     training: TrainingSweepSpec | None = None
     """Train every design on chip; its accuracy and training cost become metrics."""
     latency: LatencySpec = LatencySpec()
-    """Latency model of the cost evaluation (default: event model at layer granularity)."""
+    """Latency model of the cost evaluation (default: event model at row granularity, as
+    ``pimsim evaluate``)."""
     """The oracle's budget; required when an objective or constraint names an accuracy metric."""
 
 
