@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pimsim.cli._common import emit_table, format_options, main, user_errors
+from pimsim.cli._oracle import device_option
 from pimsim.errors import PimsimError
 
 #: Columns the ``results`` and ``pareto`` tables show by default (with the parameters).
@@ -107,8 +108,12 @@ def _to_parquet(frame, output: str) -> None:
     help="Draw the Pareto front beside the store (<store>_pareto.png).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@device_option(default=None, help_extra=" Default: the sweep file's accuracy.device, else cpu. "
+               "Every worker uses it (several workers may share one GPU); on-chip training "
+               "sweeps run on the CPU.")
 @user_errors
-def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, quiet) -> None:
+def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, quiet,
+          device) -> None:
     """Evaluate every design of SWEEP_FILE (a kind: sweep file) into a results store, then print
     the Pareto front of its objectives and write it as CSV (and a plot) beside the store."""
     from pimsim.explore import ResultStore
@@ -124,6 +129,7 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
         if len(sweeps) != 1:
             raise PimsimError(f"{store} holds {len(sweeps)} sweeps: give the SWEEP_FILE")
         sweep_file = next(iter(sweeps.values()))["source"]
+    sweep_file = _on_device(sweep_file, device)
     result = run(
         sweep_file,
         store,
@@ -168,6 +174,34 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
 
         plt.close(fig)
         click.echo(f"wrote {image}", err=True)
+
+
+def _on_device(sweep_file, device: str | None):
+    """The loaded sweep of ``sweep_file`` whose oracle or training runs on ``device`` (None: the
+    file's ``accuracy.device``), checked here, before any design is evaluated: a GPU that is
+    not there is one error, not one per design. The device enters no key: stored results stay
+    valid across devices."""
+    import dataclasses
+
+    from pimsim.spec._sweep import TrainingBudget, load_sweep
+
+    spec = load_sweep(sweep_file)
+    budget = spec.accuracy
+    if budget is None:
+        return spec
+    wanted = device or budget.device
+    if wanted != "cpu" and isinstance(budget, TrainingBudget):
+        from pimsim.training._rules import onchip_device
+
+        onchip_device(wanted)  # refuses cuda: on-chip training runs on the CPU (auto: cpu)
+        wanted = "cpu"
+    elif wanted != "cpu":
+        from pimsim.oracle import resolve_device
+
+        resolve_device(wanted)
+    if wanted == budget.device:
+        return spec
+    return dataclasses.replace(spec, accuracy=dataclasses.replace(budget, device=wanted))
 
 
 @main.command()

@@ -18,6 +18,25 @@ from pimsim.cli._common import (
 )
 
 
+def device_option(func=None, *, default: str | None = "cpu", help_extra: str = ""):
+    """``--device cpu|cuda|cuda:N|auto``: where the oracle or training runs (checked by
+    :func:`pimsim.oracle.resolve_device` when the command runs, so that this module imports no
+    torch)."""
+
+    def decorate(func):
+        return click.option(
+            "--device",
+            metavar="cpu|cuda|cuda:N|auto",
+            default=default,
+            show_default=default is not None,
+            help="Where the oracle and training compute: cpu, cuda (a GPU, with TF32 off so "
+            "that the PIM products stay exact), cuda:N, or auto (cuda when a GPU is visible, "
+            "else cpu)." + help_extra,
+        )(func)
+
+    return decorate if func is None else decorate(func)
+
+
 @main.command()
 @click.argument("arch")
 @workload_argument
@@ -94,21 +113,25 @@ from pimsim.cli._common import (
 @click.option("--summary", type=click.Path(dir_okay=False),
               help="On-chip training: write accuracy, writes and training cost as JSON (input "
               "of pimsim evaluate --writes-from).")
+@device_option(help_extra=" On-chip training (--rule) runs on the CPU only (auto: cpu).")
 @set_option
 @user_errors
 def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, seed, weight_bits,
           input_bits, no_forward_rescale, no_backward_rescale, adjusted_precision,
           noise_injection, variability_aware, bn_images, data_root, checkpoint, log_csv, fresh,
-          rule, update, threshold, chip_seed, summary, overrides) -> None:
+          rule, update, threshold, chip_seed, summary, device, overrides) -> None:
     """Train the zoo network WORKLOAD for ARCH: float, QAT or PIM-QAT, with a per-epoch CSV
     log and resumable checkpoints; or, with --rule, on chip (backprop or direct feedback
     alignment, exact, pulsed or mixed-precision updates), reporting device writes and the
     training cost."""
+    from pimsim.oracle import resolve_device
     from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
     from pimsim.training import PimQatOptions, save_checkpoint
     from pimsim.training import train as run
+    from pimsim.training._rules import onchip_device
 
+    dev = onchip_device(device) if rule is not None else resolve_device(device)
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
     name = model_name(workload)
@@ -116,7 +139,8 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
         raise click.UsageError("--update, --threshold, --chip and --summary need --rule")
     if rule is not None:
         _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
-                      train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary)
+                      train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary,
+                      dev)
         return
     start = None
     if init:
@@ -149,6 +173,7 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
         log_csv=log_csv,
         checkpoint=path,
         resume=not fresh,
+        device=dev,
     )
     meta = {k: v for k, v in metrics.items() if k not in ("epoch_losses", "log")}
     meta.update(
@@ -156,6 +181,8 @@ def train(arch, workload, method, init, epochs, lr, batch_size, train_samples, s
     )
     save_checkpoint(path, model, meta)
     where = f"on {spec.name} (PIM)" if method == "pimqat" else "(digital)"
+    if dev.type != "cpu":
+        where += f", trained on {dev} ({_device_label(dev)})"
     if method == "pimqat" and spec.adc.range != "full_scale":
         where += ", with its trained ADC ranges: pimsim accuracy --set adc.range=trained"
     click.echo(
@@ -200,8 +227,15 @@ def _init_model(init, name: str):
     return model
 
 
+def _device_label(dev) -> str:
+    from pimsim.oracle import device_name
+
+    return device_name(dev)
+
+
 def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_size,
-                  train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary):
+                  train_samples, seed, chip_seed, data_root, checkpoint, log_csv, summary,
+                  device="cpu"):
     import json
 
     from pimsim.cost import training_cost
@@ -228,7 +262,7 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
 
     res = train_onchip(model, spec, train_data, test_data, rule=rule, update=update,
                        threshold=threshold, lr=lr, epochs=epochs, batch_size=batch_size,
-                       seed=seed, chip_seed=chip_seed, progress=True, log=log)
+                       seed=seed, chip_seed=chip_seed, progress=True, log=log, device=device)
     cost = training_cost(spec, load_workload(name), rule=res.rule, update=res.update,
                          batch_size=res.batch_size, train_samples=len(train_data[0]),
                          writes_per_step=res.writes_per_step, pulses_per_step=res.pulses_per_step)
@@ -279,21 +313,25 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
               help="Training images that set each chip's ADC ranges (adc.range calibrated or "
               "learned), the input scales of a float checkpoint and which layers take signed "
               "inputs (signed_inputs: auto).")
+@device_option
 @set_option
 @format_options(choices=("table", "json"))
 @user_errors
 def accuracy(
     arch, workload, checkpoint, data_root, chips, seed, limit, self_tune, bn_images, cal_images,
-    overrides, fmt, output
+    device, overrides, fmt, output
 ) -> None:
     """Accuracy of a trained WORKLOAD on ARCH (mean and spread over chips) and the measured ADC
     conversions per layer."""
+    import copy
     import warnings
 
     import torch
 
     from pimsim.errors import WorkloadError
     from pimsim.oracle import accuracy as run
+    from pimsim.oracle import resolve_device
+    from pimsim.oracle._device import to_device
     from pimsim.oracle._memory import tune_cpu_allocator
     from pimsim.spec import load_arch
     from pimsim.training import chip_tuning
@@ -301,6 +339,7 @@ def accuracy(
     from pimsim.training._data import load_dataset
     from pimsim.training._train import dataset_of
 
+    dev = resolve_device(device)
     tune_cpu_allocator()  # this process only: keep freed tensors' memory for reuse
     spec = load_arch(arch, overrides)
     dec = spec.decomposition
@@ -322,11 +361,13 @@ def accuracy(
     tune = None
     if self_tune or bn_images:
         x_cal = x_train
+        # the tuning runs on each chip where the chips compute: its model and images there too
+        tuned = model if dev.type == "cpu" else copy.deepcopy(model).to(dev)
         tune = chip_tuning(
-            model,
+            tuned,
             spec,
             (1, *x.shape[1:]),
-            [x_cal[: max(self_tune, bn_images)]],
+            [to_device(x_cal[: max(self_tune, bn_images)], dev)],
             bn_calibration=bool(bn_images),
             self_tuning=bool(self_tune),
         )
@@ -341,6 +382,7 @@ def accuracy(
             progress=chips > 1,
             tune=tune,
             calibration=calibration,
+            device=dev,
         )
     payload = {
         "arch": spec.name,
@@ -355,6 +397,8 @@ def accuracy(
         "adc_range_granularity": spec.adc.range_granularity,
         **result.to_dict(),
     }
+    if dev.type != "cpu":  # the CPU's output is as it always was
+        payload["device"] = f"{dev} ({_device_label(dev)})"
     if fmt == "json":
         write(json.dumps(payload, indent=2) + "\n", output)
         return
@@ -369,4 +413,6 @@ def accuracy(
         "ADC conversions per layer:",
     ]
     lines += [f"  {k}: {v}" for k, v in result.conversions.items()]
+    if dev.type != "cpu":
+        lines.append(f"device: {payload['device']}")
     write("\n".join(lines) + "\n", output)

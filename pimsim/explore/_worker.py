@@ -153,7 +153,7 @@ def _train(ctx: Context, spec, workload_name: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = train_onchip(build_model(workload_name, "float", budget.seed), spec, (x, y),
-                           (xt, yt), seed=budget.seed)
+                           (xt, yt), seed=budget.seed, device=getattr(budget, "device", "cpu"))
     record = {
         "writes_per_step": res.writes_per_step,
         "pulses_per_step": res.pulses_per_step,
@@ -227,6 +227,7 @@ def _oracle(ctx: Context, spec, workload: int, checkpoint: str | None = None) ->
             n_chips=budget.chips,
             seed=budget.seed,
             calibration=calibration,
+            device=getattr(budget, "device", "cpu"),
         )
     return {
         "accuracy": result.mean,

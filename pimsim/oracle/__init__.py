@@ -14,12 +14,24 @@ from pimsim.oracle._convert import (
     set_chip,
     zero_fraction,
 )
+from pimsim.oracle._device import (
+    DEVICE_CHOICES,
+    DeviceError,
+    cuda_exactness,
+    device_name,
+    resolve_device,
+)
 from pimsim.oracle._layers import PimConv2d, PimLinear, quantize_weight
 from pimsim.oracle._memory import tune_cpu_allocator
 
 __all__ = [
     "AccuracyResult",
+    "DEVICE_CHOICES",
+    "DeviceError",
     "accuracy",
+    "cuda_exactness",
+    "device_name",
+    "resolve_device",
     "PimConv2d",
     "PimLinear",
     "activity",

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pimsim.oracle import _engine as E
+from pimsim.oracle._device import cuda_exactness
 
 
 def quantize_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -296,16 +297,19 @@ class PimMatrixLayer(nn.Module):
         ``nonzeros``: the number of non-zero integer inputs, when already counted."""
         plan = self.plan
         single = plan.cycles == 1 and not plan.signed_inputs  # active bits = non-zero inputs
-        y, stats = E.pim_matmul(
-            plan,
-            x_int,
-            self.w_layout,
-            self.chunk,
-            self.noise,
-            self.record_codes,
-            self.partial_samples is not None,
-            active_bits=nonzeros if single else None,
-        )
+        # DESIGN.md 'exactness': no TF32 in any product of the pass (partial sums, read noise,
+        # recombination), whichever method of the layer asked for the codes
+        with cuda_exactness("cuda" if x_int.is_cuda else None):
+            y, stats = E.pim_matmul(
+                plan,
+                x_int,
+                self.w_layout,
+                self.chunk,
+                self.noise,
+                self.record_codes,
+                self.partial_samples is not None,
+                active_bits=nonzeros if single else None,
+            )
         if stats.samples is not None:
             self.partial_samples.extend(stats.samples)
         c = self.counters
@@ -440,15 +444,7 @@ class PimMatrixLayer(nn.Module):
         if direct is not None:
             return direct
         x_int, scale, sums, nonzeros = self._quantize(x_rows)
-        if x_int.is_cuda:  # DESIGN.md 'exactness': no TF32 in the oracle's products
-            tf32 = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = False
-            try:
-                codes = self._codes(x_int, nonzeros)
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = tf32
-        else:
-            codes = self._codes(x_int, nonzeros)
+        codes = self._codes(x_int, nonzeros)
         plan = self.plan
         if self.mask is None and E.use_kernels(codes) and E.use_kernels(x_rows):
             if self._weight_offset and sums is None:

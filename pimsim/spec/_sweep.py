@@ -161,6 +161,11 @@ class AccuracySpec(SpecModel):
     """Training images (the first N of the training split) that set each chip's ADC ranges
     (``adc.range`` calibrated or learned), a float checkpoint's input scales and which layers
     take signed inputs."""
+    device: str = Field(default="cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
+    """Where the oracle computes: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when a GPU is
+    visible, else cpu); ``pimsim sweep --device`` overrides it. Not part of the results' keys:
+    an ideal chip gives the same accuracy on either (stochastic chips: draws of the same
+    distribution)."""
 
 
 class TrainingSweepSpec(SpecModel):
@@ -265,6 +270,9 @@ class AccuracyBudget:
     batch: int
     calibration: int = 256
     alternatives: dict = field(default_factory=dict)
+    device: str = "cpu"
+    """Where the oracle computes (``accuracy.device``, or ``pimsim sweep --device``); not in
+    :meth:`key`."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -298,6 +306,9 @@ class TrainingBudget:
     images: int | None
     seed: int
     data: Path | None
+    device: str = "cpu"
+    """Where training runs: on-chip training runs on the CPU only (``cpu`` or ``auto``); not in
+    :meth:`key`."""
 
     def key(self) -> dict:
         """What of the budget can change a training result (for cache keys)."""
@@ -781,7 +792,8 @@ def _budget(spec: AccuracySpec, doc: Document, here: Path, workloads) -> Accurac
         raise _err(doc, ("accuracy", "data"), f"dataset folder {spec.data} not found")
     images = None if spec.images == "all" else spec.images
     return AccuracyBudget(
-        refs, images, spec.chips, spec.seed, data, spec.batch, spec.calibration, alternatives
+        refs, images, spec.chips, spec.seed, data, spec.batch, spec.calibration, alternatives,
+        device=spec.device,
     )
 
 

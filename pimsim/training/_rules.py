@@ -411,11 +411,17 @@ def train_onchip(
     chip_seed: int | None = None,
     progress: bool = False,
     log=None,
+    device: str | torch.device | None = "cpu",
 ) -> OnChipResult:
     """Train ``model`` on chip (see the module docstring); rule, update scheme, threshold,
     learning rate, epochs and batch size default to the spec's ``training`` section.
     ``train_data``/``test_data``: ``(images, labels)`` tensors. Returns the final test accuracy,
-    per-epoch records and the device writes counted by the update scheme."""
+    per-epoch records and the device writes counted by the update scheme.
+
+    ``device``: on-chip training runs on the CPU only (the device update models of
+    :mod:`pimsim.training._devices` draw their pulses from CPU generators); ``"auto"`` therefore
+    means the CPU here, and ``"cuda"`` is refused with a :class:`~pimsim.oracle.DeviceError`."""
+    onchip_device(device)
     cfg = arch.training
     lr = cfg.lr if lr is None else lr
     epochs = cfg.epochs if epochs is None else epochs
@@ -482,6 +488,24 @@ def train_onchip(
         conversions=net.conversions(),
         network=net,
     )
+
+
+def onchip_device(device: str | torch.device | None) -> torch.device:
+    """The device on-chip training runs on for ``device``: the CPU (also for ``"auto"``);
+    raises :class:`~pimsim.oracle.DeviceError` for any other (after the checks of
+    :func:`~pimsim.oracle.resolve_device`)."""
+    from pimsim.oracle._device import DeviceError, resolve_device
+
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cpu")
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        raise DeviceError(
+            f"device {str(device)!r}: on-chip training (--rule) runs on the CPU only (its "
+            "device update models draw their pulses from CPU generators); use --device cpu or "
+            "auto"
+        )
+    return dev
 
 
 def train_float_sgd(model, train_data, test_data, *, lr, epochs, batch_size, seed=0) -> dict:

@@ -2,8 +2,8 @@
 progress bar, a per-epoch CSV log and resumable checkpoints (:func:`train_model`); the zoo
 networks on their datasets with default recipes (:func:`train`).
 
-MNIST data: the fixed split of the shipped MNIST test set (:data:`~pimsim.training._data.MNIST_SPLIT`):
-train on its first 8,000 images, report accuracy on its last 2,000. With so few training images
+MNIST data: the fixed split of the shipped MNIST test set
+(:data:`~pimsim.training._data.MNIST_SPLIT`): train on its first 8,000 images, report accuracy on its last 2,000. With so few training images
 the recipe adds a random translation of up to ``shift`` pixels per image (zero fill): in our runs
 the float MLP reached 96.35% without it (15 epochs) and 97.65% with a 1-pixel shift (20 epochs).
 
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from pimsim._atomic import atomic_write
 from pimsim.errors import PimsimError
+from pimsim.oracle._device import cuda_exactness, resolve_device, to_device
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_dataset
 from pimsim.training._qat import quantize_model
 from pimsim.workload import zoo_model
@@ -147,16 +148,20 @@ def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> tor
     return out
 
 
-def evaluate_accuracy(model: nn.Module, loader: Iterable) -> float:
+def evaluate_accuracy(model: nn.Module, loader: Iterable, device=None) -> float:
     """Top-1 accuracy (fraction in [0, 1]) of ``model`` over ``loader``'s ``(images, labels)``
-    batches, in eval mode without gradients; the model's train/eval flags are restored."""
+    batches, in eval mode without gradients; the model's train/eval flags are restored.
+    Batches are moved to ``device`` (default: where the model's first parameter or buffer is;
+    the CPU for a model without any)."""
+    dev = model_device(model) if device is None else resolve_device(device)
     modes = {m: m.training for m in model.modules()}
     model.eval()
     correct = total = 0
     try:
         with torch.no_grad():
             for x, y in loader:
-                correct += int((model(x).argmax(dim=1) == y).sum())
+                pred = model(to_device(x, dev)).argmax(dim=1)
+                correct += int((pred == to_device(y, dev)).sum())
                 total += len(y)
     finally:
         for module, training in modes.items():
@@ -164,6 +169,24 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable) -> float:
     if total == 0:
         raise ValueError("evaluate_accuracy: the loader yielded no samples")
     return correct / total
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); the CPU when it has none."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _move_model(model: nn.Module, dev: torch.device) -> nn.Module:
+    """``model`` on ``dev``, with the oracle layers PIM-QAT layers compute through (held in
+    their ``engine``, not as submodules) moved along; nothing moves when all is there."""
+    from pimsim.training._pimqat import pimqat_layers
+
+    model.to(dev)
+    for layer in pimqat_layers(model).values():
+        layer.engine.pim.to(dev)
+    return model
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -349,6 +372,7 @@ def train_model(
     progress: bool = True,
     desc: str = "train",
     hyperparameters: dict | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> tuple[nn.Module, dict]:
     """Train any ``model`` on ``train_data`` = (images [N, C, H, W], labels).
 
@@ -380,8 +404,32 @@ def train_model(
     rate climbs back from 0 towards ``lr``). A file that is not a valid resume file is refused
     with :class:`ResumeError` too, never unpickled with code. ``hyperparameters`` holds plain
     values only (str, int, float, bool, None, lists, dicts).
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``,
+    :func:`pimsim.oracle.resolve_device`): where the model trains (TF32 off on CUDA,
+    :func:`pimsim.oracle.cuda_exactness`). The data stay on the CPU, where the shuffling and the
+    augmentation draw from the seeded generator (so every device sees the same batches); each
+    batch is moved on its own. The device is no hyperparameter: a run may be resumed on another
+    one. The returned model is on the CPU.
     Returns ``(model in eval mode, metrics)``.
     """
+    dev = resolve_device(device)
+    with cuda_exactness(dev):
+        model, metrics = _train_model(
+            model, train_data, test_data, method=method, arch=arch, options=options,
+            epochs=epochs, batch_size=batch_size, lr=lr, shift=shift, seed=seed,
+            schedule=schedule, log_csv=log_csv, checkpoint=checkpoint, resume=resume,
+            progress=progress, desc=desc, hyperparameters=hyperparameters, dev=dev,
+        )  # fmt: skip
+    if dev.type != "cpu":
+        metrics["device"] = str(dev)
+    return model.to("cpu"), metrics
+
+
+def _train_model(
+    model, train_data, test_data, *, method, arch, options, epochs, batch_size, lr, shift, seed,
+    schedule, log_csv, checkpoint, resume, progress, desc, hyperparameters, dev,
+) -> tuple[nn.Module, dict]:
+    """:func:`train_model` on the device ``dev``."""
     from pimsim.training._pimqat import (
         PimQatOptions,
         attach_pim,
@@ -400,6 +448,8 @@ def train_model(
         if arch is None:
             raise ValueError("method 'pimqat' needs arch= (the accelerator spec)")
         model = attach_pim(model, arch, input_shape, options)
+    if dev.type != "cpu":
+        model = _move_model(model, dev)
     generator = torch.Generator().manual_seed(seed)
     chips = np.random.default_rng(seed)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
@@ -463,7 +513,9 @@ def train_model(
             for xb, yb in _batches(x_train[order], y_train[order], batch_size):
                 if method == "pimqat" and options.variability_aware:
                     draw_training_chip(model, chips)
-                loss = F.cross_entropy(model(random_shift(xb, shift, generator)), yb)
+                xb = to_device(random_shift(xb, shift, generator), dev)
+                yb = to_device(yb, dev)
+                loss = F.cross_entropy(model(xb), yb)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -501,7 +553,9 @@ def train_model(
     gains = None
     if method == "pimqat":
         deployed = attach_pim(detach_pim(model), arch, input_shape, deployment_options(options))
-        gains = calibrate_output_scales(deployed, [x_train[:512]])
+        if dev.type != "cpu":
+            deployed = _move_model(deployed, dev)
+        gains = calibrate_output_scales(deployed, [to_device(x_train[:512], dev)])
         model = deployed
     model.eval()
     metrics = {
@@ -553,6 +607,7 @@ def train(
     checkpoint=None,
     resume: bool = True,
     progress: bool = True,
+    device: str | torch.device | None = "cpu",
 ) -> tuple[nn.Module, dict]:
     """Train the zoo network ``workload_name`` with :func:`train_model` on its dataset.
 
@@ -571,9 +626,12 @@ def train(
     ``pimsim accuracy --bn-calibration``).
     ``checkpoint``, ``resume`` and ``log_csv`` are :func:`train_model`'s; a resume file is
     continued only with the same hyperparameters, these included: the network, the bit widths
-    and ``init`` (compared by a digest of its weights).
+    and ``init`` (compared by a digest of its weights). ``device`` is :func:`train_model`'s (the
+    accuracy after ``bn_calibration`` is measured there too; the BN statistics themselves are
+    re-estimated on the CPU).
     Returns ``(model, metrics)``; ``metrics`` has ``test_accuracy`` and ``epoch_losses``.
     """
+    dev = resolve_device(device)
     if not is_model_spec(workload_name) and workload_name not in ZOO:
         raise ValueError(f"unknown zoo network {workload_name!r} (known: {', '.join(ZOO)}; or "
                          "a torch model as package.module:factory[:input shape])")  # fmt: skip
@@ -624,6 +682,7 @@ def train(
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,
+        device=dev,
         desc=f"{workload_name} {method}",
         hyperparameters={
             "workload": workload_name,
@@ -647,7 +706,7 @@ def train(
             raise ValueError(f"{workload_name} has no BatchNorm layer to calibrate")
         chip = accuracy(
             model, arch, _batches(*test, 500), input_shape=shape,
-            calibration=[x_train[:CALIBRATION_IMAGES]],
+            calibration=[x_train[:CALIBRATION_IMAGES]], device=dev,
         )
         metrics.update(bn_calibration=bn_calibration, bn_calibrated_accuracy=chip.mean)
     return model, metrics
