@@ -34,6 +34,8 @@ columns]), one fused in-place step quantizes them all, and one contraction recom
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import os
@@ -532,6 +534,24 @@ def _pim_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_active: bo
     return subtract_reference(plan, y.reshape(b, plan.matrices, plan.columns)).reshape(b, -1)
 
 
+_PARTIALS_WATCHER: contextvars.ContextVar = contextvars.ContextVar("partials", default=None)
+
+
+@contextlib.contextmanager
+def watching_partials(callback):
+    """Within the block, each pass of :func:`pim_matmul` (each chunk) calls ``callback(plan,
+    partial, b)`` with the partial sums [M*G, C*B, P*S*N'] of its ``b`` rows before the ADC
+    converts them (in place, afterwards: the callback takes what it needs and keeps no
+    reference). PIM-QAT's straight-through terms read the forward's partial sums this way
+    instead of computing them again. The fused CPU path of the layers (``plan.direct``) makes no
+    such pass."""
+    token = _PARTIALS_WATCHER.set(callback)
+    try:
+        yield
+    finally:
+        _PARTIALS_WATCHER.reset(token)
+
+
 def column_partials(plan, xl, w_layout, noise=None, read_noise: bool = True) -> torch.Tensor:
     """The partial sums the ADCs convert, [M*G, C*B, P*S*N'], of inputs ``xl`` in the row-group
     layout: one batched product with the cells (the chip's actual conductances where ``noise``
@@ -574,6 +594,9 @@ def _recombine_chunk(plan, x_int, w_layout, stats: Stats, noise=None, count_acti
         stats.input_bits += cycles.numel()
     xl = layout_inputs(plan, cycles)  # [M*G, C*B, R]
     partial = column_partials(plan, xl, w_layout, noise)
+    watcher = _PARTIALS_WATCHER.get()
+    if watcher is not None:
+        watcher(plan, partial, b)
     s_weights, c_weights = plan.shift_add
     s, c = len(s_weights), plan.cycles
     signs = polarity_signs(plan)

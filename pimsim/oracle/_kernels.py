@@ -227,3 +227,70 @@ def _matrix(t: torch.Tensor | None, m: int, n: int) -> np.ndarray:
     if t is None:
         return np.zeros((m, n))
     return (t if t.dtype in FLOATS else t.to(torch.float64)).numpy().reshape(m, n)
+
+
+# PIM-QAT's straight-through terms of the ADC (pimsim.training._pimqat, ``_through_adc``), per
+# partial sum p of the 5-d view [M, G, C, B, Q] (Q = polarities x slices x columns):
+#   u = float32(p) / step (float32), in range: lo <= u <= hi;
+#   sums[m, g, b, q % N'] += a[c, q] where u is in range (a: shift-and-add magnitudes, powers of
+#   two, so the float32 sums are exact in any order);
+#   grad = lo where u < lo, hi where u > hi, else rint(u) - u (float32), when asked for.
+
+
+@numba.njit(inline="always", **_JIT)
+def _ste_row(p, i, steps, a, lo, hi, sums, grad, want_grad):
+    gs, bs = p.shape[1], p.shape[3]
+    m = i // (gs * bs)
+    g = (i // bs) % gs
+    b = i % bs
+    low, high = np.float32(lo), np.float32(hi)
+    cols = sums.shape[3]
+    out = sums[m, g, b]
+    for n in range(cols):
+        out[n] = np.float32(0.0)
+    for c in range(p.shape[2]):
+        pr, sr, ar = p[m, g, c, b], steps[m, c], a[c]
+        for q in range(pr.shape[0]):
+            u = np.float32(pr[q]) / sr[q]
+            inside = u >= low and u <= high
+            if inside:
+                out[q % cols] += ar[q]
+            if want_grad:
+                grad[m, g, c, b, q] = low if u < low else (high if u > high else np.rint(u) - u)
+
+
+@numba.njit(**_JIT)
+def _ste_serial(p, steps, a, lo, hi, sums, grad, want_grad):
+    for i in range(p.shape[0] * p.shape[1] * p.shape[3]):
+        _ste_row(p, i, steps, a, lo, hi, sums, grad, want_grad)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _ste_parallel(p, steps, a, lo, hi, sums, grad, want_grad):
+    for i in numba.prange(p.shape[0] * p.shape[1] * p.shape[3]):
+        _ste_row(p, i, steps, a, lo, hi, sums, grad, want_grad)
+
+
+def ste_terms(
+    partial: torch.Tensor,
+    shape5: tuple[int, int, int, int, int],
+    columns: int,
+    steps: torch.Tensor,
+    weights: torch.Tensor,
+    code_range: tuple[int, int],
+    want_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One pass over the contiguous partial sums ``partial`` (viewed as ``shape5`` = [M, G, C,
+    B, Q], Q = P x S x ``columns``): the in-range sums [M, G, B, columns] (float32) of the
+    shift-and-add magnitudes ``weights`` [C, Q] over (C, P, S), and, if ``want_grad``, the LSQ
+    step gradients [M, G, C, B, Q] (float32), with the partial sums divided by the float32
+    ``steps`` [M, C, Q] (see the comment above)."""
+    m, g, c, b, q = shape5
+    p = partial.numpy().reshape(shape5)
+    sums = torch.empty(m, g, b, columns, dtype=torch.float32)
+    grad = torch.empty(shape5, dtype=torch.float32) if want_grad else torch.empty(1, 1, 1, 1, 1)
+    kernel = _ste_parallel if _parallel(p.size) else _ste_serial
+    lo, hi = code_range
+    kernel(p, steps.numpy(), weights.numpy(), float(lo), float(hi), sums.numpy(), grad.numpy(),
+           want_grad)
+    return sums, grad if want_grad else None

@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pimsim.oracle import _engine as E
 from pimsim.oracle._layers import PimConv2d, PimLinear
 from pimsim.training._qat import (
     SCALE_MOMENTUM,
@@ -152,6 +153,7 @@ class _Engine:
     base_plan: object = None  # the layer's plan at full scale (trainable ranges replace its step)
     trainable: bool = False  # are the ADC ranges trained (adc.range other than full_scale)?
     tracked: int = 0  # training batches the input scale has followed (SCALE_WARMUP_STEPS: holds)
+    tapped: tuple | None = None  # (mask, grad) of the forward's partial sums (see ste_terms)
 
 
 class _PimQatMixin:
@@ -250,6 +252,20 @@ class _PimQatMixin:
             return x
         return fake_quantize_input(x, scale.to(x.dtype), self.input_bits, self.signed_input)
 
+    def _tap_partials(self, calibrating: bool) -> bool:
+        """Whether this forward's oracle pass hands its partial sums to ``_through_adc`` (a
+        trainable-range training step, no calibration on this batch, one chunk, no read noise:
+        then they are the very partial sums ``_through_adc`` would compute again)."""
+        e = self.engine
+        pim = e.pim
+        return (
+            e.trainable
+            and self.training
+            and not calibrating
+            and pim.chunk is None
+            and (pim.noise is None or pim.noise.g_sq is None)
+        )
+
     def _through_adc(self, x_q, w_q, step, like):
         """What the PIM result's gradient flows through: ``(masked, digital, range_term)``, each
         shaped like the layer's output ``like``.
@@ -266,9 +282,9 @@ class _PimQatMixin:
         lo, hi), dy/dstep = sum_i a_i (q_i - p_i / step) in range and a_i x (the clip bound)
         outside, times LSQ's gradient scale 1 / sqrt(N code_max), N the partial sums one sample
         converts with one step. The partial sums are the oracle layer's (its plan, inputs and
-        cells, no second read-noise draw); the forward value is not recomputed."""
-        from pimsim.oracle import _engine as E
-
+        cells, no second read-noise draw): those of this step's forward pass where it handed
+        them over (``engine.tapped``, see :meth:`_tap_partials`), else computed again here; the
+        forward value is not recomputed."""
         pim = self.engine.pim
         plan = pim.plan
         m, n = plan.matrices, plan.n_cols
@@ -283,32 +299,22 @@ class _PimQatMixin:
         wg = torch.cat([wm, wm.new_zeros(m, 1, n)], dim=1)[:, g_rows]  # [M, G, R, N]
         d = torch.einsum("bmgr,mgrn->bmgn", xg, wg)
         digital = d.detach().sum(dim=2)
-        # the ADC's partial sums of the same inputs on the programmed cells
-        with torch.no_grad():
-            x_int, _ = pim.quantize_input(rows.detach())
-            xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
-            partial = E.column_partials(plan, xl, pim.w_layout, pim.noise, read_noise=False)
-            shape = E.group_shape(plan)
-            fine = plan.adc_steps is not None
-            current = plan.adc_steps.to(torch.float32) if fine else torch.tensor(plan.step)
-            u = E._view7(plan, partial.to(torch.float32), b)  # [M, G, C, B, P, S, N']
-            u = u / (current.view(shape) if fine else current)
-            del partial
-            lo, hi = plan.code_range
-            inside = ((u >= lo) & (u <= hi)).to(torch.float32)
-            s_weights, c_weights = plan.shift_add
-            a = (
-                torch.tensor(c_weights).abs().view(1, 1, -1, 1, 1, 1, 1)
-                * torch.tensor(s_weights).abs().view(1, 1, 1, 1, 1, -1, 1)
-            ).to(torch.float32)
-            a = a.expand(1, 1, plan.cycles, 1, plan.polarities, plan.slices, 1)
-            mask = (inside * a).sum(dim=(2, 4, 5)) / a.sum()  # [M, G, B, N']
-            mask = mask[..., :n].permute(2, 0, 1, 3)  # [rows, M, G, N]
+        lo, hi = plan.code_range
+        shape = E.group_shape(plan)
+        s_weights, c_weights = plan.shift_add
+        tapped, self.engine.tapped = self.engine.tapped, None
+        if tapped is not None:  # the terms of the oracle layer's own partial sums (forward)
+            mask, grad = tapped
+        else:  # the ADC's partial sums of the same inputs on the programmed cells
+            with torch.no_grad():
+                x_int, _ = pim.quantize_input(rows.detach())
+                xl = E.layout_inputs(plan, E.input_cycles(plan, x_int))
+                partial = E.column_partials(plan, xl, pim.w_layout, pim.noise, read_noise=False)
+                mask, grad = ste_terms(plan, partial, b, step is not None)
+                del partial
         masked = (d * mask).sum(dim=2)  # [rows, M, N]
         term = None
         if step is not None:
-            grad = torch.where(u < lo, float(lo), torch.where(u > hi, float(hi), u.round() - u))
-            del u
             groups = math.prod(shape)
             scale = 1.0 / math.sqrt(grad.numel() / (samples * groups) * hi)
             s = step.to(torch.float32).view(shape if step.numel() > 1 else [1] * 7)
@@ -316,9 +322,9 @@ class _PimQatMixin:
             y = torch.einsum(
                 "mgcbpsn,c,p,s->bmn",
                 grad * ((s - s.detach()) * scale),
-                torch.tensor(c_weights, dtype=torch.float32),
-                torch.tensor(signs, dtype=torch.float32),
-                torch.tensor(s_weights, dtype=torch.float32),
+                torch.tensor(c_weights, dtype=torch.float32, device=grad.device),
+                torch.tensor(signs, dtype=torch.float32, device=grad.device),
+                torch.tensor(s_weights, dtype=torch.float32, device=grad.device),
             )
             y = E.subtract_reference(plan, y)  # [rows, M, N]
             out_scale = (pim.weight_scale.to(torch.float64) * pim.input_scale).to(torch.float32)
@@ -350,8 +356,17 @@ class _PimQatMixin:
         pim.input_scale.fill_(max(scale, MIN_SCALE))
         step = self._set_ranges()
         calibrating = e.trainable and step is None
+        e.tapped = None
         with torch.no_grad():
-            value = pim(x_q.detach())
+            if self._tap_partials(calibrating):  # _through_adc's terms from these partial sums
+                lsq = step.requires_grad
+                kept = []
+                with E.watching_partials(lambda p, t, b: kept.append(ste_terms(p, t, b, lsq))):
+                    value = pim(x_q.detach())
+                e.tapped = kept[0] if len(kept) == 1 else None
+                del kept
+            else:
+                value = pim(x_q.detach())
         if calibrating:
             step = self._take_calibration()
         if not (self.training or e.gain_sums is not None):  # plain eval: the value alone
@@ -397,6 +412,52 @@ class _PimQatMixin:
         if self.bias is None:
             return out
         return out + (self.bias.view(1, -1, 1, 1) if out.dim() == 4 else self.bias)
+
+
+def ste_terms(plan, partial: torch.Tensor, b: int, lsq: bool):
+    """``(mask, grad)`` of :meth:`_PimQatMixin._through_adc` from the partial sums ``partial``
+    [M*G, C*B, P*S*N'] of ``b`` rows that the ADC converts with ``plan``: with u = p / step in
+    float32, ``mask`` [rows, M, G, N] is the in-range share of the shift-and-add magnitudes of
+    each group's conversions, ``grad`` [M, G, C, B, P, S, N'] (when ``lsq``, else None) is LSQ's
+    step gradient per partial sum (the clip bound outside the range, round(u) - u inside).
+    ``partial`` is left unchanged. On CPU one fused kernel pass (:func:`pimsim.oracle._kernels.
+    ste_terms`), else torch operations; both give the same numbers (the mask's sums add powers
+    of two, exact in float32 in any order)."""
+    lo, hi = plan.code_range
+    shape = E.group_shape(plan)
+    s_weights, c_weights = plan.shift_add
+    fine = plan.adc_steps is not None
+    dev = partial.device
+    current = (plan.adc_steps.to(dev, torch.float32) if fine
+               else torch.tensor(plan.step, device=dev))
+    a = (
+        torch.tensor(c_weights, device=dev).abs().view(1, 1, -1, 1, 1, 1, 1)
+        * torch.tensor(s_weights, device=dev).abs().view(1, 1, 1, 1, 1, -1, 1)
+    ).to(torch.float32)
+    a = a.expand(1, 1, plan.cycles, 1, plan.polarities, plan.slices, 1)
+    n = plan.n_cols
+    if E.use_kernels(partial) and partial.is_contiguous():
+        m, g, c, cols = plan.matrices, plan.row_groups, plan.cycles, plan.columns
+        q = plan.polarities * plan.slices * cols
+        full = (m, 1, c, 1, plan.polarities, plan.slices, cols)
+        steps = (current.view(shape) if fine else current.view([1] * 7)).expand(full)
+        sums, grad = E.kernels().ste_terms(
+            partial, (m, g, c, b, q), cols, steps.reshape(m, c, q).contiguous(),
+            a.expand(full).reshape(m, c, q)[0].contiguous(), (lo, hi), lsq,
+        )  # fmt: skip
+        mask = sums / a.sum()  # [M, G, B, N']
+        if grad is not None:
+            grad = grad.view(m, g, c, b, plan.polarities, plan.slices, cols)
+        return mask[..., :n].permute(2, 0, 1, 3), grad
+    u = E._view7(plan, partial.to(torch.float32), b)  # [M, G, C, B, P, S, N']
+    u = u / (current.view(shape) if fine else current)
+    inside = ((u >= lo) & (u <= hi)).to(torch.float32)
+    mask = (inside * a).sum(dim=(2, 4, 5)) / a.sum()  # [M, G, B, N']
+    del inside
+    grad = None
+    if lsq:
+        grad = torch.where(u < lo, float(lo), torch.where(u > hi, float(hi), u.round() - u))
+    return mask[..., :n].permute(2, 0, 1, 3), grad  # mask: [rows, M, G, N]
 
 
 def _moments(value: torch.Tensor, digital: torch.Tensor) -> tuple[float, float, float]:
