@@ -5,7 +5,8 @@ networks on their datasets with default recipes (:func:`train`).
 MNIST data: the fixed split of the shipped MNIST test set
 (:data:`~pimsim.training._data.MNIST_SPLIT`): train on its first 8,000 images, report accuracy on
 its last 2,000. With so few training images the recipe adds a random translation of up to
-``shift`` pixels per image (zero fill): in our runs the float MLP reached 96.35% without it (15 epochs) and 97.65% with a 1-pixel shift (20 epochs).
+``shift`` pixels per image (zero fill): in our runs the float MLP reached 96.35% without it
+(15 epochs) and 97.65% with a 1-pixel shift (20 epochs).
 
 Default recipes (:data:`RECIPES`, seed 0, 2-core x86_64 CPU), test accuracy and wall time:
 LeNet-5 float 98.85% (24 s), QAT 8/8 bits 98.70% (28 s); MLP float 97.65% (11 s), QAT 8/8 bits
