@@ -112,23 +112,6 @@ def _chunks(layer, granularity: str, chunked_inputs: bool) -> int:
     return 1
 
 
-def _needed(layer, k: int, r: int, n_prod: int, n_self: int) -> range:
-    """Producer chunks (of input ``k`` of ``layer``) that chunk ``r`` of ``layer`` reads."""
-    if n_prod == 1:
-        return range(1)
-    if n_self == 1:
-        return range(n_prod)
-    if layer.kind in ("conv", "pool") and layer.kernel is not None:
-        kh, s, p = layer.kernel[0], layer.stride[0], layer.padding[0]
-        d = layer.dilation[0] if layer.dilation else 1
-        lo = max(0, r * s - p)
-        hi = min(n_prod - 1, r * s - p + (kh - 1) * d)
-        return range(lo, max(lo, hi) + 1) if lo < n_prod else range(n_prod - 1, n_prod)
-    lo = r * n_prod // n_self
-    hi = min(n_prod - 1, ((r + 1) * n_prod - 1) // n_self)
-    return range(lo, hi + 1)
-
-
 def _ports(timing: ChipTiming, kind: str, level: str, roles: tuple[str, ...]) -> list[Port]:
     return [
         p for p in timing.ports if p.kind == kind and p.level == level and p.role in roles
@@ -288,7 +271,10 @@ class _Graph:
 
 def _needed_ranges(layer, k: int, n_prod: int, n_self: int) -> tuple[np.ndarray, np.ndarray]:
     """First and last producer chunk (of input ``k`` of ``layer``) that each chunk of ``layer``
-    reads (:func:`_needed` for every chunk at once)."""
+    reads: a kh x kw conv or pool with stride s, padding p and dilation d reads rows
+    ``r s - p .. r s - p + (kh - 1) d`` (clipped to the producer's); other layers read the
+    producer chunks that cover the same fraction of the output; a one-chunk producer or
+    consumer means all of them."""
     r = np.arange(n_self, dtype=np.int64)
     if n_prod == 1:
         return np.zeros(n_self, np.int64), np.zeros(n_self, np.int64)
