@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from pimsim.dataflow._model import DEFAULT_GRANULARITY
 from pimsim.errors import PimsimError
 
 EXIT_USER_ERROR = 2
+#: Inputs the event model streams at most (throughput settles within a few; every sample is a
+#: copy of the whole job graph).
+MAX_SAMPLES = 256
+#: Images a command draws from a dataset at most (CIFAR-10's training split).
+MAX_IMAGES = 50_000
 
 
 def user_errors(func):
@@ -113,7 +119,51 @@ def emit_table(frame, fmt: str, output: str | None, extra: dict | None = None) -
     write(text, output)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PositiveFloat(click.ParamType):
+    """A finite number > 0 (click's FloatRange lets NaN and infinity through)."""
+
+    name = "number > 0"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} is not a finite number > 0", param, ctx)
+        return number
+
+
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class _OneLineErrors(click.Group):
+    """The command group: a usage error (an unknown option, a value out of range, a missing
+    argument) is one ``error:`` line naming the command's ``--help``, exit status 2, like every
+    other user error; Ctrl-C or an end of input at a prompt is one line too."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS as exc:  # a bare group: its help
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "pimsim"
+            click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pimsim")
 def main() -> None:
     """pimsim: energy, area, latency and accuracy of neural networks on processing-in-memory
@@ -140,7 +190,7 @@ def latency_options(func):
         ),
         click.option(
             "--samples",
-            type=click.IntRange(min=1),
+            type=click.IntRange(min=1, max=MAX_SAMPLES),
             default=2,
             show_default=True,
             help="Inputs streamed back to back by the event model (throughput needs >= 2).",

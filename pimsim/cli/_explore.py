@@ -83,7 +83,8 @@ def _to_parquet(frame, output: str) -> None:
     type=click.Path(dir_okay=False),
     help="Results store (default results/<sweep name>.sqlite).",
 )
-@click.option("--workers", type=int, help="Worker processes (default: every core; 0 = inline).")
+@click.option("--workers", type=click.IntRange(min=0, max=1024),
+              help="Worker processes (default: every core; 0 = inline).")
 @click.option(
     "--executor",
     type=click.Choice(["local", "dask"]),

@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from pimsim.cli._common import (
+    MAX_IMAGES,
+    PositiveFloat,
     format_options,
     main,
     set_option,
@@ -51,19 +53,25 @@ def device_option(func=None, *, default: str | None = "cpu", help_extra: str = "
               "(PIM-QAT then fine-tunes: 5 epochs from a learning rate of 0.0001 on the cosine "
               "schedule, FINETUNE_EPOCHS and FINETUNE_LR of pimsim.training._train, unless "
               "--epochs/--lr say otherwise).")
-@click.option("--epochs", type=int, help="Training epochs (default: the recipe's).")
-@click.option("--lr", type=float, help="Initial learning rate (default: the recipe's; PIM-QAT "
-              "from scratch: a quarter of it, SCRATCH_LR_FACTOR).")
-@click.option("--batch-size", type=int, help="Images per step (default: the recipe's).")
-@click.option("--train-samples", type=int, help="Train on the first N training images only.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--weight-bits", type=int, help="Default: ARCH's decomposition.weight_bits.")
-@click.option("--input-bits", type=int, help="Default: ARCH's decomposition.input_bits.")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Training epochs (default: the recipe's).")
+@click.option("--lr", type=PositiveFloat(),
+              help="Initial learning rate (default: the recipe's; PIM-QAT from scratch: a "
+              "quarter of it, SCRATCH_LR_FACTOR).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=MAX_IMAGES),
+              help="Images per step (default: the recipe's).")
+@click.option("--train-samples", type=click.IntRange(min=1),
+              help="Train on the first N training images only.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--weight-bits", type=click.IntRange(min=2, max=32),
+              help="Default: ARCH's decomposition.weight_bits.")
+@click.option("--input-bits", type=click.IntRange(min=1, max=32),
+              help="Default: ARCH's decomposition.input_bits.")
 @click.option("--no-forward-rescale", is_flag=True, help="PIM-QAT without forward rescaling.")
 @click.option("--no-backward-rescale", is_flag=True, help="PIM-QAT without backward rescaling.")
 @click.option(
     "--adjusted-precision",
-    type=int,
+    type=click.IntRange(min=0, max=31),
     default=0,
     show_default=True,
     help="PIM-QAT: train with this many ADC bits fewer than ARCH deploys.",
@@ -72,7 +80,9 @@ def device_option(func=None, *, default: str | None = "cpu", help_extra: str = "
               help="PIM-QAT: keep ARCH's ADC non-idealities on while training.")
 @click.option("--variability-aware", is_flag=True,
               help="PIM-QAT: keep ARCH's device variation on, a new chip every step.")
-@click.option("--bn-calibration", "bn_images", type=int, default=0, show_default=True,
+@click.option("--bn-calibration", "bn_images", type=click.IntRange(min=0, max=MAX_IMAGES),
+              default=0,
+              show_default=True,
               help="After training, re-estimate BatchNorm statistics on ARCH's PIM model (all "
               "its non-idealities, chip 0) from N training images.")
 @click.option(
@@ -108,7 +118,7 @@ def device_option(func=None, *, default: str | None = "cpu", help_extra: str = "
 @click.option("--threshold", type=click.FloatRange(min=0, min_open=True),
               help="Mixed precision: program a device when its accumulated update reaches this "
               "many nominal steps (default: ARCH's training.threshold).")
-@click.option("--chip", "chip_seed", type=int,
+@click.option("--chip", "chip_seed", type=click.IntRange(min=0),
               help="On-chip training: the chip drawn for ARCH's device variation (default 0).")
 @click.option("--summary", type=click.Path(dir_okay=False),
               help="On-chip training: write accuracy, writes and training cost as JSON (input "
@@ -300,15 +310,20 @@ def _train_onchip(spec, name, rule, update, threshold, init, epochs, lr, batch_s
     help="Dataset folder (MNIST IDX files or CIFAR python batches; MNIST defaults to "
     "the shipped copy).",
 )
-@click.option("--chips", type=int, default=1, show_default=True, help="Chips to sample.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, help="Evaluate only the first N test images.")
-@click.option("--self-tune", "self_tune", type=int, default=0, show_default=True,
+@click.option("--chips", type=click.IntRange(min=1, max=10_000), default=1, show_default=True,
+              help="Chips to sample.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images.")
+@click.option("--self-tune", "self_tune", type=click.IntRange(min=0, max=MAX_IMAGES), default=0,
+              show_default=True,
               help="Self-tune each chip on N calibration (training) images: per-channel "
               "output statistics mapped onto the nominal chip's, no weight reprogrammed.")
-@click.option("--bn-calibration", "bn_images", type=int, default=0, show_default=True,
+@click.option("--bn-calibration", "bn_images", type=click.IntRange(min=0, max=MAX_IMAGES),
+              default=0,
+              show_default=True,
               help="Re-estimate BatchNorm statistics on each chip from N training images.")
-@click.option("--calibration", "cal_images", type=click.IntRange(min=1), default=256,
+@click.option("--calibration", "cal_images", type=click.IntRange(min=1, max=MAX_IMAGES),
+              default=256,
               show_default=True,
               help="Training images that set each chip's ADC ranges (adc.range calibrated or "
               "learned), the input scales of a float checkpoint and which layers take signed "

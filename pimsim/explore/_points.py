@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pimsim.errors import PimsimError
 from pimsim.spec._sweep import (
     CHECKPOINT_PARAMETER,
     AccuracyBudget,
@@ -177,9 +178,33 @@ class KeyMaker:
         return DesignPoint(index, arch, workload, values, self.request(arch, workload, values))
 
 
-def grid_points(sweep: SweepSpec, keys: KeyMaker) -> list[DesignPoint]:
+#: Designs a sweep evaluates at most unless told otherwise (``pimsim sweep --max-points``).
+MAX_POINTS = 1_000_000
+
+
+class SweepSizeError(PimsimError, ValueError):
+    """A sweep with more designs than its limit (counted before any design is made)."""
+
+
+def check_size(sweep: SweepSpec, designs: float, max_points: int | None) -> None:
+    """Refuse ``designs`` designs over ``max_points`` (default :data:`MAX_POINTS`), saying how
+    to narrow the sweep or raise the limit."""
+    limit = MAX_POINTS if max_points is None else max_points
+    if designs > limit:
+        size = "an unbounded number of" if math.isinf(designs) else f"{designs:,.0f}"
+        raise SweepSizeError(
+            f"sweep {sweep.name!r} has {size} designs, over the limit of {limit:,}: narrow its "
+            "ranges, sample it (strategy: {kind: random, n: N}), or raise the limit with "
+            "--max-points (max_points= in Python)"
+        )
+
+
+def grid_points(sweep: SweepSpec, keys: KeyMaker, max_points: int | None = None
+                ) -> list[DesignPoint]:
     """Every combination: archs x workloads x each dimension's choices (linked groups zipped),
-    in file order with the last parameter varying fastest."""
+    in file order with the last parameter varying fastest; :class:`SweepSizeError` (before any
+    design is made) beyond ``max_points`` (default :data:`MAX_POINTS`)."""
+    check_size(sweep, sweep.grid_size, max_points)
     axes = [range(len(sweep.archs)), range(len(sweep.workloads))]
     axes += [d.values for d in sweep.dimensions]
     points = []
@@ -194,11 +219,13 @@ def grid_points(sweep: SweepSpec, keys: KeyMaker) -> list[DesignPoint]:
     return points
 
 
-def random_points(sweep: SweepSpec, keys: KeyMaker, n: int, seed: int) -> list[DesignPoint]:
+def random_points(sweep: SweepSpec, keys: KeyMaker, n: int, seed: int,
+                  max_points: int | None = None) -> list[DesignPoint]:
     """``n`` distinct designs drawn uniformly (log-uniformly on log ranges) with ``seed``; the
-    whole grid when it has ``n`` designs or fewer."""
+    whole grid when it has ``n`` designs or fewer (at most ``max_points``)."""
+    check_size(sweep, min(n, sweep.grid_size), max_points)
     if sweep.grid_size <= n:
-        return grid_points(sweep, keys)
+        return grid_points(sweep, keys, max_points)
     rng = np.random.default_rng(seed)
     sizes = [len(sweep.archs), len(sweep.workloads)]
     seen, points = set(), []

@@ -104,15 +104,21 @@ def _read_text(path: Path) -> str:
         raise SpecError("no such file", Location(src))
     if path.is_dir():
         raise SpecError("is a directory, expected a YAML file", Location(src))
+    if not path.is_file():  # a device (/dev/zero), FIFO or socket: reading could never end
+        raise SpecError("not a regular file (a device, FIFO or socket): give a YAML file",
+                        Location(src))
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise SpecError(
             f"file is {size} bytes, over the {MAX_FILE_BYTES} byte limit", Location(src)
         )
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # a file that grows while read stops here
     except OSError as exc:
         raise SpecError(f"cannot read file: {exc.strerror}", Location(src)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(f"file is over the {MAX_FILE_BYTES} byte limit", Location(src))
     if b"\x00" in raw:
         raise SpecError("binary file (contains NUL bytes), expected YAML text", Location(src))
     try:
@@ -157,6 +163,7 @@ class _Builder:
         self.nodes = 0
         self.locations: dict[Path_, Location] = {}
         self.key_locations: dict[Path_, Location] = {}
+        self.open: set[int] = set()  # containers being built: one met again is inside itself
 
     def loc(self, node) -> Location:
         return Location(self.source, node.start_mark.line + 1, node.start_mark.column + 1)
@@ -172,6 +179,24 @@ class _Builder:
             )
         self.locations[path] = self.loc(node)
         tag = str(node.tag)
+        if isinstance(node, (MappingNode, SequenceNode)):
+            if id(node) in self.open:
+                raise _error(
+                    "recursive alias: this anchored value contains itself",
+                    self.source,
+                    node.start_mark,
+                    path,
+                )
+            self.open.add(id(node))
+            try:
+                return self._container(node, path)
+            finally:
+                self.open.discard(id(node))
+        if tag not in _ALLOWED_TAGS:
+            raise _error(f"tag {tag} is not allowed", self.source, node.start_mark, path)
+        return self.scalar(node, path)
+
+    def _container(self, node, path: Path_) -> Any:
         if isinstance(node, MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -200,11 +225,7 @@ class _Builder:
                 self.key_locations[path + (key,)] = self.loc(key_node)
                 out[key] = self.build(value_node, path + (key,))
             return out
-        if isinstance(node, SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-        if tag not in _ALLOWED_TAGS:
-            raise _error(f"tag {tag} is not allowed", self.source, node.start_mark, path)
-        return self.scalar(node, path)
+        return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
 
     def scalar(self, node, path: Path_) -> Any:
         tag, text = str(node.tag), node.value
@@ -268,7 +289,10 @@ def parse_text(text: str, source: str) -> tuple[Any, dict, dict]:
     if node is None:
         return None, {}, {}
     builder = _Builder(source)
-    value = builder.build(node, ())
+    try:
+        value = builder.build(node, ())
+    except RecursionError:
+        raise SpecError("nesting too deep", Location(source)) from None
     return value, builder.locations, builder.key_locations
 
 
