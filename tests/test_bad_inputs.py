@@ -169,3 +169,12 @@ def test_python_api_gets_a_typed_error(tmp_path):
         grid_points(spec, KeyMaker.of(spec), max_points=1000)
     assert isinstance(err.value, PimsimError) and "2,000 designs" in str(err.value)
     assert len(grid_points(spec, KeyMaker.of(spec), max_points=2000)) == 2000
+
+
+@pytest.mark.parametrize("setting, field", [
+    ("technology.vdd_v=1e-6", "technology.vdd_v"),  # was a ZeroDivisionError in NeuroSim's models
+    ("technology.node_nm=1e4", "technology.node_nm"),
+])
+def test_unphysical_technology_values_are_refused(setting, field):
+    refuse("evaluate", str(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"), "lenet5_mnist",
+           "--set", setting, contains=field)

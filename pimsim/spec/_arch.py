@@ -103,8 +103,9 @@ class TechnologySpec(SpecModel):
 
     node_nm: PositiveFloat
     """Technology node (nm); component models scale with it."""
-    vdd_v: PositiveFloat = 1.0
-    """Digital supply voltage (V). Default 1.0 V, a typical nominal supply at 22-45 nm."""
+    vdd_v: float = Field(default=1.0, ge=0.1, le=5.0)
+    """Digital supply voltage (V), 0.1-5 V (the models divide by drive currents that vanish near
+    0 V). Default 1.0 V, a typical nominal supply at 22-45 nm."""
     clock_hz: PositiveFloat
     """Digital clock frequency (Hz)."""
     clocking: Literal["fixed", "synchronous"] = "fixed"
