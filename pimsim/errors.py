@@ -67,6 +67,12 @@ class MappingError(PimsimError):
     """A network cannot be mapped onto an accelerator (e.g. it does not fit a fixed-size chip)."""
 
 
+class StoreError(PimsimError):
+    """A results store cannot be used: the file is not a pimsim store (not sqlite, another
+    program's database, a newer format), it is damaged, or the disk refuses a write. The message
+    names the file, says what it is and what to do; pimsim never modifies such a file."""
+
+
 def did_you_mean(word, options) -> str:
     """``"; did you mean 'x'?"`` for the option closest to ``word`` (case-insensitive), or ``""``
     when none is close: the hint every "unknown name" error of pimsim ends with."""

@@ -178,3 +178,16 @@ def test_python_api_gets_a_typed_error(tmp_path):
 def test_unphysical_technology_values_are_refused(setting, field):
     refuse("evaluate", str(ROOT / "arch_specs" / "neurosim_rram_22nm.yaml"), "lenet5_mnist",
            "--set", setting, contains=field)
+
+
+def test_max_points_refuses_before_fresh_deletes_and_raises_the_limit(tmp_path):
+    path = tmp_path / "mid.yaml"
+    path.write_text(SWEEP.format(arch=ARCH, parameters="adc.bits: {range: [4, 8]}"))
+    store = tmp_path / "mid.sqlite"
+    ok = CliRunner().invoke(main, ["sweep", str(path), "--store", str(store), "--workers", "0",
+                                   "--quiet", "--no-plot", "--max-points", "5"])
+    assert ok.exit_code == 0, ok.output
+    before = store.read_bytes()
+    refuse("sweep", str(path), "--store", str(store), "--fresh", "--max-points", "4",
+           contains="5 designs, over the limit of 4")
+    assert store.read_bytes() == before  # --fresh did not delete the store of a refused sweep

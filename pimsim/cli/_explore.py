@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pimsim.cli._common import emit_table, format_options, main, user_errors
+from pimsim.cli._common import emit_table, format_options, main, user_errors, write
 from pimsim.cli._oracle import device_option
 from pimsim.errors import PimsimError
 
@@ -109,12 +109,15 @@ def _to_parquet(frame, output: str) -> None:
     help="Draw the Pareto front beside the store (<store>_pareto.png).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--max-points", type=click.IntRange(min=1), default=None,
+              help="Refuse a sweep of more designs than this, before anything runs "
+              "[default: 1,000,000].")
 @device_option(default=None, help_extra=" Default: the sweep file's accuracy.device, else cpu. "
                "Every worker uses it (several workers may share one GPU); on-chip training "
                "sweeps run on the CPU.")
 @user_errors
 def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, quiet,
-          device) -> None:
+          max_points, device) -> None:
     """Evaluate every design of SWEEP_FILE (a kind: sweep file) into a results store, then print
     the Pareto front of its objectives and write it as CSV (and a plot) beside the store."""
     from pimsim.explore import ResultStore
@@ -139,6 +142,7 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
         scheduler=scheduler,
         progress=not quiet,
         fresh=fresh,
+        max_points=max_points,
     )
     spec = result.sweep
     lines = [
@@ -159,7 +163,7 @@ def sweep(sweep_file, store, workers, executor, scheduler, resume, fresh, plot, 
     base = result.store.with_suffix("")
     table = Path(f"{base}_pareto.csv")
     front.to_csv(table, index=False)
-    with ResultStore(result.store) as db:
+    with ResultStore(result.store, readonly=True) as db:
         roles = db.roles()
     columns = _shown(frame, roles, [o.metric for o in spec.objectives])
     objectives = ", ".join(map(str, spec.objectives))
@@ -243,19 +247,32 @@ def pareto(store, objectives, constraints, sweep_name, plot, parallel, fmt, outp
 
     from pimsim.explore import pareto as front_of
     from pimsim.explore import plot_parallel, plot_pareto
+    from pimsim.explore._pareto import why_empty
+    from pimsim.explore._plot import check_image_path
     from pimsim.spec._metrics import parse_objectives
 
+    for path in (plot, parallel):
+        if path:
+            check_image_path(path)
     frame, roles, sweeps = _store_frame(store, sweep_name)
     info = _sweep_info(sweeps, sweep_name, store)
     objectives = parse_objectives(objectives or info.get("objectives") or [])
     constraints = list(constraints) or list(info.get("constraints") or [])
     front = front_of(frame, objectives, constraints)
     columns = _shown(frame, roles, [o.metric for o in objectives])
-    if fmt == "table":
-        head = f"Pareto front ({', '.join(map(str, objectives))}"
-        head += f"; {', '.join(constraints)}" if constraints else ""
-        click.echo(f"{head}): {len(front)} of {len(frame)} designs", err=bool(output))
-    _write_front(front, columns, fmt, output)
+    if not len(front):  # an answer, not an error: one line, and an empty table if one is asked
+        line = f"{store}: {why_empty(frame, objectives, constraints)}"
+        if fmt == "table":
+            write(line + "\n", output)
+        else:
+            click.echo(line, err=True)
+            _write_front(front, columns, fmt, output)
+    else:
+        if fmt == "table":
+            head = f"Pareto front ({', '.join(map(str, objectives))}"
+            head += f"; {', '.join(constraints)}" if constraints else ""
+            click.echo(f"{head}): {len(front)} of {len(frame)} designs", err=bool(output))
+        _write_front(front, columns, fmt, output)
     for path, draw in ((plot, plot_pareto), (parallel, plot_parallel)):
         if path:
             fig = draw(frame, objectives, constraints, path)
@@ -283,9 +300,11 @@ def plot(store, parameter, metric, hue, sweep_name, output) -> None:
     import matplotlib.pyplot as plt
 
     from pimsim.explore import plot_sensitivity
+    from pimsim.explore._plot import check_image_path
 
-    frame, _, _ = _store_frame(store, sweep_name)
     output = output or f"{Path(store).with_suffix('')}_{parameter}_{metric}.png"
+    check_image_path(output)
+    frame, _, _ = _store_frame(store, sweep_name)
     fig = plot_sensitivity(frame, parameter, metric, output, hue=hue)
     plt.close(fig)
     click.echo(f"wrote {output}", err=True)

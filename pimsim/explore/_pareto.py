@@ -55,12 +55,18 @@ def _constraints(constraints) -> list[Constraint]:
     return [c if isinstance(c, Constraint) else parse_constraint(c) for c in constraints or ()]
 
 
+def listing(names, limit: int = 10) -> str:
+    """``"a, b, c"``, cut after ``limit`` names (``"..., and 7 more"``); ``"none"`` if empty."""
+    names = list(names)
+    text = ", ".join(map(str, names[:limit])) or "none"
+    return text + (f", and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _need(frame, column: str, what: str) -> None:
     if column not in frame:
         have = [c for c in frame.columns if c in METRICS]
         raise ObjectiveError(
-            f"{what} {column!r}: the results have no such column (metrics: "
-            f"{', '.join(have) or 'none'})"
+            f"{what} {column!r}: the results have no such column (metrics: {listing(have)})"
         )
 
 
@@ -115,3 +121,48 @@ def as_objectives(objectives) -> tuple:
     if isinstance(objectives, (list, tuple)):
         objectives = [str(o) if isinstance(o, Objective) else o for o in objectives]
     return parse_objectives(objectives)
+
+
+def why_empty(frame, objectives, constraints=()) -> str:
+    """Why the front of ``frame`` is empty, in one line: no designs, none feasible (status
+    ``ok``), no design meeting every constraint (with how many meet each), or none with every
+    objective measured. Meant for a front :func:`pareto` found empty."""
+    import pandas as pd
+
+    objectives = as_objectives(objectives)
+    constraints = _constraints(constraints)
+    total = len(frame)
+    if not total:
+        return "no designs to rank"
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    if not len(ok):
+        counts = frame["status"].value_counts()
+        statuses = ", ".join(f"{n} {status}" for status, n in counts.items())
+        return f"none of the {total} designs is feasible (status ok): {statuses}"
+    meets = feasible(ok, constraints)
+    if constraints and not meets.any():
+        each = []
+        for c in constraints:
+            values = pd.to_numeric(ok[c.metric], errors="coerce")
+            each.append(f"'{c}' by {int(c.holds(values).fillna(False).astype(bool).sum())}")
+        named = ", ".join(repr(str(c)) for c in constraints)
+        line = (
+            f"no design meets the constraint{'s' if len(constraints) > 1 else ''} {named}: "
+            f"{total} designs checked, {len(ok)} feasible (status ok)"
+        )
+        if len(constraints) > 1:
+            line += f"; each alone is met by: {', '.join(each)}"
+        return line
+    rows = ok[meets]
+    unmeasured = [
+        o.metric
+        for o in objectives
+        if not np.isfinite(pd.to_numeric(rows[o.metric], errors="coerce").to_numpy(float)).any()
+    ]
+    where = f" of the {len(rows)} that meet the constraints" if constraints else ""
+    if unmeasured:
+        return (
+            f"no design{where} has {', '.join(unmeasured)} measured ({total} designs checked): "
+            "these objectives need a sweep that measures them"
+        )
+    return f"no design{where} has every objective measured ({total} designs checked)"

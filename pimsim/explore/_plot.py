@@ -8,9 +8,12 @@ positive values span more than two decades. The artists that draw the front carr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from pimsim.explore._pareto import as_objectives, feasible, pareto
+from pimsim.errors import PimsimError
+from pimsim.explore._pareto import as_objectives, feasible, listing, pareto
 from pimsim.spec._metrics import METRICS, ObjectiveError
 from pimsim.spec._sweep import CHECKPOINT_PARAMETER
 
@@ -40,6 +43,10 @@ def _spans_decades(values) -> bool:
     return len(v) > 1 and v.max() / v.min() > 100
 
 
+#: Columns that label a design like a parameter does (a sensitivity plot's x axis or hue).
+_DESIGN_LABELS = ("arch", "workload")
+
+
 def _is_parameter(column: str) -> bool:
     """Whether ``column`` holds a parameter: a field path, or the checkpoint label."""
     return "." in column or column == CHECKPOINT_PARAMETER
@@ -59,9 +66,27 @@ def _text(row, columns) -> str:
     return ", ".join(str(row[c]) for c in columns)
 
 
+#: Image formats a plot may be written as (by the file's suffix): matplotlib's, PNG first.
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps")
+
+
+def check_image_path(path) -> None:
+    """Raise :class:`PimsimError` unless ``path`` names an image file that a plot can be
+    written as (``.png``, or another format matplotlib writes: ``.pdf``, ``.svg``...)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return
+    what = f"'{suffix}' is not an image format" if suffix else "it has no suffix"
+    raise PimsimError(
+        f"{path}: cannot draw a plot into this file ({what}): give a FILE.png "
+        f"(or {', '.join(IMAGE_SUFFIXES[1:4])}, ...)"
+    )
+
+
 def _save(fig, path):
     fig.tight_layout()
     if path is not None:
+        check_image_path(path)
         fig.savefig(path, dpi=120)
     return fig
 
@@ -219,15 +244,39 @@ def plot_parallel(frame, objectives, constraints=(), path=None):
 def plot_sensitivity(frame, parameter, metric, path=None, *, hue=None):
     """``metric`` against ``parameter`` over the ``ok`` rows: the median over every other
     parameter with its min-max band, one line per value of ``hue``."""
-    plt = _pyplot()
-    params = [c for c in frame.columns if _is_parameter(c)]
-    for column, kind in ((parameter, "parameter"), (hue, "parameter"), (metric, "metric")):
-        if column is not None and column not in frame:
-            known = params if kind == "parameter" else [c for c in frame if c in METRICS]
-            raise ObjectiveError(f"no {kind} column {column!r} (have: {', '.join(known)})")
-    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     import pandas as pd
+
+    if path is not None:
+        check_image_path(path)
+    params = [c for c in frame.columns if _is_parameter(c) or c in _DESIGN_LABELS]
+    metrics = [c for c in frame.columns if c in METRICS]
+    for column, kind in ((parameter, "parameter"), (hue, "parameter"), (metric, "metric")):
+        if column is None:
+            continue
+        known = params if kind == "parameter" else metrics
+        if column not in frame:
+            raise ObjectiveError(f"no {kind} column {column!r} (have: {listing(known)})")
+        if kind == "parameter" and column not in params:
+            raise ObjectiveError(
+                f"{column!r} is not a parameter column (parameters: {listing(params)})"
+            )
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    present = ok[metric].dropna()
+    values = pd.to_numeric(present, errors="coerce")
+    if (pd.api.types.is_bool_dtype(present) or values.isna().any()) and len(present):
+        example = present[values.isna()].iloc[0] if values.isna().any() else present.iloc[0]
+        raise ObjectiveError(
+            f"metric {metric!r} is not numeric (values such as {example!r}): give a numeric "
+            f"one (metrics: {listing(metrics, 6)})"
+        )
+    if not len(present):
+        raise ObjectiveError(
+            f"metric {metric!r} has no values among the {len(ok)} feasible (status ok) designs: "
+            "nothing to plot"
+        )
+    ok = ok.assign(**{metric: values.reindex(ok.index)})
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
 
     numeric = pd.api.types.is_numeric_dtype(ok[parameter]) and not pd.api.types.is_bool_dtype(
         ok[parameter]

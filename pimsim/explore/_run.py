@@ -22,10 +22,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pimsim.errors import PimsimError
+from pimsim.errors import PimsimError, StoreError
 from pimsim.explore._executor import default_workers, make_executor
-from pimsim.explore._points import DesignPoint, KeyMaker, grid_points, random_points
-from pimsim.explore._store import ResultStore
+from pimsim.explore._points import (
+    DesignPoint,
+    KeyMaker,
+    check_size,
+    grid_points,
+    random_points,
+)
+from pimsim.explore._store import ResultStore, _advice
 from pimsim.explore._worker import Context, Task, accuracy_key, resolve
 from pimsim.spec._sweep import SweepSpec, load_sweep, sweep_name_problem
 
@@ -81,8 +87,12 @@ def _delete_store(path: Path, name: str) -> None:
     ``name``; refuse (and delete nothing) when the file is not a pimsim store or holds the
     results of other sweeps."""
     if path.exists():
-        with ResultStore(path, readonly=True) as db:  # raises for a file that is not a store
-            others = sorted(set(db.sweeps()) - {name})
+        try:
+            with ResultStore(path, readonly=True) as db:  # raises for a file that is not a store
+                others = sorted(set(db.sweeps()) - {name})
+        except StoreError as exc:
+            text = str(exc).replace(_advice(True), _advice(False))
+            raise StoreError(f"{text} (--fresh deletes only a pimsim store it can read)") from None
         if others:
             listed = ", ".join(repr(o) for o in others)
             raise PimsimError(
@@ -179,6 +189,7 @@ def sweep(
     scheduler: str | None = None,
     progress: bool = True,
     fresh: bool = False,
+    max_points: int | None = None,
 ) -> SweepResult:
     """Run a sweep (a ``kind: sweep`` file path or a loaded :class:`SweepSpec`) into the results
     store ``store`` (default ``results/<name>.sqlite``), skipping designs already stored.
@@ -186,10 +197,16 @@ def sweep(
     ``workers`` processes (default: every core; 0 runs in this process) on the local pool, or on
     Dask with ``executor="dask"`` (``scheduler`` is a scheduler address; without one a
     ``LocalCluster`` of ``workers`` processes is started). ``fresh=True`` deletes the store first.
-    Returns a :class:`SweepResult`; ``.frame()`` and ``.pareto()`` read the store.
+    Returns a :class:`SweepResult`; ``.frame()`` and ``.pareto()`` read the store. A sweep of
+    more than ``max_points`` designs (default :data:`pimsim.explore._points.MAX_POINTS`) is
+    refused (:class:`~pimsim.explore._points.SweepSizeError`) before the store is touched.
     """
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
+    strategy = spec.strategy
+    designs = (spec.grid_size if strategy.kind == "grid"
+               else min(strategy.n or 0, spec.grid_size))
+    check_size(spec, designs, max_points)
     path = Path(store) if store is not None else default_store(spec)
     if fresh:
         _delete_store(path, spec.name)
@@ -208,11 +225,10 @@ def sweep(
         spec.fixed,
         threads=max(1, cores // max(1, workers)),
     )
-    strategy = spec.strategy
     if strategy.kind == "grid":
-        points = grid_points(spec, keys)
+        points = grid_points(spec, keys, max_points)
     elif strategy.kind == "random":
-        points = random_points(spec, keys, strategy.n, strategy.seed)
+        points = random_points(spec, keys, strategy.n, strategy.seed, max_points)
     else:
         points = None
     result = SweepResult(path, spec)

@@ -23,26 +23,38 @@ in flight and never leaves half a batch. A ``failed`` design is no answer: a re-
 again and its row is replaced (an ``infeasible`` one is deterministic and stays). A sweep's rows
 (``frame(sweep)``) are every design that sweep asked for, whichever sweep evaluated it first,
 shown with that sweep's name and point index; stores written before ``requested`` existed read
-as before (the rows each sweep evaluated) and are filled in when next opened for writing. A file
-that holds other tables is not taken over: it is not a pimsim store.
+as before (the rows each sweep evaluated) and are filled in when next opened for writing.
+
+Identity: a store carries pimsim's application id and its format (:data:`STORE_VERSION`) in the
+sqlite header (``PRAGMA application_id``, ``PRAGMA user_version``), and the format with the
+pimsim that wrote it in ``meta`` (row ``store``); a store with pimsim's tables and no mark is
+format 1 (written before the format was kept) and is marked when next opened for writing. Every
+open checks the file first, reading only: a file that is not sqlite (text, random bytes), a
+damaged one (truncated, corrupted: sqlite's quick check), another program's database, a newer
+format or unreadable ``meta`` is refused with a one-line :class:`~pimsim.errors.StoreError`
+naming the file, and is never written. Any sqlite error later (a full disk, a read-only file or
+folder) is a :class:`~pimsim.errors.StoreError` too; the transaction in flight is rolled back
+and everything committed before stays.
 
 Reading: ``ResultStore(path, readonly=True)`` and :func:`read_results` open the file with
-``mode=ro``: they create no table, leave the journal mode as it is and refuse a file that is not
-a pimsim store (sqlite may still create the ``-wal``/``-shm`` files it needs to read a store in
-WAL mode). ``pandas.read_sql`` works on the file (``read_results`` does just that, in a stable
-order).
+``mode=ro``: they create no table, mark nothing, leave the journal mode as it is and refuse a
+file that is not a pimsim store (sqlite may still create the ``-wal``/``-shm`` files it needs
+to read a store in WAL mode). ``pandas.read_sql`` works on the file (``read_results`` does just
+that, in a stable order).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
-from pimsim.errors import PimsimError
+from pimsim.errors import StoreError
 
 INFO_COLUMNS = (
     "key",
@@ -82,6 +94,13 @@ _STORE_TABLES = frozenset({"points", "requests", "accuracy", "columns", "meta"})
 _ALL_TABLES = _STORE_TABLES | {"requested"}
 #: How long a writer waits for another one (sqlite's busy timeout), in seconds.
 BUSY_TIMEOUT_S = 60.0
+#: sqlite's application id of a pimsim results store ("PIMS", in the file's header).
+APPLICATION_ID = 0x50494D53
+#: The store format this pimsim writes (and the newest it reads). 1: the stores written before
+#: the format was recorded (pimsim's tables, no application id); 2: the application id and the
+#: format in the file's header (``PRAGMA user_version``) and in ``meta`` (row ``store``).
+STORE_VERSION = 2
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _q(name: str) -> str:
@@ -101,72 +120,267 @@ def _tables(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def _not_a_store(path: Path, why: str) -> PimsimError:
-    return PimsimError(f"{path}: not a pimsim results store ({why})")
+def _advice(readonly: bool) -> str:
+    """What to do about a file that cannot be used as a store."""
+    if readonly:
+        return "give the path of a store that pimsim sweep wrote"
+    return "choose another --store path"
 
 
-def _check_store(path: Path, db: sqlite3.Connection, new_ok: bool) -> set[str]:
-    """The tables of ``db``; raises unless it is a pimsim store (or, with ``new_ok``, empty)."""
+def _not_a_store(path: Path, why: str, readonly: bool = True) -> StoreError:
+    return StoreError(f"{path}: not a pimsim results store ({why}): {_advice(readonly)}")
+
+
+def _damaged(path: Path, why, readonly: bool) -> StoreError:
+    return StoreError(
+        f"{path}: damaged results store ({why}); pimsim leaves it as it is: restore it from a "
+        f"backup, or {_advice(readonly)}"
+    )
+
+
+def _error_name(exc: sqlite3.Error) -> str:
+    """sqlite's name of the error (``SQLITE_FULL``...; guessed from the text before 3.11)."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return name
+    text = str(exc)
+    for part, guess in (
+        ("disk is full", "SQLITE_FULL"),
+        ("readonly", "SQLITE_READONLY"),
+        ("unable to open", "SQLITE_CANTOPEN"),
+        ("malformed", "SQLITE_CORRUPT"),
+        ("not a database", "SQLITE_NOTADB"),
+        ("locked", "SQLITE_BUSY"),
+        ("I/O error", "SQLITE_IOERR"),
+    ):
+        if part in text:
+            return guess
+    return ""
+
+
+def _failure(path: Path, exc: sqlite3.Error, readonly: bool) -> StoreError:
+    """The :class:`StoreError` for an sqlite error met while using the store at ``path``."""
+    name = _error_name(exc)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return _damaged(path, f"an sqlite file that is truncated or corrupted: {exc}", readonly)
+    if name.startswith("SQLITE_FULL"):
+        why = "the disk is full"
+    elif name.startswith("SQLITE_READONLY"):
+        why = "the file or its folder is read-only"
+    elif name.startswith("SQLITE_CANTOPEN"):
+        why = "sqlite cannot open it (the folder must be writable: a store keeps its -wal and "
+        why += "-shm files beside it)"
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        why = f"another process has kept it locked for over {BUSY_TIMEOUT_S:.0f} s"
+    elif name.startswith("SQLITE_IOERR"):
+        why = f"the disk reported an error ({exc})"
+    else:
+        why = str(exc)
+    if readonly:
+        return StoreError(f"{path}: cannot read the results store: {why}")
+    return StoreError(
+        f"{path}: cannot write the results store: {why}; everything committed before is kept "
+        "(fix that and run the sweep again: finished designs are skipped)"
+    )
+
+
+def _sniff(path: Path, readonly: bool) -> None:
+    """Refuse a file whose first bytes are not sqlite's header (saying whether it is text); an
+    empty file passes (a new store). Reads the first bytes only."""
     try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the results store ({exc.strerror})") from None
+    if not head or head.startswith(_SQLITE_HEADER):
+        return
+    if _SQLITE_HEADER.startswith(head):
+        raise _damaged(path, "an sqlite file cut short inside its header", readonly)
+    text = None
+    for cut in range(4):  # the 512 bytes may end inside a UTF-8 character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    if text is not None and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text):
+        raise _not_a_store(path, "it is a text file, not an sqlite database", readonly)
+    raise _not_a_store(path, "it is not an sqlite database: it lacks sqlite's header", readonly)
+
+
+def _check_meta(path: Path, db: sqlite3.Connection, readonly: bool) -> None:
+    """Refuse a store whose ``meta`` rows (the sweeps, the format) are not JSON objects."""
+    for name, value in db.execute("SELECT name, value FROM meta"):
+        if not (isinstance(name, str) and (name.startswith("sweep:") or name == "store")):
+            continue
+        try:
+            problem = None if isinstance(json.loads(value), dict) else "is not a JSON object"
+        except (TypeError, ValueError) as exc:
+            problem = f"is not valid JSON: {exc}"
+        if problem:
+            raise _damaged(path, f"its meta row {name!r} {problem}", readonly)
+
+
+def _identify(path: Path, db: sqlite3.Connection, *, new_ok: bool, readonly: bool, check=True):
+    """``(format version, tables)`` of the store ``db``; version 0 is an empty database (a new
+    store, accepted with ``new_ok`` only). Raises :class:`StoreError` for a file that is not a
+    pimsim store, a damaged one (``check``: sqlite's quick check of every page included) or
+    one of a newer format."""
+    try:
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         tables = _tables(db)
-    except sqlite3.DatabaseError as exc:
-        raise _not_a_store(path, str(exc)) from None
-    if not tables and new_ok:
-        return tables
-    missing = sorted(_STORE_TABLES - tables)
-    if missing:
-        what = f"it has no {missing[0]} table" if tables else "it holds no tables"
-        raise _not_a_store(path, what)
-    return tables
+        ours = app == APPLICATION_ID
+        if app and not ours:
+            raise _not_a_store(
+                path, f"an sqlite database of another application, id {app:#x}", readonly
+            )
+        if not ours and version:
+            raise _not_a_store(
+                path, f"an sqlite database of another program (user_version {version})", readonly
+            )
+        if not tables:
+            if new_ok and not ours:
+                return 0, tables
+            if not ours:
+                raise _not_a_store(path, "an sqlite database that holds no tables", readonly)
+        missing = sorted(_STORE_TABLES - tables)
+        if missing and ours:
+            raise _damaged(path, f"its {missing[0]} table is missing", readonly)
+        if missing:
+            others = sorted(tables - _ALL_TABLES)
+            what = f"it has no {missing[0]} table"
+            if others:
+                listed = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+                what = f"an sqlite database of another program, with the tables {listed}"
+            raise _not_a_store(path, what, readonly)
+        version = version if ours else 1  # stores from before the format was recorded
+        if version > STORE_VERSION:
+            raise StoreError(
+                f"{path}: a pimsim results store of format {version}, newer than this pimsim "
+                f"reads (up to {STORE_VERSION}): upgrade pimsim, or {_advice(readonly)}"
+            )
+        if version < 1:
+            raise _damaged(path, f"its format version {version} is not one pimsim wrote", readonly)
+        _check_meta(path, db, readonly)
+        if check:
+            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                lines = [line for line in problem.splitlines() if not line.startswith("***")]
+                raise _damaged(path, f"sqlite finds it corrupted: {lines[0]}", readonly)
+    except sqlite3.Error as exc:
+        raise _failure(path, exc, readonly) from None
+    return version, tables
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     if not path.exists():
-        raise PimsimError(f"{path}: no such results store (run pimsim sweep first)")
+        raise StoreError(f"{path}: no such results store (run pimsim sweep first)")
     if not path.is_file():
-        raise PimsimError(f"{path}: not a file")
+        raise StoreError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise _not_a_store(path, "an empty file")
+    _sniff(path, readonly=True)
     uri = path.resolve().as_uri() + "?mode=ro"
     try:
         return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise PimsimError(f"{path}: cannot open the results store ({exc})") from None
+        raise _failure(path, exc, readonly=True) from None
+
+
+def _reads(method):
+    """Run ``method`` with sqlite's errors raised as a :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._errors():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class ResultStore:
     """A sweep's results in sqlite (see the module docstring). Use as a context manager.
 
     ``readonly=True`` opens an existing store for reading only (``mode=ro``): nothing is created
-    or changed, and a file that is not a pimsim store is refused with a :class:`PimsimError`.
-    Opened for writing, a missing or empty file becomes a new store, and a file with other
-    tables is refused too."""
+    or changed. Opened for writing, a missing or empty file becomes a new store. Either way a
+    file that is not a pimsim store (not sqlite, another program's database, a newer format) or
+    a damaged one is refused with a :class:`StoreError` and left as it is, and every sqlite error
+    later (a full disk, a read-only file) is raised as one too."""
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        if readonly:
-            self._db = _connect_readonly(self.path)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        self._db = _connect_readonly(self.path) if readonly else self._connect()
         try:
-            if readonly:
-                _check_store(self.path, self._db, new_ok=False)
-            else:
-                self._prepare()
-            self._refresh_columns()
+            with self._errors():
+                if readonly:
+                    _identify(self.path, self._db, new_ok=False, readonly=True)
+                else:
+                    self._prepare()
+                self._refresh_columns()
         except BaseException:
             self._db.close()
             raise
 
+    def _connect(self) -> sqlite3.Connection:
+        """A connection for writing, once an existing file is known to be a pimsim store (or
+        empty): a file of another program is only ever read, and read-only."""
+        path = self.path
+        if path.exists() or path.is_symlink():
+            if not path.is_file():
+                kind = "a folder" if path.is_dir() else "not a regular file"
+                raise StoreError(f"{path}: cannot be a results store ({kind}): {_advice(False)}")
+            if path.stat().st_size:
+                _sniff(path, readonly=False)
+                with contextlib.closing(_connect_readonly(path)) as probe:
+                    _identify(path, probe, new_ok=True, readonly=False)
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"{path}: cannot create the results store's folder ({exc.strerror}): "
+                    f"{_advice(False)}"
+                ) from None
+        try:
+            return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _failure(path, exc, readonly=False) from None
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """sqlite's errors (and pandas' wrapping of them) as one :class:`StoreError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc, self.readonly) from None
+        except Exception as exc:
+            pandas = sys.modules.get("pandas")  # no pandas imported: no pandas error
+            if pandas is None or not isinstance(exc, pandas.errors.DatabaseError):
+                raise
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error):
+                raise _failure(self.path, cause, self.readonly) from None
+            raise StoreError(f"{self.path}: cannot read the results store ({exc})") from None
+
     def _prepare(self) -> None:
-        """Check that the file is a store (or empty), switch it to WAL, complete the schema."""
-        tables = _check_store(self.path, self._db, new_ok=True)
+        """Check that the file is a store (or empty), switch it to WAL, complete the schema and
+        record the format (the file's header and ``meta``)."""
+        # an existing file was checked (read-only) before this connection was opened
+        version, tables = _identify(self.path, self._db, new_ok=True, readonly=False, check=False)
         self._wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
-        if _ALL_TABLES <= tables and "training" in self._table_columns("accuracy"):
+        if (
+            version == STORE_VERSION
+            and _ALL_TABLES <= tables
+            and "training" in self._table_columns("accuracy")
+        ):
             return
         with self._write():  # the schema is re-read under the write lock: creation may race
-            had = _tables(self._db)
+            version, had = _identify(
+                self.path, self._db, new_ok=True, readonly=False, check=False
+            )
             for statement in _SCHEMA:
                 self._db.execute(statement)
             if "training" not in self._table_columns("accuracy"):  # stores before training
@@ -176,6 +390,16 @@ class ResultStore:
                     "INSERT OR IGNORE INTO requested (sweep, request, point) "
                     "SELECT p.sweep, r.request, p.point FROM requests r "
                     "JOIN points p ON p.key = r.key"
+                )
+            if version < STORE_VERSION:  # a new store, or one from before the format was kept
+                from pimsim import __version__
+
+                self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+                record = {"format": "pimsim results store", "version": STORE_VERSION,
+                          "written_by": f"pimsim {__version__}"}
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('store', ?)", (json.dumps(record),)
                 )
 
     def _wal(self) -> None:
@@ -193,17 +417,21 @@ class ResultStore:
 
     @contextlib.contextmanager
     def _write(self):
-        """One write transaction, begun with the write lock taken (``BEGIN IMMEDIATE``)."""
+        """One write transaction, begun with the write lock taken (``BEGIN IMMEDIATE``); an
+        sqlite error (a full disk, a read-only file) rolls it back and is raised as a
+        :class:`StoreError` (what earlier transactions committed stays)."""
         if self.readonly:
-            raise PimsimError(f"{self.path}: the results store is open read-only")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            raise StoreError(f"{self.path}: the results store is open read-only")
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
 
     def _table_columns(self, table: str) -> list[str]:
         return [row[1] for row in self._db.execute(f"PRAGMA table_info({_q(table)})")]
@@ -226,6 +454,7 @@ class ResultStore:
         self.close()
 
     # -- what is done -------------------------------------------------------------------------
+    @_reads
     def answered(self) -> set[str]:
         """Request keys already answered (a ``failed`` design is not an answer: it is retried)."""
         cur = self._db.execute(
@@ -234,11 +463,13 @@ class ResultStore:
         )
         return {row[0] for row in cur}
 
+    @_reads
     def accuracy_cache(self) -> dict[str, dict]:
         """The oracle's results by accuracy key."""
         cur = self._db.execute(f"SELECT key, {', '.join(ACCURACY_COLUMNS)} FROM accuracy")
         return {row[0]: dict(zip(ACCURACY_COLUMNS, row[1:], strict=True)) for row in cur}
 
+    @_reads
     def rows_for(self, requests) -> dict[str, dict]:
         """The stored rows answering ``requests`` (request key -> row as a dict)."""
         out = {}
@@ -260,6 +491,7 @@ class ResultStore:
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"sweep:{name}", json.dumps(info))
             )
 
+    @_reads
     def sweeps(self) -> dict[str, dict]:
         """The sweeps recorded in this store."""
         cur = self._db.execute("SELECT name, value FROM meta WHERE name LIKE 'sweep:%'")
@@ -357,6 +589,7 @@ class ResultStore:
         """``{column: "parameter" | "metric"}`` in first-seen order."""
         return dict(self._columns)
 
+    @_reads
     def frame(self, sweep: str | None = None):
         """Every stored point as a DataFrame (ordered by sweep, point index, key); with
         ``sweep``, every design that sweep asked for (one row per design, with that sweep's
@@ -394,11 +627,8 @@ class ResultStore:
 
 def read_results(path: str | os.PathLike, sweep: str | None = None):
     """The results store at ``path`` as a pandas DataFrame (see :class:`ResultStore`), read
-    read-only; with ``sweep``, every design that sweep asked for. Raises :class:`PimsimError`
-    for a missing file or one that is not a pimsim store."""
-    path = Path(path)
-    try:
-        with ResultStore(path, readonly=True) as store:
-            return store.frame(sweep)
-    except sqlite3.DatabaseError as exc:
-        raise _not_a_store(path, str(exc)) from None
+    read-only; with ``sweep``, every design that sweep asked for. Raises :class:`StoreError`
+    (a :class:`PimsimError`) for a missing file, one that is not a pimsim store, a damaged one
+    or one of a newer format."""
+    with ResultStore(path, readonly=True) as store:
+        return store.frame(sweep)
