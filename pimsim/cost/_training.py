@@ -45,9 +45,13 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pimsim.cost._evaluate import _class_estimates, _units, chip_timing, evaluate
 from pimsim.cost._hierarchy import estimate
@@ -145,68 +149,138 @@ def _trainable_names(workload) -> list[str]:
     return [la.name for la in workload.layers if la.kind in TRAINABLE]
 
 
+class SummaryError(PimsimError, ValueError):
+    """A ``--writes-from`` training summary cannot be read or does not fit the evaluation: the
+    message names the file and the field."""
+
+
+#: A per-layer count of a summary: a finite non-negative number.
+_Count = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class WritesSummary(BaseModel):
+    """The fields of a ``pimsim train ARCH WORKLOAD --rule R --summary F`` file that
+    :func:`read_writes_summary` reads; any others are kept as they are."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    workload: str | None = None
+    """The network the writes were measured on."""
+    rule: str | None = None
+    """The learning rule it was trained with."""
+    update: Literal["exact", "pulsed", "mixed_precision"] | None = None
+    """The weight-update scheme."""
+    batch_size: int | None = Field(None, ge=1)
+    """Samples per training step."""
+    samples_per_epoch: int | None = Field(None, ge=1)
+    """Training samples per epoch."""
+    writes_per_step: dict[str, _Count]
+    """Device writes per training step, per conv or linear layer."""
+    pulses_per_step: dict[str, _Count] | None = None
+    """Programming pulses per training step, per conv or linear layer."""
+
+
+#: Largest summary read (a real one is a few kB).
+MAX_SUMMARY_BYTES = 16 * 2**20
+
+_WRITE_ONE = "write one with pimsim train ARCH WORKLOAD --rule R --summary F"
+
+_BOUNDS = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">",
+           "less_than": "<"}
+
+
+def _validation_problem(exc: ValidationError) -> str:
+    """pydantic's first problem as ``field: what is wrong, got VALUE`` (dotted field path)."""
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else (
+        repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    )
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        message = "missing (not a 'pimsim train --rule R --summary F' file?)"
+    elif kind in _BOUNDS:
+        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}, got {shown}"
+    else:
+        text = str(err["msg"])
+        message = f"{text[:1].lower()}{text[1:]}, got {shown}"
+    return f"{loc}: {message}" if loc else message
+
+
+def _read_summary(path) -> dict:
+    """The JSON object in ``path``: a regular file of at most :data:`MAX_SUMMARY_BYTES`."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise SummaryError(f"{path}: {exc.strerror or 'cannot be read'}") from None
+    if stat.S_ISDIR(mode):
+        raise SummaryError(f"{path}: a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise SummaryError(f"{path}: not a regular file (a FIFO, device or socket): only "
+                           "regular files are read")
+    with path.open("rb") as f:
+        data = f.read(MAX_SUMMARY_BYTES + 1)
+    if len(data) > MAX_SUMMARY_BYTES:
+        raise SummaryError(f"{path}: larger than {MAX_SUMMARY_BYTES // 2**20} MiB: not a "
+                           f"'pimsim train --summary' file; {_WRITE_ONE}")
+    try:
+        summary = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise SummaryError(
+            f"{path}: not a 'pimsim train --summary' file ({reason}); {_WRITE_ONE}"
+        ) from None
+    if not isinstance(summary, dict):
+        raise SummaryError(f"{path}: not a 'pimsim train --summary' file (a JSON object "
+                           f"expected); {_WRITE_ONE}")
+    return summary
+
+
 def read_writes_summary(path, workload, *, rule: str, update: str | None = None) -> dict:
     """The measured device writes of ``path``, a ``pimsim train ARCH WORKLOAD --rule R
     --summary F`` file, checked against the evaluation of ``workload`` with ``rule`` (and
-    ``update`` when given): the summary's network, rule and update scheme (where it records
-    them) must be these, its per-step ``writes_per_step`` (and ``pulses_per_step``) finite
-    non-negative counts for every conv or linear layer of ``workload`` and no other,
-    ``batch_size`` and ``samples_per_epoch`` positive whole numbers. Returns the keyword
-    arguments of :func:`training_cost` it gives: ``writes_per_step``, ``pulses_per_step``,
-    ``update``, ``batch_size``, ``train_samples`` (None where not recorded). Raises a
-    :class:`~pimsim.errors.PimsimError` of one line that names the file and the field."""
+    ``update`` when given): a regular file of at most :data:`MAX_SUMMARY_BYTES` holding a
+    :class:`WritesSummary`; its network, rule and update scheme (where it records them) must be
+    these, its per-step ``writes_per_step`` (and ``pulses_per_step``) finite non-negative counts
+    for every conv or linear layer of ``workload`` and no other, ``batch_size`` and
+    ``samples_per_epoch`` positive whole numbers. Returns the keyword arguments of
+    :func:`training_cost` it gives: ``writes_per_step``, ``pulses_per_step``, ``update``,
+    ``batch_size``, ``train_samples`` (None where not recorded). Raises a
+    :class:`SummaryError` of one line that names the file and the field."""
 
     def fail(field_name: str, problem: str):
-        raise PimsimError(f"{path}: {field_name}: {problem}")
+        raise SummaryError(f"{path}: {field_name}: {problem}")
 
+    raw = _read_summary(path)
     try:
-        summary = json.loads(Path(path).read_text())
-    except ValueError as exc:
-        raise PimsimError(
-            f"{path}: not a 'pimsim train --summary' file ({exc}); write one with "
-            "pimsim train ARCH WORKLOAD --rule R --summary F"
-        ) from exc
-    if not isinstance(summary, dict):
-        raise PimsimError(f"{path}: not a 'pimsim train --summary' file (a JSON object "
-                          "expected); write one with pimsim train ARCH WORKLOAD --rule R "
-                          "--summary F")
-    recorded = summary.get("workload")
-    if recorded is not None and recorded != workload.name:
-        fail("workload", f"the writes were measured on {recorded!r}, not on the evaluated "
-                         f"{workload.name!r}")
-    recorded = summary.get("rule")
-    if recorded is not None and recorded != rule:
-        fail("rule", f"the writes were measured with {recorded!r} training, not the "
+        summary = WritesSummary.model_validate(raw)
+    except ValidationError as exc:
+        raise SummaryError(f"{path}: {_validation_problem(exc)}") from None
+    if summary.workload is not None and summary.workload != workload.name:
+        fail("workload", f"the writes were measured on {summary.workload!r}, not on the "
+                         f"evaluated {workload.name!r}")
+    if summary.rule is not None and summary.rule != rule:
+        fail("rule", f"the writes were measured with {summary.rule!r} training, not the "
                      f"evaluated {rule!r}")
-    recorded = summary.get("update")
-    if recorded is not None:
-        if recorded not in UPDATES:
-            fail("update", f"{recorded!r} is not one of {', '.join(UPDATES)}")
-        if update is not None and recorded != update:
-            fail("update", f"the writes were measured with {recorded!r} updates, not the "
-                           f"evaluated {update!r}")
-    for key in ("batch_size", "samples_per_epoch"):
-        value = summary.get(key)
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
-        ):
-            fail(key, f"{value!r} is not a positive whole number")
-    if "writes_per_step" not in summary:
-        fail("writes_per_step", "missing (not a 'pimsim train --rule R --summary F' file?)")
+    if summary.update is not None and update is not None and summary.update != update:
+        fail("update", f"the writes were measured with {summary.update!r} updates, not the "
+                       f"evaluated {update!r}")
     names = _trainable_names(workload)
     for key in ("writes_per_step", "pulses_per_step"):
-        counts = summary.get(key)
-        if counts is None and key == "pulses_per_step":
+        counts = getattr(summary, key)
+        if counts is None:
             continue
         problem = _count_problem(counts, names, workload.name, complete=True)
         if problem is not None:
             fail(key + problem[0], problem[1])
     return {
-        "writes_per_step": summary["writes_per_step"],
-        "pulses_per_step": summary.get("pulses_per_step"),
-        "update": summary.get("update"),
-        "batch_size": summary.get("batch_size"),
-        "train_samples": summary.get("samples_per_epoch"),
+        "writes_per_step": summary.writes_per_step,
+        "pulses_per_step": summary.pulses_per_step,
+        "update": summary.update,
+        "batch_size": summary.batch_size,
+        "train_samples": summary.samples_per_epoch,
     }
 
 

@@ -22,15 +22,24 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from pimsim._atomic import atomic_write
 from pimsim.errors import PimsimError
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION
 from pimsim.training._qat import quant_layers, quantize_model
-from pimsim.training._train import METHODS, load_failure
+from pimsim.training._train import (
+    METHODS,
+    _first_sentence,
+    file_problem,
+    load_failure,
+    state_mismatch,
+    validation_problem,
+)
 from pimsim.workload import zoo_model
 from pimsim.workload._zoo import input_shape_of
 
@@ -126,6 +135,124 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> tuple[Pat
     return pt, sidecar
 
 
+class LayerRecord(BaseModel):
+    """One quantized layer in a sidecar's ``layers``."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    input_scale: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """Calibrated input scale (the state dict holds the one loaded)."""
+    signed_input: bool | None = None
+    """Whether the layer quantizes its input as signed integers."""
+    weight_bits: int | None = Field(None, ge=2, le=32)
+    input_bits: int | None = Field(None, ge=1, le=32)
+
+
+class Sidecar(BaseModel):
+    """The JSON sidecar of a checkpoint, as :func:`load_checkpoint` reads it: the fields it
+    uses are checked, any others are kept as they are."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    workload: str = Field(min_length=1, max_length=1000)
+    """The zoo network (or ``package.module:factory[:shape]``) the weights belong to."""
+    method: Literal["float", "qat", "pimqat"]
+    """How the network was trained."""
+    format_version: int | None = Field(None, ge=1, le=FORMAT_VERSION)
+    weight_bits: int | None = Field(None, ge=2, le=32)
+    """Weight bits of every quantized layer (``qat``/``pimqat``; None for ``float``)."""
+    input_bits: int | None = Field(None, ge=1, le=32)
+    """Input bits of every quantized layer (``qat``/``pimqat``; None for ``float``)."""
+    layers: dict[str, LayerRecord] = Field(default_factory=dict)
+    """Input scale and signed flag of each quantized layer."""
+    state_dict_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    """sha256 of the ``.pt`` file, checked on load."""
+    accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    """Test accuracy (fraction)."""
+
+    @model_validator(mode="after")
+    def _bits_fit_method(self) -> Sidecar:
+        if self.method != "float":
+            for key in ("weight_bits", "input_bits"):
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key}: a {self.method} checkpoint needs its bit width")
+            if self.input_bits < 2:
+                for name, layer in self.layers.items():
+                    if layer.signed_input:
+                        raise ValueError(f"layers.{name}.signed_input: a signed input needs "
+                                         f"input_bits >= 2, not {self.input_bits}")
+        return self
+
+
+#: Largest sidecar read (a real one is a few kB).
+MAX_SIDECAR_BYTES = 16 * 2**20
+
+#: What a user does about a checkpoint that cannot be loaded.
+_REDO = "write it again with pimsim train (pimsim.training.save_checkpoint in Python)"
+
+
+def read_sidecar(sidecar: Path) -> tuple[Sidecar, dict]:
+    """The sidecar ``sidecar``, validated and as read: ``(Sidecar, dict)``; a
+    :class:`CheckpointError` naming the file and the field when it is not a regular file, is
+    too large, not JSON or holds wrong values."""
+    problem = file_problem(sidecar)
+    if problem is not None:
+        raise CheckpointError(f"{sidecar}: {problem}")
+    with sidecar.open("rb") as f:
+        data = f.read(MAX_SIDECAR_BYTES + 1)
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"{sidecar}: larger than {MAX_SIDECAR_BYTES // 2**20} MiB: not a "
+                              f"pimsim checkpoint sidecar; {_REDO}")
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{sidecar}: not valid JSON ({reason}); {_REDO}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{sidecar}: not a pimsim checkpoint sidecar (a JSON object "
+                              f"expected, not {_json_kind(record)}); {_REDO}")
+    try:
+        return Sidecar.model_validate(record), record
+    except ValidationError as exc:
+        raise CheckpointError(f"{sidecar}: {validation_problem(exc)}") from None
+
+
+def _json_kind(value) -> str:
+    kinds = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
+def _state_signature(model: nn.Module) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _fits(state: dict, signature: dict[str, tuple]) -> bool:
+    """Whether ``state`` holds every entry of a network's float ``signature`` with its shape,
+    and nothing else but buffers of its layers (input scales, ADC ranges of quantized ones)."""
+    owners = {k.rpartition(".")[0] for k in signature}
+    return all(
+        k in state and tuple(getattr(state[k], "shape", ())) == shape
+        for k, shape in signature.items()
+    ) and all(k in signature or k.rpartition(".")[0] in owners for k in state)
+
+
+def network_of(state: dict) -> str | None:
+    """The zoo network whose weights ``state`` holds, or None: every zoo network is built on
+    torch's meta device (shapes only, no memory or time for weights) and compared."""
+    from pimsim.workload._zoo import ZOO
+
+    for name in ZOO:
+        try:
+            with warnings.catch_warnings(), torch.device("meta"):
+                warnings.simplefilter("ignore")
+                signature = _state_signature(zoo_model(name))
+        except Exception:  # a network that cannot be built here (a missing extra): not it
+            continue
+        if _fits(state, signature):
+            return name
+    return None
+
+
 def load_checkpoint(
     path: str | Path, weight_bits: int | None = None, input_bits: int | None = None
 ) -> tuple[nn.Module, dict]:
@@ -136,48 +263,64 @@ def load_checkpoint(
     for other ``weight_bits``/``input_bits`` than the checkpoint's requantizes the model (the
     calibrated input ranges are kept) with a warning; asking for bit widths from a ``float``
     checkpoint quantizes it, with uncalibrated input scales.
+
+    Both files must be regular files; the sidecar (at most :data:`MAX_SIDECAR_BYTES`) is
+    validated as a :class:`Sidecar`, the state dict is read with ``torch.load(weights_only=True)``
+    and must hold exactly the network's entries with their shapes. Anything else raises
+    :class:`CheckpointError`, one line naming the file (and the field or parameters at fault).
     """
     pt, sidecar = checkpoint_paths(path)
-    for file in (pt, sidecar):
-        if not file.is_file():
-            raise CheckpointError(f"{file}: no such file")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: not valid JSON ({exc})") from exc
-    method = meta.get("method")
-    if method not in METHODS or "workload" not in meta:
-        raise CheckpointError(f"{sidecar}: needs 'workload' and a 'method' in {METHODS}")
-    digest = meta.get("state_dict_sha256")
+    problem = file_problem(pt)
+    if problem is not None:
+        raise CheckpointError(f"{pt}: {problem}")
+    record, meta = read_sidecar(sidecar)
+    method, workload = record.method, record.workload
+    digest = record.state_dict_sha256
     if digest is not None and digest != _sha256(pt):
-        raise CheckpointError(f"{pt}: sha256 differs from the one recorded in {sidecar.name}")
+        raise CheckpointError(f"{pt}: sha256 differs from the one recorded in {sidecar.name}: "
+                              f"the file was changed or damaged after it was written; {_REDO}")
     try:
-        model = zoo_model(meta["workload"])
+        model = zoo_model(workload)
+        shape = (1, *input_shape_of(workload))
     except PimsimError as exc:
-        raise CheckpointError(f"{sidecar}: {exc}") from exc
-    shape = (1, *input_shape_of(meta["workload"]))
-    saved_bits = {"weight_bits": meta.get("weight_bits"), "input_bits": meta.get("input_bits")}
+        raise CheckpointError(f"{sidecar}: workload: {exc}") from exc
+    saved_bits = {"weight_bits": record.weight_bits, "input_bits": record.input_bits}
     if method in ("qat", "pimqat"):
         model = quantize_model(model, **saved_bits, input_shape=shape)
         for name, layer in quant_layers(model).items():
-            saved = meta.get("layers", {}).get(name, {})
-            layer.signed_input = bool(saved.get("signed_input", layer.signed_input))
+            saved = record.layers.get(name)
+            if saved is not None and saved.signed_input is not None:
+                layer.signed_input = saved.signed_input
     try:
         state = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # refused globals, a damaged archive: a clear error, no traceback
-        raise CheckpointError(f"{pt}: not a valid state dict ({load_failure(exc)})") from exc
+        raise CheckpointError(
+            f"{pt}: not a valid state dict, so not a pimsim checkpoint or a damaged one "
+            f"({load_failure(exc)}); {_REDO}"
+        ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise CheckpointError(f"{pt}: not a valid state dict (not a mapping of names to tensors)")
+        raise CheckpointError(f"{pt}: not a valid state dict, so not a pimsim checkpoint (not "
+                              f"a mapping of names to tensors); {_REDO}")
+    as_saved = dict(state)
     for name in quant_layers(model):  # checkpoints from before PIM-QAT: no output rescaling
         state.setdefault(f"{name}.output_scale", torch.ones(()))
         # no trained ADC ranges (digital QAT, PIM-QAT at full scale, older checkpoints)
         state.setdefault(f"{name}.adc_range", torch.zeros(0, dtype=torch.float64))
+    mismatch = state_mismatch(state, model)
+    if mismatch is not None:
+        held = network_of(as_saved)
+        held = (f"; it holds the weights of {held}" if held and held != workload
+                else "")
+        raise CheckpointError(
+            f"{pt}: does not fit {workload!r}, the network {sidecar.name} names ({mismatch})"
+            f"{held}; give the checkpoint of {workload}, or {_REDO}"
+        )
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{pt}: does not fit {meta['workload']!r} ({exc})") from exc
+    except Exception as exc:  # a dtype torch cannot copy: still one line
+        raise CheckpointError(f"{pt}: does not fit {workload!r} ({_first_sentence(exc)})") from exc
     model.eval()
 
     wanted = {"weight_bits": weight_bits, "input_bits": input_bits}

@@ -32,6 +32,7 @@ import hashlib
 import math
 import pickle
 import re
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -250,6 +252,52 @@ def load_failure(exc: BaseException) -> str:
     return f"damaged or not written by torch.save: {_first_sentence(exc)}"
 
 
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a data file (missing, a directory, a FIFO, a device or a
+    socket: only regular files are read, so nothing blocks or reads without end), or None."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISDIR(mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a FIFO, device or socket): only regular files are read"
+    return None
+
+
+def _shape(tensor) -> str:
+    return "[" + ", ".join(str(d) for d in tensor.shape) + "]" if hasattr(tensor, "shape") else (
+        type(tensor).__name__
+    )
+
+
+def state_mismatch(state: dict, model: nn.Module, shown: int = 3) -> str | None:
+    """How the state dict ``state`` fails to fit ``model``, in one line naming the first
+    ``shown`` parameters of each kind (shapes that differ, with both shapes; entries the model
+    lacks; entries the file lacks), or None when every entry fits. An empty buffer of the model
+    (a trained ADC range not trained yet) takes the file's shape on load: any shape fits it."""
+    wanted = model.state_dict()
+    problems = []
+    differ = [
+        f"{k} {_shape(v)} in the file, {_shape(wanted[k])} in the model"
+        for k, v in state.items()
+        if k in wanted and (not isinstance(v, torch.Tensor) or (
+            v.shape != wanted[k].shape and wanted[k].numel() > 0
+        ))
+    ]
+    missing = [k for k in wanted if k not in state]
+    unexpected = [k for k in state if k not in wanted]
+    for label, names in (("shapes differ", differ), ("missing", missing),
+                         ("unexpected", unexpected)):
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            problems.append(f"{label}: {', '.join(names[:shown])}{more}")
+    return "; ".join(problems) or None
+
+
 def _flatten(record: dict, prefix: str = "") -> dict:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested hyperparameters as dotted fields."""
     flat = {}
@@ -286,6 +334,51 @@ def save_resume(path: Path, payload: dict) -> None:
         torch.save({"format": RESUME_FORMAT, "version": RESUME_VERSION, **payload}, f)
 
 
+class LogRow(BaseModel):
+    """One epoch of a training log (a row of the CSV log, an entry of a resume file's log)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    epoch: int = Field(ge=1)
+    """The epoch this row closes, from 1."""
+    train_loss: float
+    """Mean training loss of the epoch (NaN or infinite when the run diverged)."""
+    test_accuracy: float | None = Field(ge=0, le=1, allow_inf_nan=False)
+    """Test accuracy after the epoch (fraction), None without test data."""
+    lr: float = Field(ge=0, allow_inf_nan=False)
+    """Learning rate at the end of the epoch."""
+    wall_time_s: float = Field(ge=0, allow_inf_nan=False)
+    """Seconds the epoch took."""
+
+
+def validation_problem(exc: ValidationError) -> str:
+    """The first problem pydantic found, in a few words naming the field (dotted path) and the
+    value: ``"layers.fc1.weight_bits: must be >= 2, got 0"``."""
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    kind, ctx = err["type"], err.get("ctx") or {}
+    value = err.get("input")
+    shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else (
+        repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    )
+    if kind == "missing":
+        message = "required field is missing"
+    elif kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
+    elif kind in _BOUNDS:
+        message = f"must be {_BOUNDS[kind]} {next(iter(ctx.values()), '')}, got {shown}"
+    else:
+        text = re.sub(r" or instance of \w+", "", str(err["msg"]))
+        message = f"{text[:1].lower()}{text[1:]}, got {shown}"
+    return f"{loc}: {message}" if loc else message
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+           "less_than_equal": "<=", "string_too_short": "at least", "string_too_long": "at most"}
+
+
 #: The entries of a resume file and their types.
 _RESUME_FIELDS = {
     "hyperparameters": dict,
@@ -311,6 +404,9 @@ def load_resume(path: Path, hyperparameters: dict) -> dict:
     def invalid(reason: str) -> ResumeError:
         return ResumeError(f"{path}: not a valid pimsim resume file ({reason}); {_START_OVER}")
 
+    problem = file_problem(path)
+    if problem is not None:
+        raise ResumeError(f"{path}: {problem}; {_START_OVER}")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # refused globals, a damaged archive: a clear error, no traceback
@@ -328,6 +424,15 @@ def load_resume(path: Path, hyperparameters: dict) -> dict:
     ):
         raise invalid(f"its log of {len(saved['log'])} rows does not match epoch "
                       f"{saved['epoch']}")
+    for number, row in enumerate(saved["log"], 1):
+        try:
+            LogRow.model_validate(row)
+        except ValidationError as exc:
+            raise invalid(f"log row {number}: {validation_problem(exc)}") from None
+        if row["epoch"] != number:
+            raise invalid(f"log row {number}: epoch {row['epoch']}, {number} expected")
+    if not all(isinstance(k, str) for k in saved["model"]):
+        raise invalid("'model' is not a mapping of names to tensors")
     then, now = _flatten(saved["hyperparameters"]), _flatten(hyperparameters)
     missing = object()
     differ = []
@@ -483,17 +588,27 @@ def _train_model(
     run.update(hyperparameters or {})
     state = TrainState()
     resume_file = _resume_path(checkpoint)
-    if resume and resume_file is not None and resume_file.is_file():
+    if resume and resume_file is not None and (resume_file.exists() or resume_file.is_symlink()):
         saved = load_resume(resume_file, run)
+        problem = state_mismatch(saved["model"], model)
+        if problem is not None:
+            from pimsim.training._checkpoint import network_of
+
+            held = network_of(saved["model"])
+            held = f"; it holds the weights of {held}" if held else ""
+            raise ResumeError(
+                f"{resume_file}: does not fit this model ({problem}){held}; {_START_OVER}"
+            )
         try:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["schedule"])
             generator.set_state(saved["generator"])
             chips.bit_generator.state = saved["chips"]
-        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except Exception as exc:  # a crafted optimizer or RNG state: one clear line
             raise ResumeError(
-                f"{resume_file}: does not fit this model ({_first_sentence(exc)}); {_START_OVER}"
+                f"{resume_file}: its optimizer, schedule or RNG state does not fit this run ("
+                f"{_first_sentence(exc)}); {_START_OVER}"
             ) from exc
         state = TrainState(saved["epoch"], saved["log"])
     start = time.perf_counter()
