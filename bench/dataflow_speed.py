@@ -62,17 +62,18 @@ def main() -> None:
           f"compile or cache load included): {first_ms:.0f} ms\n")
     print("evaluate, median ms (default latency model: event, "
           f"{DEFAULT_GRANULARITY} granularity)")
-    print(f"| arch | network | default | goal | event, layer | analytical | "
-          f"default / analytical |")
+    print("| arch | network | default | goal | event, layer | analytical | "
+          "default / analytical |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     sims = []
     for arch_name in ARCHS:
         arch = pimsim.load_arch(ROOT / "arch_specs" / f"{arch_name}.yaml")
         for work_name in NETWORKS:
             work = pimsim.load_workload(work_name)
-            t_def, rep = median_ms(lambda: evaluate(arch, work), n)
-            t_layer, _ = median_ms(lambda: evaluate(arch, work, granularity="layer"), n)
-            t_ana, _ = median_ms(lambda: evaluate(arch, work, latency_model="analytical"), n)
+            t_def, rep = median_ms(lambda a=arch, w=work: evaluate(a, w), n)
+            t_layer, _ = median_ms(lambda a=arch, w=work: evaluate(a, w, granularity="layer"), n)
+            t_ana, _ = median_ms(
+                lambda a=arch, w=work: evaluate(a, w, latency_model="analytical"), n)
             goal = GOALS_MS.get((arch_name, work_name))
             mark = "" if goal is None else f"<= {goal:.0f}" + (" ok" if t_def <= goal else
                                                                 " MISSED")
@@ -86,9 +87,10 @@ def main() -> None:
         mapping = map_network(arch, work)
         timing = chip_timing(arch, mapping)
         for gran in ("row", "layer"):
-            t_fast, flow = median_ms(lambda: simulate(mapping, timing, granularity=gran), n)
+            t_fast, flow = median_ms(
+                lambda m=mapping, t=timing, g=gran: simulate(m, t, granularity=g), n)
             t_heap, ref = median_ms(
-                lambda: simulate(mapping, timing, granularity=gran, kernel="heap"),
+                lambda m=mapping, t=timing, g=gran: simulate(m, t, granularity=g, kernel="heap"),
                 max(1, n // 3))
             assert ref.to_dict() == flow.to_dict()
             print(f"| {arch_name} | {work_name} | {gran} | {flow.jobs} | {t_fast:.2f} | "

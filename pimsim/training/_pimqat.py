@@ -8,12 +8,12 @@ digital fake-quantized product (straight-through estimator, STE). The oracle lay
 definition of the forward computation; this module re-programs it with the current weights each
 step and never re-implements it.
 
-Rescaling (the derivation, with the formulas for the two regimes, is in ``docs/pim_qat.md``). Write the digital integer product of one
-output as y_d = sum_i a_i p_i, where i runs over (row group, input cycle, weight slice), p_i is
-one partial sum and a_i its shift-and-add weight, and the PIM result as y_p = sum_i a_i Q(p_i),
-where Q is the ADC with step Delta = max(1, FS / code_max), FS = rows_per_adc_read x
-(2^cell_bits - 1) x (2^dac_bits - 1). Bussgang's decomposition Q(p) = gamma p + e (e
-uncorrelated with p; for Gaussian p, gamma = E[Q'(p)]) gives
+Rescaling (the derivation, with the formulas for the two regimes, is in ``docs/pim_qat.md``). Write
+the digital integer product of one output as y_d = sum_i a_i p_i, where i runs over (row group,
+input cycle, weight slice), p_i is one partial sum and a_i its shift-and-add weight, and the PIM
+result as y_p = sum_i a_i Q(p_i), where Q is the ADC with step Delta = max(1, FS / code_max), FS =
+rows_per_adc_read x (2^cell_bits - 1) x (2^dac_bits - 1). Bussgang's decomposition Q(p) = gamma p +
+e (e uncorrelated with p; for Gaussian p, gamma = E[Q'(p)]) gives
 
     y_p = gamma y_d + E,   Var(E) = sum_i a_i^2 Var(e_i),   gamma = <y_p, y_d> / <y_d, y_d>
 
