@@ -435,5 +435,5 @@ def test_read_writes_summary_raises_summary_error(tmp_path):
             read_writes_summary(path, wl, rule="backprop")
     with pytest.raises(SummaryError, match="a directory"):
         read_writes_summary(tmp_path, wl, rule="backprop")
-    with pytest.raises(SummaryError, match="No such file"):
+    with pytest.raises(SummaryError, match="no such file"):
         read_writes_summary(tmp_path / "absent.json", wl, rule="backprop")

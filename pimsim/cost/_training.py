@@ -43,16 +43,14 @@ off chip; write-verify beyond ``write_pulses``.
 
 from __future__ import annotations
 
-import json
 import math
-import stat
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pimsim._files import read_json_object
 from pimsim.cost._evaluate import _class_estimates, _units, chip_timing, evaluate
 from pimsim.cost._hierarchy import estimate
 from pimsim.cost._registry import BUFFER_ACCESS_BITS
@@ -210,32 +208,8 @@ def _validation_problem(exc: ValidationError) -> str:
 
 def _read_summary(path) -> dict:
     """The JSON object in ``path``: a regular file of at most :data:`MAX_SUMMARY_BYTES`."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise SummaryError(f"{path}: {exc.strerror or 'cannot be read'}") from None
-    if stat.S_ISDIR(mode):
-        raise SummaryError(f"{path}: a directory, not a file")
-    if not stat.S_ISREG(mode):
-        raise SummaryError(f"{path}: not a regular file (a FIFO, device or socket): only "
-                           "regular files are read")
-    with path.open("rb") as f:
-        data = f.read(MAX_SUMMARY_BYTES + 1)
-    if len(data) > MAX_SUMMARY_BYTES:
-        raise SummaryError(f"{path}: larger than {MAX_SUMMARY_BYTES // 2**20} MiB: not a "
-                           f"'pimsim train --summary' file; {_WRITE_ONE}")
-    try:
-        summary = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise SummaryError(
-            f"{path}: not a 'pimsim train --summary' file ({reason}); {_WRITE_ONE}"
-        ) from None
-    if not isinstance(summary, dict):
-        raise SummaryError(f"{path}: not a 'pimsim train --summary' file (a JSON object "
-                           f"expected); {_WRITE_ONE}")
-    return summary
+    return read_json_object(path, MAX_SUMMARY_BYTES, SummaryError,
+                            "a 'pimsim train --summary' file", _WRITE_ONE)
 
 
 def read_writes_summary(path, workload, *, rule: str, update: str | None = None) -> dict:

@@ -29,13 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from torch import nn
 
 from pimsim._atomic import atomic_write
+from pimsim._files import file_problem, read_json_object
 from pimsim.errors import PimsimError
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION
 from pimsim.training._qat import quant_layers, quantize_model
 from pimsim.training._train import (
     METHODS,
     _first_sentence,
-    file_problem,
     load_failure,
     state_mismatch,
     validation_problem,
@@ -195,31 +195,12 @@ def read_sidecar(sidecar: Path) -> tuple[Sidecar, dict]:
     """The sidecar ``sidecar``, validated and as read: ``(Sidecar, dict)``; a
     :class:`CheckpointError` naming the file and the field when it is not a regular file, is
     too large, not JSON or holds wrong values."""
-    problem = file_problem(sidecar)
-    if problem is not None:
-        raise CheckpointError(f"{sidecar}: {problem}")
-    with sidecar.open("rb") as f:
-        data = f.read(MAX_SIDECAR_BYTES + 1)
-    if len(data) > MAX_SIDECAR_BYTES:
-        raise CheckpointError(f"{sidecar}: larger than {MAX_SIDECAR_BYTES // 2**20} MiB: not a "
-                              f"pimsim checkpoint sidecar; {_REDO}")
-    try:
-        record = json.loads(data.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{sidecar}: not valid JSON ({reason}); {_REDO}") from None
-    if not isinstance(record, dict):
-        raise CheckpointError(f"{sidecar}: not a pimsim checkpoint sidecar (a JSON object "
-                              f"expected, not {_json_kind(record)}); {_REDO}")
+    record = read_json_object(sidecar, MAX_SIDECAR_BYTES, CheckpointError,
+                              "a pimsim checkpoint sidecar", _REDO)
     try:
         return Sidecar.model_validate(record), record
     except ValidationError as exc:
         raise CheckpointError(f"{sidecar}: {validation_problem(exc)}") from None
-
-
-def _json_kind(value) -> str:
-    kinds = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return kinds.get(type(value), "a number")
 
 
 def _state_signature(model: nn.Module) -> dict[str, tuple]:

@@ -32,7 +32,6 @@ import hashlib
 import math
 import pickle
 import re
-import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pimsim._atomic import atomic_write
+from pimsim._files import file_problem
 from pimsim.errors import PimsimError
 from pimsim.oracle._device import cuda_exactness, resolve_device, to_device
 from pimsim.training._data import MNIST_SPLIT_DESCRIPTION, load_dataset
@@ -250,22 +250,6 @@ def load_failure(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "the file is empty or cut short"
     return f"damaged or not written by torch.save: {_first_sentence(exc)}"
-
-
-def file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be read as a data file (missing, a directory, a FIFO, a device or a
-    socket: only regular files are read, so nothing blocks or reads without end), or None."""
-    try:
-        mode = Path(path).stat().st_mode
-    except FileNotFoundError:
-        return "no such file"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or type(exc).__name__})"
-    if stat.S_ISDIR(mode):
-        return "a directory, not a file"
-    if not stat.S_ISREG(mode):
-        return "not a regular file (a FIFO, device or socket): only regular files are read"
-    return None
 
 
 def _shape(tensor) -> str:
