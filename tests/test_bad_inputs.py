@@ -155,6 +155,8 @@ def test_a_grid_over_the_limit_is_refused_before_the_store_exists(tmp_path):
     store = tmp_path / "big.sqlite"
     line = refuse("sweep", str(path), "--store", str(store), contains="8,100,000,000 designs")
     assert "--max-points" in line
+    assert re.search(r"at [\d,]+ designs/min \(measured on 5 of its designs here, \d+ of them "
+                     r"feasible.*\) it would take about [\d,.]+ (days|hours|minutes)", line), line
     assert not store.exists()
 
 

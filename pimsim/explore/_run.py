@@ -27,12 +27,13 @@ from pimsim.explore._executor import default_workers, make_executor
 from pimsim.explore._points import (
     DesignPoint,
     KeyMaker,
+    SweepSizeError,
     check_size,
     grid_points,
     random_points,
 )
 from pimsim.explore._store import ResultStore, _advice
-from pimsim.explore._worker import Context, Task, accuracy_key, resolve
+from pimsim.explore._worker import Context, Task, accuracy_key, resolve, run_task
 from pimsim.spec._sweep import SweepSpec, load_sweep, sweep_name_problem
 
 
@@ -180,6 +181,29 @@ class _Runner:
             self.bar.close()
 
 
+def _estimate(spec: SweepSpec, ctx: Context, keys: KeyMaker, designs: float,
+              workers: int, sample: int = 5) -> str:
+    """How long ``designs`` designs would take, from ``sample`` of them timed here (cost only:
+    with an oracle budget the accuracy runs come on top, and the text says so)."""
+    if math.isinf(designs):
+        return ""
+    from dataclasses import replace
+
+    cost_only = replace(ctx, accuracy=None)
+    points = random_points(spec, keys, sample, seed=0, max_points=sample)
+    start = time.perf_counter()
+    rows = run_task(cost_only, Task(points)).rows
+    feasible = sum(row["status"] == "ok" for row in rows)
+    per_min = len(points) / max(time.perf_counter() - start, 1e-9) * 60 * max(1, workers)
+    minutes = designs / per_min
+    span = (f"{minutes / 1440:,.1f} days" if minutes > 2880 else
+            f"{minutes / 60:,.1f} hours" if minutes > 120 else f"{minutes:,.0f} minutes")
+    extra = ", cost only: the oracle comes on top" if ctx.accuracy is not None else ""
+    return (f"; at {per_min:,.0f} designs/min (measured on {len(points)} of its designs here, "
+            f"{feasible} of them feasible, {max(1, workers)} workers{extra}) it would take "
+            f"about {span}")
+
+
 def sweep(
     spec,
     store=None,
@@ -206,10 +230,6 @@ def sweep(
     strategy = spec.strategy
     designs = (spec.grid_size if strategy.kind == "grid"
                else min(strategy.n or 0, spec.grid_size))
-    check_size(spec, designs, max_points)
-    path = Path(store) if store is not None else default_store(spec)
-    if fresh:
-        _delete_store(path, spec.name)
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise PimsimError(f"workers must be >= 0, got {workers}")
@@ -225,6 +245,13 @@ def sweep(
         spec.fixed,
         threads=max(1, cores // max(1, workers)),
     )
+    try:
+        check_size(spec, designs, max_points)
+    except SweepSizeError as exc:
+        raise SweepSizeError(f"{exc}{_estimate(spec, ctx, keys, designs, workers)}") from None
+    path = Path(store) if store is not None else default_store(spec)
+    if fresh:
+        _delete_store(path, spec.name)
     if strategy.kind == "grid":
         points = grid_points(spec, keys, max_points)
     elif strategy.kind == "random":
