@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,11 @@ from pimsim.cost._training import SummaryError, read_writes_summary  # noqa: E40
 from pimsim.errors import PimsimError  # noqa: E402
 from pimsim.training import CheckpointError, load_checkpoint  # noqa: E402
 from pimsim.training._train import ResumeError, load_resume, save_resume  # noqa: E402
-from tests._cli import ROOT, run_cli  # noqa: E402
+from tests._cli import ROOT, refusal, run_cli  # noqa: E402
 
 ARCH = str(ROOT / "arch_specs" / "isaac.yaml")
 ONCHIP = str(ROOT / "arch_specs" / "rram_onchip_22nm.yaml")
 SHIPPED = ROOT / "results" / "checkpoints"
-#: Each refusal must come this fast (it reads no data and trains nothing).
-LIMIT_S = 5.0
 
 
 class Marker:
@@ -45,17 +42,10 @@ class Marker:
 
 def refused(args: list[str], name: str) -> str:
     """Run the CLI in-process; assert one ``error:`` line naming ``name``, exit status 2, no
-    traceback, within :data:`LIMIT_S`; return the line."""
-    start = time.perf_counter()
-    res = CliRunner().invoke(main, args)
-    elapsed = time.perf_counter() - start
-    assert res.exit_code == 2, (res.output, res.exception)
-    assert "Traceback" not in res.output
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: ") and name in lines[0], lines[0]
-    assert elapsed < LIMIT_S, f"{elapsed:.1f} s"
-    return lines[0]
+    traceback; return the line (how long refusals take: ``bench/refusal_speed.py``)."""
+    line = refusal(args)
+    assert name in line, line
+    return line
 
 
 def copy_checkpoint(folder: Path, name: str = "ckpt", source: str = "lenet5_mnist_qat"):

@@ -21,6 +21,7 @@ from pimsim.cli import main
 from pimsim.errors import PimsimError, StoreError
 from pimsim.explore import ResultStore, read_results, sweep
 from pimsim.explore._store import APPLICATION_ID, STORE_VERSION
+from tests._cli import error_line
 from tests.test_explore import write_sweep
 
 OBJECTIVES = "[energy_pj:min, latency_ns:min]"
@@ -112,12 +113,10 @@ def invoke(args):
 
 def one_error(result, *parts: str) -> str:
     """The single ``error:`` line of a failed command (exit status 2), holding ``parts``."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    line = error_line(result)
     for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
+        assert part in line, line
+    return line
 
 
 def commands(path: Path, spec: Path) -> list[list]:
