@@ -25,16 +25,23 @@ def _probe():
     return 0
 
 
-def _jit(fn):
-    """``numba.njit`` with an on-disk cache where numba finds a writable place for it."""
-    if numba is None:
-        return fn
+def _can_cache() -> bool:
+    """Whether numba finds a writable place for its on-disk cache (a read-only install: the
+    kernels compile in each process)."""
     try:
         numba.njit(cache=True)(_probe)
-        cache = True
-    except RuntimeError:  # a read-only install: compile in each process
-        cache = False
-    return numba.njit(cache=cache, nogil=True)(fn)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CACHE = numba is not None and _can_cache()
+
+
+def _jit(fn):
+    """``numba.njit`` (with its on-disk cache where it can write one); plain Python without
+    numba."""
+    return fn if numba is None else numba.njit(cache=_CACHE, nogil=True)(fn)
 
 
 @_jit

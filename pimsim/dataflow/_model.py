@@ -77,17 +77,14 @@ class _Resources:
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.cls: list[str] = []
-        self.kinds: list[int] = []
-        self._kind_index: dict[str, int] = {}
-
-    def kind_code(self, kind: str) -> int:
-        return self._kind_index.setdefault(kind, len(self._kind_index))
+        self.kinds: list[int] = []  # per resource, its kind's code in kind_codes
+        self.kind_codes = _Codes()
 
     def get(self, name: str, cls: str) -> int:
         if name not in self.index:
             self.index[name] = len(self.cls)
             self.cls.append(cls)
-            self.kinds.append(self.kind_code(name.split("@")[0].split("#")[0]))
+            self.kinds.append(self.kind_codes(name.split("@")[0].split("#")[0]))
         return self.index[name]
 
     @property
@@ -342,8 +339,13 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
             return res.get(port.name, port.kind)  # one chip-wide resource
         return res.get(f"{port.name}@t{tile // port.shared_by}", port.kind)
 
-    def bits_ps(bits: float, port: Port, width: int = 1) -> int:
-        return to_ps(bits / (port.bits_per_ns * width)) if bits else 0
+    def bits_ps(bits: float, port: Port) -> int:
+        return to_ps(bits / port.bits_per_ns) if bits else 0
+
+    def transfer_ps(bits: float, hops: float) -> int:
+        """A network transfer: its bits at the network's bandwidth, plus a clock per hop."""
+        d = bits_ps(bits, network)
+        return d + to_ps(hops * timing.period_ns) if d else 0
 
     per_tile_net = network is not None and not (
         network.level == "chip" and network.topology in (None, "bus")
@@ -441,10 +443,8 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
                            "buffer", "global_read"))
             if network is not None:
                 hop = network.hops if network.hops is not None else 1.0
-                d = bits_ps(in_elems * bits_in / n, network)
-                d += to_ps(hop * timing.period_ns) if d else 0
-                groups.append(([d], [port_resource(network, tiles[0])], "interconnect",
-                               "receive"))
+                groups.append(([transfer_ps(in_elems * bits_in / n, hop)],
+                               [port_resource(network, tiles[0])], "interconnect", "receive"))
         for port in in_bufs[:1]:
             per_tile(port, traffic.input_bits, "load", "buffer")
         write_group = -1
@@ -460,16 +460,10 @@ def _build(mapping, timing, granularity, samples, pipelined, data_movement):
             per_tile(port, traffic.output_bits, "store", "buffer")
         if network is not None:
             hop = network.hops if network.hops is not None else hops
-            if per_tile_net:
-                d = bits_ps(traffic.send_bits / (n * nt), network)
-                d += to_ps(hop * timing.period_ns) if d else 0
-                groups.append(([d] * nt, [port_resource(network, t) for t in tiles],
-                               "interconnect", "send"))
-            else:
-                d = bits_ps(traffic.send_bits / n, network)
-                d += to_ps(hop * timing.period_ns) if d else 0
-                groups.append(([d], [port_resource(network, tiles[0])], "interconnect",
-                               "send"))
+            senders = tiles if per_tile_net else tiles[:1]  # a chip bus: one sender
+            d = transfer_ps(traffic.send_bits / (n * len(senders)), hop)
+            groups.append(([d] * len(senders), [port_resource(network, t) for t in senders],
+                           "interconnect", "send"))
         if len(groups[-1][0]) > 1 or gbuf is not None:
             d = bits_ps(traffic.send_bits / n, gbuf) if gbuf is not None else 0
             rid = port_resource(gbuf, 0) if gbuf is not None else -1
@@ -632,7 +626,7 @@ def _summarise(layers, res, notes, graph, trace, s_trace, samples, granularity, 
     n_cls = len(graph.cls_names)
     key = (graph.layer.astype(np.int64) * n_cls + graph.cls) * (n_res + 1) + np.where(
         on, graph.resource, n_res)
-    kind_of = np.array(res.kinds + [res.kind_code("delay")], np.int64)
+    kind_of = np.array(res.kinds + [res.kind_codes("delay")], np.int64)
     rows, cells = len(layers) * n_cls, len(layers) * n_cls * (n_res + 1)
     per_class = np.zeros(rows, np.int64)
     if cells <= (1 << 21) * DENSE:  # a dense table
