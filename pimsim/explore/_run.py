@@ -32,7 +32,7 @@ from pimsim.explore._points import (
     grid_points,
     random_points,
 )
-from pimsim.explore._store import ResultStore, _advice
+from pimsim.explore._store import ResultStore
 from pimsim.explore._worker import Context, Task, accuracy_key, resolve, run_task
 from pimsim.spec._sweep import SweepSpec, load_sweep, sweep_name_problem
 
@@ -88,12 +88,11 @@ def _delete_store(path: Path, name: str) -> None:
     ``name``; refuse (and delete nothing) when the file is not a pimsim store or holds the
     results of other sweeps."""
     if path.exists():
-        try:
-            with ResultStore(path, readonly=True) as db:  # raises for a file that is not a store
+        try:  # read only, advising as for the store the sweep is about to write
+            with ResultStore(path, readonly=True, to_write=True) as db:
                 others = sorted(set(db.sweeps()) - {name})
         except StoreError as exc:
-            text = str(exc).replace(_advice(True), _advice(False))
-            raise StoreError(f"{text} (--fresh deletes only a pimsim store it can read)") from None
+            raise StoreError(f"{exc} (--fresh deletes only a pimsim store it can read)") from None
         if others:
             listed = ", ".join(repr(o) for o in others)
             raise PimsimError(

@@ -273,19 +273,21 @@ def _identify(path: Path, db: sqlite3.Connection, *, new_ok: bool, readonly: boo
     return version, tables
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
+def _connect_readonly(path: Path, readonly: bool = True) -> sqlite3.Connection:
+    """A read-only connection; errors advise as for reading, or (``readonly=False``) as for a
+    store about to be written."""
     if not path.exists():
         raise StoreError(f"{path}: no such results store (run pimsim sweep first)")
     if not path.is_file():
         raise StoreError(f"{path}: not a file")
     if path.stat().st_size == 0:
-        raise _not_a_store(path, "an empty file")
-    _sniff(path, readonly=True)
+        raise _not_a_store(path, "an empty file", readonly)
+    _sniff(path, readonly)
     uri = path.resolve().as_uri() + "?mode=ro"
     try:
         return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise _failure(path, exc, readonly=True) from None
+        raise _failure(path, exc, readonly) from None
 
 
 def _reads(method):
@@ -308,14 +310,17 @@ class ResultStore:
     a damaged one is refused with a :class:`StoreError` and left as it is, and every sqlite error
     later (a full disk, a read-only file) is raised as one too."""
 
-    def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False,
+                 to_write: bool | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        self._db = _connect_readonly(self.path) if readonly else self._connect()
+        # what an error advises: reading (another store), or writing (another --store path)
+        reading = self._reading = readonly if to_write is None else not to_write
+        self._db = _connect_readonly(self.path, reading) if readonly else self._connect()
         try:
             with self._errors():
                 if readonly:
-                    _identify(self.path, self._db, new_ok=False, readonly=True)
+                    _identify(self.path, self._db, new_ok=False, readonly=reading)
                 else:
                     self._prepare()
                 self._refresh_columns()
@@ -354,14 +359,14 @@ class ResultStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise _failure(self.path, exc, self.readonly) from None
+            raise _failure(self.path, exc, self._reading) from None
         except Exception as exc:
             pandas = sys.modules.get("pandas")  # no pandas imported: no pandas error
             if pandas is None or not isinstance(exc, pandas.errors.DatabaseError):
                 raise
             cause = exc.__cause__
             if isinstance(cause, sqlite3.Error):
-                raise _failure(self.path, cause, self.readonly) from None
+                raise _failure(self.path, cause, self._reading) from None
             raise StoreError(f"{self.path}: cannot read the results store ({exc})") from None
 
     def _prepare(self) -> None:
