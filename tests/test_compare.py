@@ -230,3 +230,13 @@ def test_breakdown_columns_are_sweep_objectives(tmp_path):
     assert len(front) >= 1
     best = frame.loc[frame["energy_adc_pj"].idxmin()]
     assert best["key"] in set(front["key"])
+
+
+def test_the_table_names_the_latency_model_each_design_ran():
+    """A chip that is not pipelined runs the event model on whole layers whatever granularity
+    was asked for: the table says so per design instead of echoing the option."""
+    sram = ROOT / "arch_specs" / "sram_charge_domain_28nm.yaml"
+    result = CliRunner().invoke(cli, ["compare", str(ISAAC), str(sram), "lenet5_mnist"])
+    assert result.exit_code == 0, result.output
+    assert ("latency model: A: event (row granularity, 2 samples); "
+            "B: event (layer granularity, 2 samples)") in result.output

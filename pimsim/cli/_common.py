@@ -170,6 +170,15 @@ def main() -> None:
     accelerators described in YAML."""
 
 
+def latency_label(report) -> str:
+    """How a report's latency was computed: ``analytical``, or the event model with the
+    granularity and samples it ran (a chip that is not pipelined runs whole layers)."""
+    flow = report.dataflow
+    if flow is None:
+        return "analytical"
+    return f"event ({flow.granularity} granularity, {flow.samples} samples)"
+
+
 def latency_options(func):
     """``--latency-model``, ``--granularity`` and ``--samples``: how ``evaluate`` and
     ``compare`` time a design (the event model's settings)."""

@@ -9,6 +9,7 @@ import click
 
 from pimsim.cli._common import (
     format_options,
+    latency_label,
     latency_options,
     main,
     set_option,
@@ -76,9 +77,8 @@ def compare(
     elif fmt == "csv":
         write(result.frame().to_csv(index=False), output)
     else:
-        model = latency_model
-        if latency_model == "event":
-            model += f" ({granularity} granularity, {samples} samples)"
+        model_a, model_b = (latency_label(r) for r in reports)
+        model = model_a if model_a == model_b else f"A: {model_a}; B: {model_b}"
         write(_table(result, (arch_a, arch_b), model), output)
     if plot:
         from pimsim.cost._compare import plot_comparison

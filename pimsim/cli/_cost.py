@@ -9,6 +9,7 @@ import click
 from pimsim.cli._common import (
     emit_table,
     format_options,
+    latency_label,
     latency_options,
     main,
     set_option,
@@ -105,9 +106,7 @@ def evaluate(
         extra = dict(report.totals)
         flow = report.dataflow
         if flow is not None:
-            extra["latency_model"] = (
-                f"event ({flow.granularity} granularity, {flow.samples} samples)"
-            )
+            extra["latency_model"] = latency_label(report)
             extra["bottleneck"] = (
                 f"{flow.bottleneck['resource']} ({flow.bottleneck['class']}, "
                 f"{flow.bottleneck['busy_ns']:.6g} ns per input)"
